@@ -1,0 +1,20 @@
+"""Shared pytest fixtures. Not a package: see pyproject's importlib mode (zeus ships a `tests` package)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO_ROOT / "tests" / "data"
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def test_data() -> Path:
+    return TEST_DATA

@@ -1,0 +1,3 @@
+from jouleflow.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,309 @@
+"""Parquet schemas, atomic run-directory writes and validated reads.
+
+This module is the only meeting point between measurement (engines, load, power) and
+analysis (steady, energy, frontier, compare, plots). It depends on pyarrow alone so that
+it runs on a bare GPU host as well as on a laptop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+# zstd keeps bundled reference runs small; level 9 is a good size/speed trade-off.
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 9}
+
+POWER = pa.schema(
+    [
+        ("t", pa.float64()),  # unix seconds
+        ("gpu", pa.int32()),  # index among the job's visible GPUs
+        ("power_w", pa.float64()),  # instant power
+        ("energy_j", pa.float64()),  # cumulative energy counter since the session started
+        ("temp_c", pa.float64()),
+    ]
+)
+
+REQUESTS = pa.schema(
+    [
+        ("request_id", pa.int64()),
+        ("t_send", pa.float64()),
+        ("t_first_token", pa.float64()),  # null when no token arrived
+        ("t_end", pa.float64()),
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("ok", pa.bool_()),
+        ("error", pa.string()),  # null when ok
+    ]
+)
+
+TOKENS = pa.schema(
+    [
+        ("request_id", pa.int64()),
+        ("t", pa.float64()),
+        ("n_tokens", pa.int32()),  # tokens carried by this streamed chunk
+    ]
+)
+
+SERVER = pa.schema(
+    [
+        ("t", pa.float64()),
+        ("running", pa.float64()),
+        ("waiting", pa.float64()),
+        ("kv_cache_usage", pa.float64()),  # fraction 0..1
+        ("preemptions", pa.float64()),  # cumulative counter
+        ("generation_tokens", pa.float64()),  # cumulative counter
+    ]
+)
+
+# Diffusion runs: one row per generated batch (per-batch windows, eq. 1 of the paper).
+BATCHES = pa.schema(
+    [
+        ("batch_index", pa.int64()),
+        ("t_start", pa.float64()),
+        ("t_end", pa.float64()),
+        ("batch_size", pa.int64()),
+        ("ok", pa.bool_()),
+        ("error", pa.string()),
+    ]
+)
+
+# A request set: what the load generator replays. Either `prompt` (completions) or
+# `messages_json` (chat; a JSON list of {role, content}, multi-turn allowed) is set.
+REQUEST_SET = pa.schema(
+    [
+        ("request_id", pa.int64()),
+        ("prompt", pa.string()),
+        ("messages_json", pa.string()),
+        ("input_tokens", pa.int64()),  # as generated / tokenized; null when unknown
+        ("max_tokens", pa.int64()),
+        ("ignore_eos", pa.bool_()),
+    ]
+)
+
+# One row per run in the campaign summary table, and the target of `jouleflow import mlenergy`.
+# Energies in joules, latencies in seconds, power in watts summed over the run's GPUs.
+SUMMARY = pa.schema(
+    [
+        ("source", pa.string()),  # jouleflow | mlenergy-v2 | mlenergy-v3
+        ("run_dir", pa.string()),  # provenance: run directory (or published file) behind the row
+        ("task", pa.string()),
+        ("model", pa.string()),  # HF id, e.g. meta-llama/Llama-3.1-8B-Instruct
+        ("modality", pa.string()),  # llm | diffusion
+        ("precision", pa.string()),  # bf16 | fp8 | ...
+        ("architecture", pa.string()),  # dense | moe (null when unknown)
+        ("total_params_b", pa.float64()),
+        ("active_params_b", pa.float64()),
+        ("gpu", pa.string()),  # GPU type, short: H100, B200, A100
+        ("num_gpus", pa.int64()),
+        ("batch_size", pa.int64()),  # max_num_seqs for LLMs, images per batch for diffusion
+        ("parallelism", pa.string()),  # tp1, tp2-ep, uly2-ring1, ...
+        ("load_format", pa.string()),  # real | dummy
+        ("status", pa.string()),  # ok | infeasible | failed
+        ("valid", pa.bool_()),
+        ("flags", pa.string()),  # comma-separated validity flags
+        ("energy_per_token_j", pa.float64()),
+        ("energy_per_response_j", pa.float64()),  # J/request (LLM), J/image or J/video (diffusion)
+        ("mean_output_tokens", pa.float64()),
+        ("tokens_per_s", pa.float64()),
+        ("mean_power_w", pa.float64()),
+        ("gpu_tdp_w", pa.float64()),  # per GPU, for the TDP-estimate comparison
+        ("median_itl_s", pa.float64()),
+        ("p90_itl_s", pa.float64()),
+        ("p95_itl_s", pa.float64()),
+        ("p99_itl_s", pa.float64()),
+        ("median_tpot_s", pa.float64()),
+        ("median_ttft_s", pa.float64()),
+        ("median_e2e_s", pa.float64()),
+        ("p90_e2e_s", pa.float64()),
+        ("batch_latency_s", pa.float64()),  # diffusion
+        ("mean_batch_size", pa.float64()),  # mean running requests in the steady window
+        ("steady_duration_s", pa.float64()),
+    ]
+)
+
+TRACE_SCHEMAS: dict[str, pa.Schema] = {
+    "power.parquet": POWER,
+    "requests.parquet": REQUESTS,
+    "tokens.parquet": TOKENS,
+    "server.parquet": SERVER,
+    "batches.parquet": BATCHES,
+}
+
+RUN_JSON = "run.json"
+SUMMARY_JSON = "summary.json"
+STATUSES = ("ok", "infeasible", "failed")
+
+
+class TraceError(ValueError):
+    """A trace file is missing, corrupt or does not match its schema. The message names the file."""
+
+
+def _with_version(schema: pa.Schema) -> pa.Schema:
+    return schema.with_metadata({b"jouleflow_schema_version": str(SCHEMA_VERSION).encode()})
+
+
+def table_from_rows(rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]], schema: pa.Schema) -> pa.Table:
+    """Build a table in `schema` from a list of row dicts or a dict of columns (extra columns kept)."""
+    if isinstance(rows, Mapping):
+        columns = dict(rows)
+    else:
+        names = list(schema.names)
+        for row in rows:
+            names.extend(k for k in row if k not in names)
+        columns = {name: [row.get(name) for row in rows] for name in names}
+    arrays, fields = [], []
+    for field in schema:
+        values = columns.pop(field.name, None)
+        if values is None:
+            values = [None] * (len(next(iter(columns.values()), [])) if columns else 0)
+        arrays.append(pa.array(values, type=field.type))
+        fields.append(field)
+    for name, values in columns.items():  # added columns: allowed, the contract names are a floor
+        arr = pa.array(values)
+        arrays.append(arr)
+        fields.append(pa.field(name, arr.type))
+    return pa.Table.from_arrays(arrays, schema=_with_version(pa.schema(fields)))
+
+
+def write_table(table: pa.Table, path: str | Path) -> None:
+    """Write a Parquet file atomically (temp file in the same directory, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, **PARQUET_OPTIONS)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    """Write JSON atomically, keys sorted so that equal content is byte-identical."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_table(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
+    """Read a Parquet trace and check it carries every column of `schema` with a compatible type."""
+    path = Path(path)
+    if schema is None:
+        schema = TRACE_SCHEMAS.get(path.name)
+    if not path.is_file():
+        raise TraceError(f"{path}: trace file is missing")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for truncated/corrupt files
+        raise TraceError(f"{path}: not a readable Parquet file ({exc})") from exc
+    if schema is not None:
+        missing = [f.name for f in schema if f.name not in table.column_names]
+        if missing:
+            raise TraceError(f"{path}: missing column(s) {', '.join(missing)}")
+        try:
+            table = table.select(list(schema.names) + [n for n in table.column_names if n not in schema.names])
+            cast = [table.column(f.name).cast(f.type) for f in schema]
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise TraceError(f"{path}: column type mismatch ({exc})") from exc
+        for i, f in enumerate(schema):
+            table = table.set_column(i, f, cast[i])
+    return table
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise TraceError(f"{path}: file is missing")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TraceError(f"{path}: invalid JSON ({exc})") from exc
+
+
+def is_complete_run(run_dir: str | Path) -> bool:
+    """A run directory is complete when its run.json exists (it is written last, inside the temp dir)."""
+    return (Path(run_dir) / RUN_JSON).is_file()
+
+
+class RunExistsError(FileExistsError):
+    """Refuse to overwrite a finished measurement."""
+
+
+@dataclass
+class RunDirWriter:
+    """Collects a run's files in a hidden temp directory next to `final_dir`, renamed into place on commit.
+
+    A killed or failed session leaves only `.<name>.partial-<host>-<pid>` behind, never a directory
+    that looks complete. An existing complete run is never overwritten: commit() raises instead.
+    """
+
+    final_dir: Path
+
+    def __post_init__(self) -> None:
+        self.final_dir = Path(self.final_dir)
+        if is_complete_run(self.final_dir):
+            raise RunExistsError(
+                f"{self.final_dir}: a finished run is already there; move it away to re-measure"
+            )
+        self.final_dir.parent.mkdir(parents=True, exist_ok=True)
+        tag = f"{socket.gethostname()}-{os.getpid()}"
+        self.tmp_dir = self.final_dir.parent / f".{self.final_dir.name}.partial-{tag}"
+        if self.tmp_dir.exists():
+            shutil.rmtree(self.tmp_dir)
+        self.tmp_dir.mkdir(parents=True)
+
+    def path(self, name: str) -> Path:
+        return self.tmp_dir / name
+
+    def write_trace(self, name: str, rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> Path:
+        schema = TRACE_SCHEMAS[name]
+        out = self.path(name)
+        write_table(table_from_rows(rows, schema), out)
+        return out
+
+    def commit(self, run_json: Mapping[str, Any]) -> Path:
+        """Write run.json last, then move the directory into place atomically."""
+        status = run_json.get("status")
+        if status not in STATUSES:
+            raise ValueError(f"run.json status must be one of {STATUSES}, got {status!r}")
+        doc = {"schema_version": SCHEMA_VERSION, **run_json}
+        write_json(doc, self.path(RUN_JSON))
+        if is_complete_run(self.final_dir):
+            raise RunExistsError(f"{self.final_dir}: a finished run appeared while measuring; kept {self.tmp_dir}")
+        if self.final_dir.exists():  # an empty or incomplete leftover (e.g. made by Snakemake): replace it
+            shutil.rmtree(self.final_dir)
+        os.replace(self.tmp_dir, self.final_dir)
+        return self.final_dir
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """Load run.json and check the traces its status promises are there and valid."""
+    run_dir = Path(run_dir)
+    meta = read_json(run_dir / RUN_JSON)
+    version = meta.get("schema_version")
+    if version is not None and version > SCHEMA_VERSION:
+        raise TraceError(f"{run_dir / RUN_JSON}: schema version {version} is newer than this jouleflow ({SCHEMA_VERSION})")
+    return meta
