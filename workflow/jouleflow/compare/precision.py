@@ -255,6 +255,8 @@ def compare_precision(
             if fp8_models
             else "the summary has no model whose id ends in -FP8"
         )
+        if exclude_models or min_batch is not None or tasks:
+            why += f" (after filters: tasks={tasks or 'all'}, excluded={list(exclude_models)}, min batch={min_batch})"
         raise NoComparablePairs(f"no comparable pairs: {why}")
     result = PrecisionResult(col, list(buckets), pairs)
     if all(s.total == 0 for _, s in result.bucket_stats()):
