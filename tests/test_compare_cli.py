@@ -131,3 +131,12 @@ def test_every_analysis_runs_through_the_console_entry(summary, tmp_path):
     ).stdout
     for name in ("gpus", "precision", "scaling", "tasks", "moe", "tdp"):
         assert name in help_text
+
+
+def test_outputs_get_the_usual_file_mode(capsys, summary, tmp_path):
+    old = os.umask(0o022)
+    try:
+        run(capsys, "scaling", "--summary", summary, "-o", tmp_path / "t.csv", "--allow-empty")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t.csv").stat().st_mode & 0o777 == 0o644

@@ -173,7 +173,7 @@ class ScalingResult:
         ax.set_ylim(0, 112)
         ax.set_ylabel("share of cases (%)")
         ax.set_title("More GPUs at the same batch size")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
         ax.grid(True, axis="y", alpha=0.3)
         return output.save_figure(fig, path)
 

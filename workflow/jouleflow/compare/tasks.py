@@ -140,7 +140,8 @@ class TasksResult:
             x = list(range(len(tasks)))
             ax.bar(x, [r["jpr"] for r in g.rows], 0.6, color="tab:blue")
             for i, r in enumerate(g.rows):
-                label = f"{r['jpr']:.3g} J\n{r['jpt_max']:.3g} J/tok @ b{r['max_batch']}"
+                jpr = f"{r['jpr']:,.0f}" if r["jpr"] >= 100 else f"{r['jpr']:.3g}"
+                label = f"{jpr} J\n{r['jpt_max']:.3g} J/tok @ b{r['max_batch']}"
                 ax.text(i, r["jpr"], label, ha="center", va="bottom", fontsize=8)
             ax.set_yscale("log")
             ax.set_xticks(x)
