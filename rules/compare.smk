@@ -1,0 +1,161 @@
+# Cross-configuration comparisons (jouleflow compare ...) over a summary Parquet: this campaign's
+# summary, a given one (compare.summary), or ML.ENERGY's published results imported on the fly
+# (compare.published.path). Each analysis writes results/compare/<name>.{csv,md,png,svg}.
+# Nothing here measures: changing an analysis setting reruns only these rules.
+
+COMPARE = config.get("compare") or {}
+COMPARE_DIR = "results/compare"
+# The campaign's summary table (written by the summary rule) when no other source is configured.
+COMPARE_CAMPAIGN_SUMMARY = "results/summary.parquet"
+
+
+include: "compare_functions.smk"
+
+
+wildcard_constraints:
+    compare_name="[A-Za-z0-9._-]+",
+    compare_metric="[a-z0-9_]+",
+
+
+rule compare_all:
+    input:
+        compare_targets(),
+
+
+rule compare_import_published:
+    input:
+        (COMPARE.get("published") or {}).get("path") or [],
+    output:
+        f"{COMPARE_DIR}/published/summary.parquet",
+    log:
+        "logs/compare/import-published.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "jouleflow import mlenergy {input} -o {output} > {log} 2>&1"
+
+
+rule compare_gpus:
+    input:
+        summary=compare_summary(),
+    output:
+        csv=report(f"{COMPARE_DIR}/gpus-{{compare_name}}.csv", caption="../report/compare/gpus.rst",
+                   category="Comparisons", subcategory="GPU generations"),
+        md=f"{COMPARE_DIR}/gpus-{{compare_name}}.md",
+        png=report(f"{COMPARE_DIR}/gpus-{{compare_name}}.png", caption="../report/compare/gpus.rst",
+                   category="Comparisons", subcategory="GPU generations"),
+        svg=f"{COMPARE_DIR}/gpus-{{compare_name}}.svg",
+    params:
+        opts=compare_gpus_opts,
+    log:
+        "logs/compare/gpus-{compare_name}.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "jouleflow compare gpus --summary {input.summary} {params.opts} "
+        "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
+
+
+rule compare_precision:
+    input:
+        summary=compare_summary(),
+    output:
+        csv=report(f"{COMPARE_DIR}/precision-{{compare_metric}}.csv", caption="../report/compare/precision.rst",
+                   category="Comparisons", subcategory="FP8 vs BF16"),
+        md=f"{COMPARE_DIR}/precision-{{compare_metric}}.md",
+        png=report(f"{COMPARE_DIR}/precision-{{compare_metric}}.png", caption="../report/compare/precision.rst",
+                   category="Comparisons", subcategory="FP8 vs BF16"),
+        svg=f"{COMPARE_DIR}/precision-{{compare_metric}}.svg",
+    params:
+        opts=compare_precision_opts,
+    log:
+        "logs/compare/precision-{compare_metric}.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "jouleflow compare precision --summary {input.summary} {params.opts} "
+        "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
+
+
+rule compare_scaling:
+    input:
+        summary=compare_summary(),
+    output:
+        csv=report(f"{COMPARE_DIR}/scaling-{{compare_name}}.csv", caption="../report/compare/scaling.rst",
+                   category="Comparisons", subcategory="Multi-GPU scaling"),
+        md=f"{COMPARE_DIR}/scaling-{{compare_name}}.md",
+        png=report(f"{COMPARE_DIR}/scaling-{{compare_name}}.png", caption="../report/compare/scaling.rst",
+                   category="Comparisons", subcategory="Multi-GPU scaling"),
+        svg=f"{COMPARE_DIR}/scaling-{{compare_name}}.svg",
+    params:
+        opts=compare_scaling_opts,
+    log:
+        "logs/compare/scaling-{compare_name}.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "jouleflow compare scaling --summary {input.summary} {params.opts} "
+        "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
+
+
+rule compare_tasks:
+    input:
+        summary=compare_summary(),
+    output:
+        csv=report(f"{COMPARE_DIR}/tasks-{{compare_name}}.csv", caption="../report/compare/tasks.rst",
+                   category="Comparisons", subcategory="Tasks"),
+        md=f"{COMPARE_DIR}/tasks-{{compare_name}}.md",
+        png=report(f"{COMPARE_DIR}/tasks-{{compare_name}}.png", caption="../report/compare/tasks.rst",
+                   category="Comparisons", subcategory="Tasks"),
+        svg=f"{COMPARE_DIR}/tasks-{{compare_name}}.svg",
+    params:
+        opts=compare_tasks_opts,
+    log:
+        "logs/compare/tasks-{compare_name}.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "jouleflow compare tasks --summary {input.summary} {params.opts} "
+        "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
+
+
+rule compare_moe:
+    input:
+        summary=compare_summary(),
+    output:
+        csv=report(f"{COMPARE_DIR}/moe.csv", caption="../report/compare/moe.rst", category="Comparisons",
+                   subcategory="MoE vs dense"),
+        md=f"{COMPARE_DIR}/moe.md",
+        png=report(f"{COMPARE_DIR}/moe.png", caption="../report/compare/moe.rst", category="Comparisons",
+                   subcategory="MoE vs dense"),
+        svg=f"{COMPARE_DIR}/moe.svg",
+    params:
+        opts=compare_moe_opts,
+    log:
+        "logs/compare/moe.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "jouleflow compare moe --summary {input.summary} {params.opts} "
+        "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
+
+
+rule compare_tdp:
+    input:
+        summary=compare_summary(),
+    output:
+        csv=report(f"{COMPARE_DIR}/tdp.csv", caption="../report/compare/tdp.rst", category="Comparisons",
+                   subcategory="TDP estimate"),
+        md=f"{COMPARE_DIR}/tdp.md",
+        png=report(f"{COMPARE_DIR}/tdp.png", caption="../report/compare/tdp.rst", category="Comparisons",
+                   subcategory="TDP estimate"),
+        svg=f"{COMPARE_DIR}/tdp.svg",
+    params:
+        opts=compare_tdp_opts,
+    log:
+        "logs/compare/tdp.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "jouleflow compare tdp --summary {input.summary} {params.opts} "
+        "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"

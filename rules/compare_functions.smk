@@ -1,0 +1,95 @@
+# Input and parameter functions of rules/compare.smk (kept apart: Snakemake's linter wants
+# functions and rules in separate files).
+
+import re
+import shlex
+
+
+def compare_summary():
+    if (COMPARE.get("published") or {}).get("path"):
+        return f"{COMPARE_DIR}/published/summary.parquet"
+    return COMPARE.get("summary") or COMPARE_CAMPAIGN_SUMMARY
+
+
+def compare_slug(text):
+    """Model ids as file names: meta-llama/Llama-3.1-8B -> meta-llama--Llama-3.1-8B."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", re.sub(r"[\\/]", "--", str(text)))
+
+
+def compare_entry(section, wildcard):
+    """The config entry a wildcard names: `name` for gpus/scaling, the model's slug for tasks."""
+    for item in COMPARE.get(section) or []:
+        key = compare_slug(item["model"]) if section == "tasks" else str(item["name"])
+        if key == wildcard:
+            return item
+    raise ValueError(f"config compare.{section}: no entry for {wildcard!r}")
+
+
+def compare_opt(flag, value):
+    """A quoted CLI option, or nothing when the config leaves it unset."""
+    if value is None or value == [] or value == "" or value == {}:
+        return ""
+    if isinstance(value, dict):
+        value = ",".join(f"{k}={v}" for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    return f"{flag} {shlex.quote(str(value))}"
+
+
+def compare_opts(*pairs):
+    return " ".join(filter(None, [compare_opt(flag, value) for flag, value in pairs] + [compare_common_opts()]))
+
+
+def compare_gpus_opts(wildcards):
+    e = compare_entry("gpus", wildcards.compare_name)
+    return compare_opts(("--a", e["a"]), ("--b", e["b"]), ("--latency", e.get("latency")),
+                        ("--deadlines", e["deadlines"]), ("--energy", e.get("energy")), ("--tasks", e.get("tasks")))
+
+
+def compare_precision_opts(wildcards):
+    e = COMPARE.get("precision") or {}
+    return compare_opts(("--metric", wildcards.compare_metric), ("--buckets", e.get("buckets")),
+                        ("--tasks", e.get("tasks")), ("--exclude-models", e.get("exclude_models")),
+                        ("--min-batch", e.get("min_batch")))
+
+
+def compare_scaling_opts(wildcards):
+    e = compare_entry("scaling", wildcards.compare_name)
+    return compare_opts(("--energy", e.get("energy")), ("--latency", e.get("latency")), ("--tasks", e.get("tasks")))
+
+
+def compare_tasks_opts(wildcards):
+    e = compare_entry("tasks", wildcards.compare_name)
+    return compare_opts(("--model", e["model"]), ("--gpu", e.get("gpu")), ("--num-gpus", e.get("num_gpus")),
+                        ("--tasks", e.get("tasks")), ("--reference", e.get("reference")))
+
+
+def compare_moe_opts(wildcards):
+    e = COMPARE.get("moe") or {}
+    return compare_opts(("--energy", e.get("energy")), ("--tolerance", e.get("tolerance")),
+                        ("--num-gpus", e.get("num_gpus")), ("--tasks", e.get("tasks")))
+
+
+def compare_tdp_opts(wildcards):
+    e = COMPARE.get("tdp") or {}
+    return compare_opts(("--tdp", e.get("tdp_w")), ("--tasks", e.get("tasks")))
+
+
+def compare_common_opts():
+    return "--allow-empty" if COMPARE.get("allow_empty", True) else ""
+
+
+def compare_outputs(stem):
+    return [f"{COMPARE_DIR}/{stem}.{ext}" for ext in ("csv", "md", "png", "svg")]
+
+
+def compare_targets():
+    """Every comparison output the config asks for (add to `rule all`)."""
+    stems = [f"gpus-{g['name']}" for g in COMPARE.get("gpus") or []]
+    precision = COMPARE.get("precision")
+    if precision:
+        stems += [f"precision-{m}" for m in precision.get("metrics") or ["energy_per_token", "median_itl"]]
+    stems += [f"scaling-{s['name']}" for s in COMPARE.get("scaling") or []]
+    stems += [f"tasks-{compare_slug(t['model'])}" for t in COMPARE.get("tasks") or []]
+    stems += [name for name in ("moe", "tdp") if COMPARE.get(name)]
+    return [path for stem in stems for path in compare_outputs(stem)]
