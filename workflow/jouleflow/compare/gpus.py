@@ -148,7 +148,7 @@ class GpuComparisonResult:
                 summary_rows,
                 ["deadline", "wins", "total", "median_change", "min_change", "max_change"],
                 fmt,
-                {"wins": f"{b} wins"},
+                {"wins": f"{b} wins", **output.CHANGE_HEADERS},
             )
         )
         rows = [

@@ -130,7 +130,7 @@ class MoeResult:
                         "min_change": "pct",
                         "max_change": "pct",
                     },
-                    {"wins": "MoE wins"},
+                    {"wins": "MoE wins", **output.CHANGE_HEADERS},
                 ),
                 "\n## Pairs\n",
                 output.markdown_table(

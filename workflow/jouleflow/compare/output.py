@@ -13,6 +13,7 @@ import polars as pl
 # Column formats for Markdown: "pct" (signed percent), "ratio" (x), "g" (4 significant digits),
 # "int", "str" (default).
 Formats = Mapping[str, str]
+CHANGE_HEADERS = {"median_change": "median change", "min_change": "min", "max_change": "max"}
 
 
 def format_value(value: Any, kind: str = "str") -> str:

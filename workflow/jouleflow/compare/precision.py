@@ -170,7 +170,7 @@ class PrecisionResult:
                     "min_change": "pct",
                     "max_change": "pct",
                 },
-                {"range": "batch size", "wins": "FP8 wins"},
+                {"range": "batch size", "wins": "FP8 wins", **output.CHANGE_HEADERS},
             )
         )
         if self.outside:
