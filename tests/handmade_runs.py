@@ -62,7 +62,9 @@ def active_at(schedule: list[tuple[float, float]], t: float) -> int:
     return sum(1 for first, end in schedule if first <= t < end)
 
 
-def server_for(schedule: list[tuple[float, float]], t_from: float = 1000.0, t_to: float = 1050.0) -> list[dict]:
+def server_for(
+    schedule: list[tuple[float, float]], t_from: float = 1000.0, t_to: float = 1050.0
+) -> list[dict]:
     rows, t = [], t_from
     while t <= t_to:
         rows.append(
@@ -81,13 +83,21 @@ def server_for(schedule: list[tuple[float, float]], t_from: float = 1000.0, t_to
 
 def constant_power(watts: float = 500.0, gpus: int = 2, t_from: float = 1000.3, n: int = 60) -> list[dict]:
     return [
-        {"t": t_from + k, "gpu": g, "power_w": watts, "energy_j": watts * (t_from + k - 1000.0), "temp_c": 50.0}
+        {
+            "t": t_from + k,
+            "gpu": g,
+            "power_w": watts,
+            "energy_j": watts * (t_from + k - 1000.0),
+            "temp_c": 50.0,
+        }
         for g in range(gpus)
         for k in range(n)
     ]
 
 
-def run_json(batch: int = BATCH, status: str = "ok", gpus: int = 2, power_limit_w: float = 700.0, **provenance: Any) -> dict:
+def run_json(
+    batch: int = BATCH, status: str = "ok", gpus: int = 2, power_limit_w: float = 700.0, **provenance: Any
+) -> dict:
     return {
         "status": status,
         "reason": None if status == "ok" else "test reason",

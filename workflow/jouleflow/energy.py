@@ -17,9 +17,12 @@ import polars as pl
 from jouleflow import steady, traces, validity
 from jouleflow.latency import latency_summary
 from jouleflow.power_trace import gpu_traces, window_energy
+from jouleflow.run_row import gpu_short_name, summary_row
 from jouleflow.validity import DEFAULT_THRESHOLDS, Flags, Thresholds
 
 SUMMARY_SCHEMA_VERSION = 1
+
+__all__ = ["analyze_run", "gpu_short_name", "load_run", "summary_row", "write_summary"]
 
 
 @dataclass
