@@ -227,3 +227,13 @@ def test_failed_status_keeps_the_numbers(tmp_path):
     s = analyze_run(reference_run(tmp_path / "run", meta=run_json(status="failed")))
     assert s["flags"] == ["status-not-ok"] and s["valid"] is False
     assert s["energy_per_token_j"] == pytest.approx(32500 / 70)
+
+
+def test_data_parallel_full_batch_is_b_times_replicas(tmp_path):
+    # B = 1 per engine, 2 replicas: the reference run's 2 concurrent requests are a full batch
+    meta = run_json(batch=1)
+    meta["config"]["data_parallel"] = 2
+    s = analyze_run(reference_run(tmp_path / "run", meta=meta))
+    assert s["full_batch"] == 2 and s["batch_size"] == 1
+    assert (s["steady_start"], s["steady_end"]) == (1011.0, 1043.5)
+    assert s["energy_per_token_j"] == pytest.approx(32500 / 70) and s["valid"] is True

@@ -61,14 +61,21 @@ def load_run(run_dir: str | Path) -> RunData:
     )
 
 
-def batch_size_of(meta: dict[str, Any], source: str) -> int:
+def full_batch_of(meta: dict[str, Any], source: str) -> int:
+    """Concurrent requests when the server is full: config.batch_size (max_num_seqs, per engine) x data_parallel.
+
+    With data parallelism each engine replica runs up to max_num_seqs requests, and the scraped
+    `running` is their sum, so the steady state is dp x B requests in flight.
+    """
+    config = meta.get("config") or {}
     try:
-        batch = int(meta["config"]["batch_size"])
+        batch = int(config["batch_size"])
+        replicas = int(config.get("data_parallel") or 1)
     except (KeyError, TypeError, ValueError) as exc:
-        raise traces.TraceError(f"{source}: run.json has no integer config.batch_size") from exc
-    if batch < 1:
-        raise traces.TraceError(f"{source}: config.batch_size must be >= 1, got {batch}")
-    return batch
+        raise traces.TraceError(f"{source}: run.json needs an integer config.batch_size ({exc})") from exc
+    if batch < 1 or replicas < 1:
+        raise traces.TraceError(f"{source}: config.batch_size and config.data_parallel must be >= 1")
+    return batch * replicas
 
 
 def has_energy_sensor(run: RunData) -> bool:
@@ -110,6 +117,7 @@ def empty_summary(meta: dict[str, Any], thresholds: Thresholds) -> dict[str, Any
         reason=meta.get("reason"),
         energy_source=meta.get("provenance", {}).get("energy_source"),
         batch_size=meta.get("config", {}).get("batch_size"),
+        full_batch=None,
         config_hash=meta.get("config_hash"),
         thresholds=thresholds.to_dict(),
         window_server=None,
@@ -140,7 +148,8 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
         flags.raise_flag(validity.NO_STEADY_STATE, "no requests were recorded")
         return finish(out, flags)
 
-    batch = batch_size_of(meta, str(run.run_dir / traces.RUN_JSON))
+    batch = full_batch_of(meta, str(run.run_dir / traces.RUN_JSON))
+    out["full_batch"] = batch
     req, tok = run.requests, run.tokens.filter(pl.col("n_tokens") > 0)
     ok = req.filter(pl.col("ok").fill_null(False))
     out.update(num_requests=req.height, num_ok=ok.height, num_failed=req.height - ok.height)
