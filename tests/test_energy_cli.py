@@ -81,8 +81,8 @@ def test_missing_trace_of_an_ok_run_is_named(tmp_path):
 
 def test_cli_rejects_bad_thresholds_and_missing_dirs(tmp_path):
     run = reference_run(tmp_path / "run")
-    done = jouleflow("energy", str(run), "--min-window", "-5")
-    assert done.returncode == 2 and "min_window_s" in done.stderr
+    done = jouleflow("energy", str(run), "--min-batch-fraction", "-0.5")
+    assert done.returncode == 2 and "min_batch_fraction" in done.stderr
     done = jouleflow("energy", str(tmp_path / "nope"))
     assert done.returncode == 2 and "nope" in done.stderr
 
@@ -198,3 +198,12 @@ def test_diffusion_without_power_gives_no_energy(tmp_path):
     s = analyze_run(writer.commit(meta))
     assert s["energy_per_image_j"] is None and "no-energy-sensor" in s["flags"]
     assert s["batch_latency_s"] == pytest.approx(1.0)
+
+
+def test_cli_min_window_accepts_units(tmp_path):
+    run = reference_run(tmp_path / "run")  # window 32.5 s
+    done = jouleflow("energy", str(run), "--min-window", "0.6min", "-o", str(tmp_path / "a.json"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "a.json").read_text())["thresholds"]["min_window_s"] == pytest.approx(36.0)
+    done = jouleflow("energy", str(run), "--min-window", "20 parsecs")
+    assert done.returncode == 2 and "not a duration" in done.stderr
