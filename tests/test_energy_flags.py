@@ -182,3 +182,9 @@ def test_bad_thresholds_are_rejected():
         Thresholds(min_window_s=-1)
     with pytest.raises(ValueError, match="full_batch_tolerance"):
         Thresholds(full_batch_tolerance=1.0)
+
+
+def test_gpu_without_power_samples_gives_no_energy(tmp_path):
+    power = [row for row in constant_power() if row["gpu"] == 0]  # run.json lists GPUs 0 and 1
+    s = with_flag(analyze_run(reference_run(tmp_path / "run", power=power)), "power-trace-gap")
+    assert s["steady_energy_j"] is None and "[1]" in s["flag_details"]["power-trace-gap"]

@@ -18,10 +18,11 @@ from jouleflow.energy import (
     empty_summary,
     finish,
     has_energy_sensor,
+    job_gpu_traces,
     power_limits_w,
 )
 from jouleflow.latency import percentile
-from jouleflow.power_trace import gpu_traces, window_energy
+from jouleflow.power_trace import window_energy
 from jouleflow.validity import DEFAULT_THRESHOLDS, Flags, Thresholds
 
 
@@ -55,7 +56,9 @@ def analyze_diffusion(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS)
     if not sensor:
         return finish(out, flags)
 
-    traces = gpu_traces(run.power)
+    traces = job_gpu_traces(run, flags)
+    if traces is None:
+        return finish(out, flags)
     per_gpu: dict[int, float] = {}
     total, uncovered, resets = 0.0, set(), {}
     for start, end in zip(ok["t_start"].to_list(), ok["t_end"].to_list(), strict=True):

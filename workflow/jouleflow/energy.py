@@ -16,7 +16,7 @@ import polars as pl
 
 from jouleflow import steady, traces, validity
 from jouleflow.latency import latency_summary
-from jouleflow.power_trace import gpu_traces, window_energy
+from jouleflow.power_trace import GpuTrace, gpu_traces, window_energy
 from jouleflow.run_row import gpu_short_name, summary_row
 from jouleflow.validity import DEFAULT_THRESHOLDS, Flags, Thresholds
 
@@ -225,11 +225,31 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
     return finish(out, flags)
 
 
+def job_gpu_traces(run: RunData, flags: Flags) -> dict[int, GpuTrace] | None:
+    """Per-GPU counter traces; None (and `power-trace-gap`) when a GPU of the job has no samples.
+
+    The job's GPUs are those listed in run.json provenance.gpus; summing only some of them would
+    under-report the energy, so the run gets no energy figure instead.
+    """
+    by_gpu = gpu_traces(run.power)
+    expected = set(power_limits_w(run.meta))
+    missing = sorted(expected - set(by_gpu))
+    if missing or not by_gpu:
+        flags.raise_flag(
+            validity.POWER_TRACE_GAP, f"no power samples for GPU(s) {missing or 'any'} of the job"
+        )
+        return None
+    return by_gpu
+
+
 def _account_energy(
     run: RunData, out: dict[str, Any], flags: Flags, thresholds: Thresholds, start: float, stop: float
 ) -> None:
     duration = stop - start
-    energy = window_energy(gpu_traces(run.power), start, stop)
+    traces_by_gpu = job_gpu_traces(run, flags)
+    if traces_by_gpu is None:
+        return
+    energy = window_energy(traces_by_gpu, start, stop)
     if energy.uncovered_gpus:
         flags.raise_flag(
             validity.POWER_TRACE_GAP,
