@@ -2,17 +2,25 @@
 
 The modules inside use no package-relative imports, so a subprocess can also import them as
 top-level modules with this directory on PYTHONPATH (that is how sitecustomize.py works).
+The `fake_gpu` fixture lives in fakegpu.plugin (register it with pytest_plugins); it is not
+imported here so that pytest can still rewrite the plugin's asserts.
 """
 
-from fakegpu.fake_nvml import FakeGPUConfig, FakeNVML, PowerProfile, install, uninstall
-from fakegpu.plugin import FAKEGPU_DIR, fake_gpu, subprocess_env
+from fakegpu.fake_nvml import (
+    FAKEGPU_DIR,
+    FakeGPUConfig,
+    FakeNVML,
+    PowerProfile,
+    install,
+    subprocess_env,
+    uninstall,
+)
 
 __all__ = [
     "FAKEGPU_DIR",
     "FakeGPUConfig",
     "FakeNVML",
     "PowerProfile",
-    "fake_gpu",
     "install",
     "subprocess_env",
     "uninstall",

@@ -50,6 +50,15 @@ MEMORY_TOTAL_B = 81_559 * 2**20
 # Counter offsets make absolute counter values obviously different from session energy.
 ENERGY_OFFSET_MJ = 5_000_000_000
 ENERGY_OFFSET_STEP_MJ = 100_000_000
+FAKEGPU_DIR = os.path.dirname(os.path.abspath(__file__))
+# Variables that change which GPUs Zeus sees or route it to a daemon: cleared for fake runs.
+GPU_ENV_VARS = (
+    "CUDA_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "ZEUSD_SOCK_PATH",
+    "ZEUSD_HOST_PORT",
+    "ZEUSD_TOKEN",
+)
 # Functions that are pure helpers in pynvml, not calls into the library.
 _KEEP_REAL = {"nvmlStructToFriendlyObject", "nvmlFriendlyObjectToStruct"}
 
@@ -374,3 +383,17 @@ def uninstall() -> None:
 
 def active() -> FakeNVML | None:
     return _active
+
+
+def subprocess_env(fake: FakeNVML, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a child Python process that sees the same fake GPUs on the same power clock.
+
+    Prepends this directory to PYTHONPATH (so sitecustomize.py installs the fake there) and
+    clears CUDA_VISIBLE_DEVICES & co.; set them on the result where a test needs them.
+    """
+    env = dict(os.environ if base is None else base)
+    for var in GPU_ENV_VARS:
+        env.pop(var, None)
+    env.update(fake.config.to_env())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [FAKEGPU_DIR, env.get("PYTHONPATH", "")]))
+    return env

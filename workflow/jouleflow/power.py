@@ -258,7 +258,7 @@ class SessionEnergyCheck:
                 f"ZeusMonitor monitors GPUs {self.monitor.gpu_indices} of {len(seen)} visible, "
                 f"expected {self.gpu_indices}; {self._environment()}"
             )
-        self._t_begin: float | None = None
+        self._t_begin: tuple[float, float] | None = None
 
     @staticmethod
     def _environment() -> str:
@@ -267,17 +267,27 @@ class SessionEnergyCheck:
         return describe_gpu_environment()
 
     def begin(self) -> None:
-        self._t_begin = time.time()
+        before = time.time()
         self.monitor.begin_window(self.WINDOW, sync_execution=False)
+        self._t_begin = (before, time.time())
 
     def end(self) -> dict:
-        """{"time_s", "energy_j": {gpu: J}, "t_begin", "t_end"} (unix times bracket Zeus's own)."""
+        """{"time_s", "energy_j": {gpu: J}} plus unix t_begin / t_end, each ± its *_err_s.
+
+        Zeus reads the counters at some instant inside [t - err, t + err] of each end, which
+        lets the sampler's record be compared with this window to a known precision.
+        """
         if self._t_begin is None:
             raise RuntimeError("SessionEnergyCheck.end() before begin()")
+        before = time.time()
         measurement = self.monitor.end_window(self.WINDOW, sync_execution=False)
+        after = time.time()
+        b0, b1 = self._t_begin
         return {
             "time_s": measurement.time,
             "energy_j": {i: measurement.gpu_energy[i] for i in self.gpu_indices},
-            "t_begin": self._t_begin,
-            "t_end": time.time(),
+            "t_begin": (b0 + b1) / 2,
+            "t_begin_err_s": (b1 - b0) / 2,
+            "t_end": (before + after) / 2,
+            "t_end_err_s": (after - before) / 2,
         }
