@@ -295,3 +295,16 @@ def test_the_package_never_reaches_the_fake(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "fa4e0000" not in out.stdout  # the fake's UUIDs
     assert out.stdout.startswith("NoGPUError") or out.stdout.startswith("[")
+
+
+def test_missing_temperature_never_costs_an_energy_sample(fake_gpu, monkeypatch):
+    import pynvml
+
+    def unsupported(*_args, **_kwargs):
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetTemperatureV", unsupported)
+    sampler, rows = sample_for(0.3, period_s=0.05)
+    assert len(rows) >= 5 and sampler.read_errors == 0
+    assert {r["temp_c"] for r in rows} == {None}
+    assert rows[-1]["energy_j"] > 0

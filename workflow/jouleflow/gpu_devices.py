@@ -64,7 +64,10 @@ def visible_gpus(gpu_indices: list[int] | None = None) -> tuple[Any, list[int]]:
 
 def _nvml_handle(gpus: Any, index: int) -> Any | None:
     """pynvml handle of a visible GPU, or None when it is not an NVIDIA GPU (e.g. AMD via amdsmi)."""
-    return getattr(gpus.gpus[index], "handle", None) if type(gpus).__name__ == "NVIDIAGPUs" else None
+    from zeus.device.gpu.nvidia import NVIDIAGPU
+
+    gpu = gpus.gpus[index]
+    return gpu.handle if isinstance(gpu, NVIDIAGPU) else None
 
 
 def _read(fn: Any, *args: Any) -> Any:

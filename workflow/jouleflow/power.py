@@ -64,6 +64,7 @@ class PowerSampler:
         self._first_mj: dict[int, int] = {}
         self._last_mj: dict[int, int] = {}
         self._latest: dict[int, float] = {}
+        self._has_temperature = set(self.gpu_indices)
         self._consecutive_errors = dict.fromkeys(self.gpu_indices, 0)
         self.read_errors = 0
         self._fatal: BaseException | None = None
@@ -103,10 +104,13 @@ class PowerSampler:
             power_w = gpus.get_average_power_usage(i) / 1000.0
         else:
             power_w = math.nan
-        try:
-            temp_c = float(gpus.get_gpu_temperature(i))
-        except Exception:  # temperature is informative only; never lose an energy sample for it
-            temp_c = math.nan
+        temp_c = math.nan
+        if i in self._has_temperature:
+            try:
+                temp_c = float(gpus.get_gpu_temperature(i))
+            except Exception as exc:  # informative only: never lose an energy sample for it
+                self._has_temperature.discard(i)
+                logger.warning("GPU %d: temperature unavailable (%s); temp_c left empty from now on", i, exc)
         last = self._last_mj.get(i)
         if last is not None and counter_mj < last:
             raise PowerSamplingError(
@@ -240,7 +244,14 @@ class SessionEnergyCheck:
         if old:
             raise NoGPUError(f"GPU(s) {old} have no energy counter (pre-Volta)")
         from zeus.device.gpu.common import EmptyGPUs
-        from zeus.monitor import ZeusMonitor
+
+        try:
+            from zeus.monitor import ZeusMonitor
+        except ImportError as exc:  # zeus.monitor.power imports scikit-learn; the sampler does not need it
+            raise ImportError(
+                f"the ZeusMonitor cross-check needs zeus.monitor, which failed to import ({exc}); "
+                "install zeus's dependencies (scikit-learn) or skip the cross-check"
+            ) from exc
 
         try:
             self.monitor = ZeusMonitor(
