@@ -56,9 +56,12 @@ def sample_for(seconds: float, **kwargs: object) -> tuple[PowerSampler, list[dic
 
 
 def test_rows_follow_the_power_signal_and_the_counter_is_its_integral(fake_gpu):
-    fake_gpu.configure(FakeGPUConfig(count=1, power_w="120,0.5:480"))
+    sampler = PowerSampler(period_s=0.05)
+    fake_gpu.set_power("120,0.5:480")  # counted from now: Zeus's set-up time does not matter
     t0 = fake_gpu.t0
-    sampler, rows = sample_for(1.2, period_s=0.05)
+    with sampler:
+        time.sleep(1.2)
+    rows = sampler.stop()
 
     assert [r["gpu"] for r in rows] == [0] * len(rows)
     times = [r["t"] for r in rows]
@@ -310,3 +313,18 @@ def test_missing_temperature_never_costs_an_energy_sample(fake_gpu, monkeypatch)
     assert len(rows) >= 5 and sampler.read_errors == 0
     assert {r["temp_c"] for r in rows} == {None}
     assert rows[-1]["energy_j"] > 0
+
+
+def test_fake_counter_stays_continuous_when_the_signal_changes(fake_gpu):
+    import pynvml
+
+    pynvml.nvmlInit()
+    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    before = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    fake_gpu.set_power("1000")
+    t_switch = fake_gpu.t0
+    time.sleep(0.2)
+    after = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    elapsed = time.time() - t_switch
+    # 300 W until the switch (a few ms at most), then 1000 W; whole-mJ floors on both reads.
+    assert 1000 * 1000 * (elapsed - 0.05) <= after - before <= 1000 * 1000 * elapsed + 300 * 1000 * 0.05 + 2

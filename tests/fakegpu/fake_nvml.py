@@ -11,17 +11,8 @@ offset, so tests can check accounting to the joule.
 
 Tests only. Nothing under workflow/ imports this module or reads the FAKE_GPU_* variables.
 
-Configuration (environment, read by `FakeGPUConfig.from_env`, used by sitecustomize.py):
-  FAKE_GPU_COUNT       number of physical GPUs (default 1)
-  FAKE_GPU_NAME        device name (default "NVIDIA H100 80GB HBM3")
-  FAKE_GPU_POWER_W     power profile(s): "300" (constant) or "80,2:700,10:300" (80 W, from
-                       t0+2 s 700 W, from t0+10 s 300 W); per-GPU profiles separated by ";"
-                       (the last one repeats for the remaining GPUs)
-  FAKE_GPU_T0          unix seconds the profile times count from (default: installation time)
-  FAKE_GPU_ARCH        NVML architecture name suffix (default HOPPER; PASCAL has no energy counter)
-  FAKE_GPU_PROCESSES   compute processes, "physical_index:pid:used_mib,..."
-  FAKE_GPU_INIT_ERROR  make nvmlInit fail with this NVML error, e.g. DRIVER_NOT_LOADED
-  FAKE_GPU_LOG         append one JSON line per installation (pid, config) to this file
+Configured by FAKE_GPU_* environment variables (FakeGPUConfig.from_env; sitecustomize.py uses
+them in subprocesses): see docs/testing.md for the table.
 """
 
 from __future__ import annotations
@@ -165,6 +156,12 @@ class FakeGPUConfig:
         return env
 
 
+def _parse_profiles(text: str, count: int, t0: float) -> list[PowerProfile]:
+    """One profile per GPU from "p0;p1;..." (the last one repeats)."""
+    texts = [p for p in text.split(";") if p.strip()] or ["300"]
+    return [PowerProfile.parse(texts[min(i, len(texts) - 1)], t0) for i in range(count)]
+
+
 def _nvml_error_code(name: str) -> int:
     key = name if name.startswith("NVML_ERROR_") else f"NVML_ERROR_{name}"
     if not hasattr(pynvml, key):
@@ -185,15 +182,9 @@ class FakeNVML:
         self.config = config
         self.init_error = _nvml_error_code(config.init_error) if config.init_error else None
         arch = getattr(pynvml, f"NVML_DEVICE_ARCH_{config.arch.upper()}")
-        texts = [p for p in config.power_w.split(";") if p.strip()] or ["300"]
+        profiles = _parse_profiles(config.power_w, config.count, config.t0)
         self.devices = [
-            FakeDevice(
-                index=i,
-                name=config.name,
-                profile=PowerProfile.parse(texts[min(i, len(texts) - 1)], config.t0),
-                arch=arch,
-                energy_offset_mj=ENERGY_OFFSET_MJ + i * ENERGY_OFFSET_STEP_MJ,
-            )
+            FakeDevice(i, config.name, profiles[i], arch, ENERGY_OFFSET_MJ + i * ENERGY_OFFSET_STEP_MJ)
             for i in range(config.count)
         ]
         for item in filter(None, (p.strip() for p in config.processes.split(","))):
@@ -206,6 +197,22 @@ class FakeNVML:
     def t0(self) -> float:
         assert self.config.t0 is not None
         return self.config.t0
+
+    def set_power(self, power_w: str, t0: float | None = None) -> None:
+        """Switch to a new power signal (FAKE_GPU_POWER_W syntax) counted from t0 (default: now).
+
+        Devices, handles and Zeus's objects stay; each counter stays continuous (to 1 mJ) and
+        is from now on the exact integral of the new signal.
+        """
+        now = time.time()
+        self.config.t0 = now if t0 is None else t0
+        self.config.power_w = power_w
+        for device, profile in zip(
+            self.devices, _parse_profiles(power_w, len(self.devices), self.t0), strict=True
+        ):
+            before = device.profile.energy_j(now)
+            device.profile = profile
+            device.energy_offset_mj += round(1000.0 * (before - profile.energy_j(now)))
 
     def add_process(self, index: int, pid: int, used_mib: int) -> None:
         self.devices[index].processes.append((pid, used_mib * 2**20))
