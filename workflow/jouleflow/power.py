@@ -175,9 +175,9 @@ class PowerSampler:
             self._stop.set()
             self._thread.join()
             if self._fatal is None:
-                try:
-                    self._sample_all(strict=True)
-                except Exception as exc:
+                try:  # a failed last read is counted like any other; only a breakdown is fatal
+                    self._sample_all(strict=False)
+                except PowerSamplingError as exc:
                     self._fatal = exc
             self._stopped_at = time.time()
             self._rows = self.rows()
