@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from jouleflow.units import DurationError, format_duration, parse_duration, parse_duration_list
 
 
