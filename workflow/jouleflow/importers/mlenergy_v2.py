@@ -39,12 +39,12 @@ def is_v2_tree(root: Path) -> bool:
 
 
 def _task_dirs(root: Path):
-    candidates = (
-        [root] if (root / "schema.yaml").is_file() else sorted(p.parent for p in root.rglob("schema.yaml"))
-    )
-    for task_dir in candidates:
-        if (task_dir / "models.json").is_file():
-            yield task_dir
+    """Task directories at the root, one level down (a category dir) or two (the v2 tree's root)."""
+    for pattern in ("schema.yaml", "*/schema.yaml", "*/*/schema.yaml"):
+        found = sorted(p.parent for p in root.glob(pattern) if (p.parent / "models.json").is_file())
+        if found:
+            yield from found
+            return
 
 
 def _task_identity(task_dir: Path) -> tuple[str, str]:

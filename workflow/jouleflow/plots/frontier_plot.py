@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+from matplotlib.axes import Axes
+
 from jouleflow.frontier import (
     ENERGY_COL,
     FrontierError,
@@ -20,7 +22,6 @@ from jouleflow.frontier import (
 )
 from jouleflow.plots.style import log_if_wide, new_figure, note_dummy_weights, save, style, styled
 from jouleflow.units import format_duration
-from matplotlib.axes import Axes
 
 _METRIC_LABELS = {
     "median_itl_s": "Median ITL",

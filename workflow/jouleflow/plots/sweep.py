@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from jouleflow.frontier import FrontierError, require_columns, select_group
-from jouleflow.plots.style import log_if_wide, new_figure, note_dummy_weights, save, style, styled
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+from jouleflow.frontier import FrontierError, require_columns, select_group
+from jouleflow.plots.style import log_if_wide, new_figure, note_dummy_weights, save, style, styled
 
 SERIES_COLS = ("gpu", "num_gpus", "parallelism")
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
+
 from jouleflow.frontier import ENERGY_COL, FrontierError, default_latency_metric, require_columns
 from jouleflow.plots.style import PALETTE, new_figure, save, styled
 from jouleflow.tdp import REQUIRED_COLUMNS, with_tdp_estimate

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
 from jouleflow import traces
 from jouleflow.plots.style import PALETTE, new_figure, note_dummy_weights, save, style, styled
 
