@@ -222,3 +222,13 @@ def test_cli_writes_summary_parquet(tmp_path: Path) -> None:
         [*cmd[:4], str(tmp_path / "nope"), "-o", str(out)], env=env, capture_output=True, text=True
     )
     assert bad.returncode != 0 and "nope" in bad.stderr
+
+
+def test_unknown_gpu_is_named(tmp_path: Path) -> None:
+    task = _copy_task(tmp_path)
+    victim = sorted(task.rglob("bs*.json"))[0]
+    raw = json.loads(victim.read_text())
+    raw["GPU"] = "Tesla T4"
+    victim.write_text(json.dumps(raw))
+    with pytest.raises(PublishedDataError, match=re.escape(victim.name) + ".*'Tesla T4'"):
+        import_mlenergy(tmp_path)

@@ -88,11 +88,17 @@ def latency_preferences(task: str, modality: str | None = None) -> tuple[str, ..
     )
 
 
+def modality_of(rows: pl.DataFrame) -> str | None:
+    """The rows' modality (llm | diffusion), None when the column is absent or empty."""
+    if "modality" not in rows.columns:
+        return None
+    values = rows.get_column("modality").drop_nulls()
+    return values[0] if len(values) else None
+
+
 def default_latency_metric(task: str, rows: pl.DataFrame | None = None) -> str:
     """The task's default metric, falling back along its preference list to one the rows carry."""
-    modality = None
-    if rows is not None and "modality" in rows.columns and rows.height:
-        modality = rows.get_column("modality").drop_nulls().first()
+    modality = modality_of(rows) if rows is not None else None
     preferences = latency_preferences(task, modality)
     if rows is not None:
         for column in preferences:

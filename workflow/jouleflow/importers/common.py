@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from jouleflow.gpus import GPUType, gpu_type
+
 
 class PublishedDataError(ValueError):
     """Published data that jouleflow cannot read. The message names the file (and key, when relevant)."""
@@ -58,3 +60,10 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 def product(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a * b
+
+
+def known_gpu(name: str, where: str) -> GPUType:
+    try:
+        return gpu_type(name)
+    except KeyError as exc:
+        raise PublishedDataError(f"{where}: {exc.args[0]}") from exc

@@ -12,8 +12,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from jouleflow.gpus import gpu_type
-from jouleflow.importers.common import PublishedDataError, integer, load_json, number, product, ratio, text
+from jouleflow.importers.common import (
+    PublishedDataError,
+    integer,
+    known_gpu,
+    load_json,
+    number,
+    product,
+    ratio,
+    text,
+)
 
 SOURCE = "mlenergy-v2"
 
@@ -92,7 +100,7 @@ def _row(path: Path, rel: str, task: str, modality: str, models: dict[str, Any])
     if not isinstance(record, dict):
         raise PublishedDataError(f"{path}: expected a JSON object")
     where = str(path)
-    kind = gpu_type(text(record, "GPU", where))
+    kind = known_gpu(text(record, "GPU", where), where)
     base: dict[str, Any] = {
         "source": SOURCE,
         "run_dir": rel,

@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jouleflow.gpus import gpu_type
-from jouleflow.importers.common import PublishedDataError, integer, load_json, number, text
+from jouleflow.importers.common import PublishedDataError, integer, known_gpu, load_json, number, text
 
 SOURCE = "mlenergy-v3"
 
@@ -72,7 +71,7 @@ def _normalized(table: dict[str, str], value: Any, key: str, where: str) -> str 
 def _common(record: dict, where: str, task: str, models: dict, diffusion: bool) -> dict[str, Any]:
     model = text(record, "model_id", where)
     meta = models.get(model) if isinstance(models.get(model), dict) else {}
-    kind = gpu_type(text(record, "gpu_model", where))
+    kind = known_gpu(text(record, "gpu_model", where), where)
     precision = meta.get("weight_precision", record.get("weight_precision"))
     architecture = meta.get("architecture", record.get("architecture"))
     return {

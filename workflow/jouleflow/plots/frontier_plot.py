@@ -14,6 +14,7 @@ from jouleflow.frontier import (
     TargetUnreachableError,
     default_latency_metric,
     frontier_flags,
+    modality_of,
     recommend,
     require_columns,
     resolve_latency_metric,
@@ -99,7 +100,7 @@ def _mark_recommendation(ax: Axes, rec: Recommendation, scale: float, unit: str)
 
 
 def _response_noun(rows: pl.DataFrame, task: str) -> str:
-    diffusion = "modality" in rows.columns and rows.get_column("modality").drop_nulls().first() == "diffusion"
+    diffusion = modality_of(rows) == "diffusion"
     return ("video" if "video" in task else "image") if diffusion else "response"
 
 

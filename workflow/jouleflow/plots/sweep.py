@@ -9,7 +9,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-from jouleflow.frontier import FrontierError, require_columns, select_group
+from jouleflow.frontier import FrontierError, modality_of, require_columns, select_group
 from jouleflow.plots.style import log_if_wide, new_figure, note_dummy_weights, save, style, styled
 
 SERIES_COLS = ("gpu", "num_gpus", "parallelism")
@@ -35,7 +35,7 @@ def _latency_panel(rows: pl.DataFrame) -> Panel:
 
 
 def panels_for(rows: pl.DataFrame) -> list[Panel]:
-    diffusion = "modality" in rows.columns and rows.get_column("modality").drop_nulls().first() == "diffusion"
+    diffusion = modality_of(rows) == "diffusion"
     if diffusion:
         unit = "video" if rows.get_column("task").str.contains("video").any() else "image"
         require_columns(rows, ["energy_per_response_j", "batch_latency_s", "mean_power_w"], "sweep plot")
