@@ -247,3 +247,15 @@ def test_bad_targets_file_names_the_problem(tmp_path: Path, text: str, message: 
     path.write_text(text)
     with pytest.raises(FrontierError, match=message):
         load_targets(path)
+
+
+def test_unknown_precision_rows_still_grouped() -> None:
+    df = summary(
+        [
+            {"name": "a", "lat": 1, "e": 10, "precision": None},
+            {"name": "b", "lat": 2, "e": 12, "precision": None},
+        ]
+    )
+    assert frontier_table(df).frontier.get_column("run_dir").to_list() == ["a"]
+    recs = recommendation_table(df, targets_from_cli(["default=5s"]))
+    assert recs.select("precision", "status", "run_dir").rows() == [(None, "ok", "a")]
