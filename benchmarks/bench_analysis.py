@@ -134,7 +134,8 @@ def _write_run(root: Path, rng: random.Random, p: dict[str, Any]) -> Path:
     }  # fmt: skip
     status = "infeasible" if infeasible else "ok"
     (run_dir / "run.json").write_text(json.dumps({"schema_version": 1, "status": status, "config": config}))
-    if infeasible:
+    if infeasible:  # `jouleflow energy` gives such runs a summary.json with null figures
+        (run_dir / "summary.json").write_text(json.dumps({"valid": False, "flags": ["infeasible"]}))
         return run_dir
     figures = (
         _llm_figures(rng, p["m"], p["gpu"], p["n"], p["batch"], p["out"])
