@@ -19,5 +19,6 @@ def repo_root() -> Path:
 def test_data() -> Path:
     return TEST_DATA
 
+
 # The test-only fake GPU (patched pynvml functions under Zeus's real code): `fake_gpu` fixture.
 pytest_plugins = ["fakegpu.plugin"]
