@@ -84,7 +84,7 @@ def test_bad_deadline_names_the_item(capsys, summary):
         capsys, "gpus", "--summary", summary, "--a", "H100", "--b", "B200", "--deadlines", "50ms,soon"
     )
     assert code == 2
-    assert "deadline 'soon'" in err
+    assert "deadline list '50ms,soon': 'soon' is not a duration" in err
 
 
 def test_unknown_gpu_lists_present_types(capsys, summary):
@@ -125,7 +125,7 @@ def test_every_analysis_runs_through_the_console_entry(summary, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["tdp"]["H100"] == {"tdp_w": 700.0, "source": "default"}
+    assert doc["tdp"]["H100"] == {"tdp_w": 700.0, "source": "gpu table"}
     help_text = subprocess.run(
         [*cmd[:4], "--help"], capture_output=True, text=True, env=env, check=True
     ).stdout

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from compare_v3_loader import v3_frame
 
 REPO = Path(__file__).resolve().parents[1]
 V3 = REPO / "tests" / "data" / "mlenergy-v3"
@@ -84,17 +83,14 @@ def test_rules_lint_clean(tmp_path):
 
 @pytest.mark.slow
 def test_compare_rules_run_and_rerun_only_on_a_changed_setting(tmp_path):
-    summary = tmp_path / "v3.parquet"
-    v3_frame(V3).write_parquet(summary)
-    compare = paper_config(V3)
-    del compare["published"]
-    compare["summary"] = str(summary)
+    compare = paper_config(V3)  # imports the published data with `jouleflow import mlenergy`
     compare["gpus"] = compare["gpus"][:1]
     compare["precision"]["metrics"] = ["energy_per_token"]
     wd = workdir(tmp_path / "wf", compare)
     proc = snakemake(wd, "compare_all")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    outputs = sorted(p.name for p in (wd / "results" / "compare").iterdir())
+    outputs = sorted(p.name for p in (wd / "results" / "compare").iterdir() if p.is_file())
+    assert (wd / "results" / "compare" / "published" / "summary.parquet").is_file()
     stems = ["gpus-llm", "moe", "precision-energy_per_token", "scaling-llm", "tasks-Qwen--Qwen3-32B", "tdp"]
     assert outputs == sorted(f"{s}.{e}" for s in stems for e in ("csv", "md", "png", "svg"))
     assert "| all | 63 | 72 | -34.7% |" in (wd / "results" / "compare" / "gpus-llm.md").read_text()

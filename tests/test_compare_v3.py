@@ -1,9 +1,9 @@
 """The comparisons over ML.ENERGY's published v3 results (all 1,858 rows in tests/data/mlenergy-v3).
 
 Expected values are the ML.ENERGY v3.0 blog post's ("Reading the ML.ENERGY Leaderboard v3.0",
-ml.energy/blog, Jan 2026), rounded as the blog rounds them. The summary frame comes from a
-minimal loader of the published JSON written for these tests, independent of the product's
-importer. The blog states gains as (H100 - B200) / H100; here the change is B200 / H100 - 1, so
+ml.energy/blog, Jan 2026), rounded as the blog rounds them. The summary frame comes both from a
+minimal loader of the published JSON written for these tests (independent of the product's
+importer) and from `jouleflow import mlenergy`'s importer. The blog states gains as (H100 - B200) / H100; here the change is B200 / H100 - 1, so
 its signs are flipped.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from compare_v3_loader import v3_frame
 from jouleflow.compare.gpus import compare_gpus
@@ -25,9 +26,15 @@ BUCKETS = [Bucket(8, 16), Bucket(17, 64), Bucket(65, 256)]
 V3_DATA = Path(__file__).resolve().parent / "data" / "mlenergy-v3"
 
 
-@pytest.fixture(scope="module")
-def v3():
-    df = v3_frame(V3_DATA)
+@pytest.fixture(scope="module", params=["test loader", "jouleflow import"])
+def v3(request):
+    """The published rows, once through this file's own minimal loader, once through the product's importer."""
+    if request.param == "test loader":
+        df = v3_frame(V3_DATA)
+    else:
+        from jouleflow.importers.mlenergy import import_mlenergy
+
+        df = pl.from_arrow(import_mlenergy(V3_DATA))
     assert df.height == 1858
     return df
 

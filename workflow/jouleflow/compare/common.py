@@ -8,13 +8,15 @@ name is accepted too.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+
+from jouleflow.summary_io import SummaryError, read_summary
+from jouleflow.units import parse_duration
 
 # Short metric name -> traces.SUMMARY column. Latencies are seconds, energies joules.
 LATENCY_METRICS: dict[str, str] = {
@@ -78,13 +80,10 @@ def load_summary(path: str | Path, include_invalid: bool = False) -> pl.DataFram
     Rows whose `status` is not "ok" never carry energy; rows flagged `valid == False` are dropped
     unless `include_invalid` (a null `valid`, e.g. in imported data, counts as valid).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CompareError(f"{path}: summary file is missing")
     try:
-        df = pl.read_parquet(path)
-    except Exception as exc:  # polars raises several types for corrupt or truncated files
-        raise CompareError(f"{path}: not a readable Parquet file ({exc})") from exc
+        df = read_summary(path)
+    except SummaryError as exc:
+        raise CompareError(str(exc)) from exc
     if "status" in df.columns:
         df = df.filter(pl.col("status").is_null() | (pl.col("status") == "ok"))
     if "valid" in df.columns and not include_invalid:
@@ -197,26 +196,6 @@ def change_stats(changes: Sequence[float]) -> ChangeStats:
     )
 
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|sec|min|h)\s*$")
-_DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0}
-
-
-def _parse_duration(text: str) -> float:
-    """Seconds from `250ms`, `5s`, `1.5min`, `2h`. A bare number is refused: the unit must be explicit."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (write e.g. 250ms, 5s, 1.5min)")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-def parse_duration(text: str) -> float:
-    try:  # the project's shared parser, when present
-        from jouleflow.units import parse_duration as shared_parse
-    except ImportError:
-        return _parse_duration(text)
-    return float(shared_parse(text))
-
-
 def parse_deadlines(text: str | Sequence[str]) -> list[float]:
     """`50ms,100ms,250ms` -> [0.05, 0.1, 0.25] seconds, sorted and de-duplicated."""
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else [str(s).strip() for s in text]
@@ -227,11 +206,9 @@ def parse_deadlines(text: str | Sequence[str]) -> list[float]:
         if not item:
             raise CompareError(f"empty item in deadline list {text!r}")
         try:
-            value = parse_duration(item)
-        except (ValueError, TypeError) as exc:
-            raise CompareError(
-                f"deadline {item!r} is not a number with a unit (e.g. 50ms, 10s): {exc}"
-            ) from exc
+            value = parse_duration(item, what=f"deadline list {text!r}")
+        except ValueError as exc:  # the message quotes the item and says what a duration looks like
+            raise CompareError(str(exc)) from exc
         if not math.isfinite(value) or value <= 0:
             raise CompareError(f"deadline {item!r} must be a positive duration")
         seconds.append(value)

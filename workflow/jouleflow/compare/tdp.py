@@ -1,13 +1,12 @@
 """How much a TDP-based estimate overstates measured energy.
 
-The estimate charges every GPU its TDP for the time one response occupies the server:
-  estimate = TDP x GPUs x time per response
-with time per response = batch latency / batch size for diffusion (a batch yields batch-size
-responses) and mean output tokens / output tokens per second for LLMs (the server's time per
-response at its measured throughput). Ratio = estimate / measured energy per response. Since the
-measured energy is mean power x the same time, the ratio is TDP x GPUs / measured mean power: it
-isolates the power assumption. Reported for each (task, model, GPU type) at its minimum-energy
-configuration, and over all configurations.
+The estimate is jouleflow.tdp's: every GPU at its TDP for the time one response occupies the
+server, i.e. TDP x GPUs x time per response, with time per response = batch latency / batch size
+for diffusion and mean output tokens / output tokens per second for LLMs. Ratio = estimate /
+measured energy per response; since the measured energy is mean power x the same time, the ratio
+is TDP x GPUs / measured mean power: it isolates the power assumption. Reported for each (task,
+model, GPU type) at its minimum-energy configuration, and over all configurations. The TDP of a
+GPU type: a --tdp override, else the summary's gpu_tdp_w, else jouleflow.gpus' table.
 """
 
 from __future__ import annotations
@@ -29,11 +28,22 @@ from jouleflow.compare.common import (
     usable_rows,
     with_config_keys,
 )
+from jouleflow.gpus import TDP_BY_SHORT_NAME
+from jouleflow.gpus import tdp_w as gpu_table_tdp
+from jouleflow.tdp import with_tdp_estimate
 
-# Board power of the SXM parts (NVIDIA datasheets). Used when the summary has no gpu_tdp_w and no
-# --tdp override names the GPU type; the table records which source each row used.
-DEFAULT_TDP_W: dict[str, float] = {"A100": 400.0, "H100": 700.0, "H200": 700.0, "B200": 1000.0}
-NEEDED = ("task", "model", "gpu", "num_gpus", "batch_size", "energy_per_response_j")
+NEEDED = (
+    "task",
+    "model",
+    "gpu",
+    "modality",
+    "num_gpus",
+    "batch_size",
+    "energy_per_response_j",
+    "tokens_per_s",
+    "mean_output_tokens",
+    "batch_latency_s",
+)
 TABLE_COLUMNS = (
     "task",
     "model",
@@ -87,24 +97,25 @@ def parse_tdp(text: str | Mapping[str, float] | None) -> dict[str, float]:
     return tdp
 
 
-def _time_per_response(row: dict[str, Any]) -> float | None:
-    latency, batch = row.get("batch_latency_s"), row.get("batch_size")
-    if latency is not None and batch:
-        return latency / batch
-    tokens, rate = row.get("mean_output_tokens"), row.get("tokens_per_s")
-    if tokens is not None and rate:
-        return tokens / rate
-    return None
-
-
-def _tdp_for(row: dict[str, Any], overrides: Mapping[str, float]) -> tuple[float | None, str]:
-    if row["gpu"] in overrides:
-        return overrides[row["gpu"]], "override"
-    if row.get("gpu_tdp_w"):
-        return float(row["gpu_tdp_w"]), "summary"
-    if row["gpu"] in DEFAULT_TDP_W:
-        return DEFAULT_TDP_W[row["gpu"]], "default"
-    return None, "unknown"
+def _resolve_tdp(df: pl.DataFrame, overrides: Mapping[str, float]) -> pl.DataFrame:
+    """gpu_tdp_w and tdp_source per row: override, else the summary's value, else the GPU table."""
+    if "gpu_tdp_w" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.Float64).alias("gpu_tdp_w"))
+    gpus = sorted(set(df["gpu"].drop_nulls().to_list()))
+    table = {g: gpu_table_tdp(g) for g in gpus}
+    override = pl.col("gpu").replace_strict(overrides, default=None, return_dtype=pl.Float64)
+    builtin = pl.col("gpu").replace_strict(table, default=None, return_dtype=pl.Float64)
+    summary_tdp = pl.when(pl.col("gpu_tdp_w") > 0).then(pl.col("gpu_tdp_w"))
+    return df.with_columns(
+        pl.coalesce(override, summary_tdp, builtin).alias("gpu_tdp_w"),
+        pl.when(override.is_not_null())
+        .then(pl.lit("override"))
+        .when(summary_tdp.is_not_null())
+        .then(pl.lit("summary"))
+        .when(builtin.is_not_null())
+        .then(pl.lit("gpu table"))
+        .alias("tdp_source"),
+    )
 
 
 @dataclass
@@ -203,47 +214,34 @@ def compare_tdp(
 ) -> TdpResult:
     """TDP-estimate overestimation. See the module docstring."""
     require_columns(df, NEEDED, "tdp")
-    has_llm_time = {"mean_output_tokens", "tokens_per_s"} <= set(df.columns)
-    if not has_llm_time and "batch_latency_s" not in df.columns:
-        raise CompareError(
-            "compare tdp needs mean_output_tokens and tokens_per_s (LLM) or batch_latency_s "
-            "(diffusion) to know the time per response; the summary has none of them"
-        )
-    overrides = dict(tdp_w or {})
     df = usable_rows(filter_tasks(with_config_keys(df), tasks), ["energy_per_response_j"])
     df = df.filter(pl.col("num_gpus").is_not_null() & (pl.col("num_gpus") > 0))
-    rows, unknown = [], set()
-    for row in df.to_dicts():
-        time_s = _time_per_response(row)
-        if time_s is None or time_s <= 0:
-            continue
-        tdp, source = _tdp_for(row, overrides)
-        if tdp is None:
-            unknown.add(row["gpu"])
-            continue
-        estimate = tdp * row["num_gpus"] * time_s
-        rows.append(
-            {
-                "task": row["task"],
-                "model": row["model"],
-                "gpu": row["gpu"],
-                "num_gpus": row["num_gpus"],
-                "batch_size": row["batch_size"],
-                "parallelism": row["parallelism"],
-                "tdp_w": tdp,
-                "tdp_source": source,
-                "time_per_response_s": time_s,
-                "measured_j": row["energy_per_response_j"],
-                "estimate_j": estimate,
-                "ratio": estimate / row["energy_per_response_j"],
-            }
-        )
+    df = _resolve_tdp(df, dict(tdp_w or {}))
+    unknown = sorted(set(df.filter(pl.col("gpu_tdp_w").is_null())["gpu"].drop_nulls().to_list()))
     if unknown:
         raise CompareError(
-            f"no TDP known for GPU type(s) {', '.join(sorted(unknown))}: give --tdp "
-            f"{','.join(f'{g}=WATTS' for g in sorted(unknown))} (built in: "
-            f"{', '.join(f'{g}={w:g}' for g, w in DEFAULT_TDP_W.items())})"
+            f"no TDP known for GPU type(s) {', '.join(unknown)}: give --tdp "
+            f"{','.join(f'{g}=WATTS' for g in unknown)} (built in: "
+            f"{', '.join(f'{g}={w:g}' for g, w in TDP_BY_SHORT_NAME.items())})"
         )
+    df = with_tdp_estimate(df).filter(pl.col("tdp_overestimation").is_not_null())
+    rows = [
+        {
+            "task": r["task"],
+            "model": r["model"],
+            "gpu": r["gpu"],
+            "num_gpus": r["num_gpus"],
+            "batch_size": r["batch_size"],
+            "parallelism": r["parallelism"],
+            "tdp_w": r["gpu_tdp_w"],
+            "tdp_source": r["tdp_source"],
+            "time_per_response_s": r["tdp_estimate_j"] / (r["gpu_tdp_w"] * r["num_gpus"]),
+            "measured_j": r["energy_per_response_j"],
+            "estimate_j": r["tdp_estimate_j"],
+            "ratio": r["tdp_overestimation"],
+        }
+        for r in df.to_dicts()
+    ]
     if not rows:
         raise NoComparablePairs("no comparable pairs: no row has energy per response and a time per response")
     rows.sort(
