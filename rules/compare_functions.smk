@@ -86,10 +86,10 @@ def compare_outputs(stem):
 def compare_targets():
     """Every comparison output the config asks for (add to `rule all`)."""
     stems = [f"gpus-{g['name']}" for g in COMPARE.get("gpus") or []]
-    precision = COMPARE.get("precision")
-    if precision:
+    if "precision" in COMPARE:  # present, even empty ({}), means: run with the defaults
+        precision = COMPARE["precision"] or {}
         stems += [f"precision-{m}" for m in precision.get("metrics") or ["energy_per_token", "median_itl"]]
     stems += [f"scaling-{s['name']}" for s in COMPARE.get("scaling") or []]
     stems += [f"tasks-{compare_slug(t['model'])}" for t in COMPARE.get("tasks") or []]
-    stems += [name for name in ("moe", "tdp") if COMPARE.get(name)]
+    stems += [name for name in ("moe", "tdp") if name in COMPARE]
     return [path for stem in stems for path in compare_outputs(stem)]

@@ -73,6 +73,19 @@ def test_paper_config_dag_and_commands(tmp_path):
     assert any(re.search(r"--tdp (H100=700,B200=1000|B200=1000,H100=700) ", c) for c in commands)
 
 
+def test_an_empty_section_runs_with_defaults_on_the_given_summary(tmp_path):
+    wd = workdir(tmp_path, {"summary": "campaign.parquet", "tdp": {}, "precision": {}})
+    (wd / "campaign.parquet").write_bytes(b"")
+    proc = snakemake(wd, "-n", "-p", "compare_all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rules = sorted(re.findall(r"^rule (compare_\w+):", proc.stdout, flags=re.M))
+    assert rules == ["compare_all", "compare_precision", "compare_precision", "compare_tdp"]
+    assert (
+        "jouleflow compare tdp --summary campaign.parquet --allow-empty -o results/compare/tdp.csv"
+        in proc.stdout
+    )
+
+
 def test_rules_lint_clean(tmp_path):
     wd = workdir(tmp_path, paper_config(V3))
     proc = snakemake(wd, "--lint")
