@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-V3 = REPO / "tests" / "data" / "mlenergy-v3"
+V3 = REPO / "resources" / "mlenergy-v3"
 
 
 def workdir(tmp_path: Path, compare: dict) -> Path:

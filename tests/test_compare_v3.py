@@ -1,4 +1,4 @@
-"""The comparisons over ML.ENERGY's published v3 results (all 1,858 rows in tests/data/mlenergy-v3).
+"""The comparisons over ML.ENERGY's published v3 results (all 1,858 rows in resources/mlenergy-v3).
 
 Expected values are the ML.ENERGY v3.0 blog post's ("Reading the ML.ENERGY Leaderboard v3.0",
 ml.energy/blog, Jan 2026), rounded as the blog rounds them. The summary frame comes both from a
@@ -23,7 +23,7 @@ from jouleflow.compare.tasks import compare_tasks
 BUCKETS = [Bucket(8, 16), Bucket(17, 64), Bucket(65, 256)]
 
 
-V3_DATA = Path(__file__).resolve().parent / "data" / "mlenergy-v3"
+V3_DATA = Path(__file__).resolve().parents[1] / "resources" / "mlenergy-v3"
 
 
 @pytest.fixture(scope="module", params=["test loader", "jouleflow import"])

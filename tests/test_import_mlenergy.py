@@ -18,7 +18,7 @@ from jouleflow.importers.mlenergy import detect_layout, import_mlenergy
 
 REPO = Path(__file__).resolve().parents[1]
 V2 = REPO / "tests" / "data" / "mlenergy-v2"
-V3 = REPO / "tests" / "data" / "mlenergy-v3"
+V3 = REPO / "resources" / "mlenergy-v3"
 
 
 @pytest.fixture(scope="module")

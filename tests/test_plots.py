@@ -25,7 +25,7 @@ SD21 = "stabilityai/stable-diffusion-2-1"
 
 @pytest.fixture(scope="module")
 def v3() -> pl.DataFrame:
-    return pl.from_arrow(import_mlenergy(REPO / "tests" / "data" / "mlenergy-v3"))
+    return pl.from_arrow(import_mlenergy(REPO / "resources" / "mlenergy-v3"))
 
 
 @pytest.fixture(scope="module")

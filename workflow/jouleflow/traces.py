@@ -178,11 +178,20 @@ def table_from_rows(
     return pa.Table.from_arrays(arrays, schema=_with_version(pa.schema(fields)))
 
 
+def _mkstemp_beside(path: Path) -> tuple[int, str]:
+    """A temp file next to `path` with the permissions a plain open() would give (mkstemp uses 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
 def write_table(table: pa.Table, path: str | Path) -> None:
     """Write a Parquet file atomically (temp file in the same directory, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _mkstemp_beside(path)
     os.close(fd)
     try:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
@@ -196,7 +205,7 @@ def write_json(obj: Any, path: str | Path) -> None:
     """Write JSON atomically, keys sorted so that equal content is byte-identical."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _mkstemp_beside(path)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True, default=str)
