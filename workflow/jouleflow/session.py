@@ -27,6 +27,7 @@ from jouleflow.load import request_rows as load_request_rows
 from jouleflow.provenance import PhaseTimer, base_provenance
 from jouleflow.server_metrics import MetricsScraper
 from jouleflow.session_setup import (
+    architecture,
     engine_spec,
     gpu_allocation,
     gpu_type_label,
@@ -72,6 +73,7 @@ class Session:
         self.notes: list[str] = []
         self.foreign: list[dict] = []
         self.gpu_indices: list[int] = []
+        self.model_config: dict | None = None
 
     # --- energy -------------------------------------------------------------------------------
     def start_power(self) -> list[dict]:
@@ -135,7 +137,7 @@ class Session:
                 with self.timer.phase("prepare"):
                     prov.update(base_provenance(cfg.engine))
                     resolve_model(cfg, self.model_cache)
-                    validate_engine(cfg)
+                    self.model_config = validate_engine(cfg)
                     specs, rs_info = prepare_requests(cfg, writer)
                 with gpu_allocation(cfg) if needs_gpu(cfg) else contextlib.nullcontext() as alloc:
                     if alloc is not None:
@@ -200,6 +202,12 @@ class Session:
             self.notes.append(
                 f"{cfg.engine} rejects ignore_eos: not sent; lengths rely on max_tokens and a null EOS"
             )
+        arrival, max_concurrency = cfg.arrival, cfg.max_concurrency
+        if not spec.caps_batch and arrival == "burst":
+            arrival, max_concurrency = "concurrency", cfg.batch_size
+            self.notes.append(
+                f"{cfg.engine} has no max-num-seqs: the client capped in-flight requests at batch_size={cfg.batch_size}"
+            )
         settings = LoadSettings(
             base_url=spec.base_url,
             model=spec.served_model,
@@ -207,8 +215,8 @@ class Session:
             sampling=dict(cfg.sampling),
             extra_body=dict(cfg.extra_body),
             send_ignore_eos=spec.supports_ignore_eos,
-            arrival=cfg.arrival,
-            max_concurrency=cfg.max_concurrency,
+            arrival=arrival,
+            max_concurrency=max_concurrency,
             rate=cfg.rate,
             seed=cfg.arrival_seed,
             request_timeout_s=cfg.request_timeout_s,
@@ -262,6 +270,7 @@ class Session:
                 cfg.gpu = "cpu"
         config = cfg.to_dict()
         config["num_gpus"] = cfg.effective_num_gpus
+        config["architecture"] = architecture(self.model_config)
         config["parallelism"] = parallelism_label(
             cfg.tensor_parallel, cfg.pipeline_parallel, cfg.data_parallel, cfg.expert_parallel
         )

@@ -127,12 +127,22 @@ def engine_spec(cfg: LLMJobConfig, port: int) -> base.ServerSpec:
     return spec
 
 
-def validate_engine(cfg: LLMJobConfig) -> None:
+def validate_engine(cfg: LLMJobConfig) -> dict | None:
+    """Engine-specific checks before launch; returns the model's HF config when it was found."""
+    from jouleflow.engines import vllm
+
     if cfg.engine == "vllm":
-        from jouleflow.engines import vllm
+        return vllm.validate(cfg)
+    from jouleflow.engines import transformers_serve
 
-        vllm.validate(cfg)
-    else:
-        from jouleflow.engines import transformers_serve
+    transformers_serve.validate(cfg)
+    return vllm.read_json_file(Path(transformers_serve.model_dir(cfg)) / "config.json")
 
-        transformers_serve.validate(cfg)
+
+def architecture(model_config: dict | None) -> str | None:
+    """ "moe" | "dense" from the HF config (None when the config was not available)."""
+    if model_config is None:
+        return None
+    from jouleflow.engines.vllm import is_moe
+
+    return "moe" if is_moe(model_config) else "dense"

@@ -89,6 +89,7 @@ class ServerSpec:
     health_path: str = "/health"
     metrics_path: str | None = "/metrics"  # None: the engine has no Prometheus endpoint
     supports_ignore_eos: bool = True
+    caps_batch: bool = True  # the server itself limits running requests to the batch size (max_num_seqs)
     sends_done: bool = True
     stop_argv: list[str] | None = None  # e.g. `docker stop NAME`: the client process is not the server
 
@@ -164,6 +165,7 @@ class ServerProcess:
             self._log_file.close()
             raise ServerStartError("failed", f"cannot launch {self.spec.argv[0]!r}: {exc.strerror}") from exc
         self.pgid = self.proc.pid  # session leader: pgid == pid
+        log.info("%s server pid %d (its own process group); log: %s", self.spec.engine, self.pgid, self.log_path)
 
     @property
     def pid(self) -> int | None:

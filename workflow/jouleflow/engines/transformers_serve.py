@@ -4,7 +4,8 @@ Used for the CPU end-to-end test and usable in the product (runs are labelled en
 Its quirks, handled here and in the session: it rejects `ignore_eos` (fixed output lengths need the
 model's generation_config `eos_token_id` null), ends streams without `[DONE]`, has no /metrics
 (the steady window then comes from the client's in-flight counts) and wants `model` to be the
-served path.
+served path. It has no max-num-seqs either: the session caps the client's in-flight requests at
+the batch size instead.
 """
 
 from __future__ import annotations
@@ -81,5 +82,6 @@ def server_spec(cfg: LLMJobConfig, port: int) -> ServerSpec:
         health_path="/health",
         metrics_path=None,
         supports_ignore_eos=False,
+        caps_batch=False,
         sends_done=False,
     )
