@@ -48,15 +48,27 @@ def make_tiny_llama(out: Path) -> Path:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    corpus = ["the energy of a token served in a batch of requests", "power and time over a steady window"] * 50
+    corpus = [
+        "the energy of a token served in a batch of requests",
+        "power and time over a steady window",
+    ] * 50
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=400,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(corpus, trainer)
     tok.save(str(out / "tokenizer.json"))
     config = LlamaConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=1, eos_token_id=2,
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(out)
@@ -64,10 +76,17 @@ def make_tiny_llama(out: Path) -> Path:
         "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}assistant:{% endif %}"
     )
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-        "chat_template": template,
-    }))
+    (out / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+                "chat_template": template,
+            }
+        )
+    )
     # transformers serve rejects ignore_eos: no EOS at all makes every request run to max_tokens
     gen = json.loads((out / "generation_config.json").read_text())
     gen["eos_token_id"] = None
@@ -76,10 +95,14 @@ def make_tiny_llama(out: Path) -> Path:
 
 
 def test_measure_and_account_on_cpu(tmp_path):
-    _require(_have("torch") and _have("transformers") and _have("fastapi") and _have("uvicorn"),
-             "torch/transformers[serving] not installed (pip install torch==2.13.0 'transformers[serving]')")
-    _require(_have("jouleflow.power") and (TESTS / "fakegpu" / "sitecustomize.py").is_file(),
-             "jouleflow.power / tests/fakegpu not available")
+    _require(
+        _have("torch") and _have("transformers") and _have("fastapi") and _have("uvicorn"),
+        "torch/transformers[serving] not installed (pip install torch==2.13.0 'transformers[serving]')",
+    )
+    _require(
+        _have("jouleflow.power") and (TESTS / "fakegpu" / "sitecustomize.py").is_file(),
+        "jouleflow.power / tests/fakegpu not available",
+    )
     model = make_tiny_llama(tmp_path / "tiny-llama")
     run = tmp_path / "runs" / "tiny"
     env = {
@@ -102,7 +125,9 @@ def test_measure_and_account_on_cpu(tmp_path):
     assert doc["status"] == "ok"
     assert doc["config"]["engine"] == "transformers" and doc["provenance"]["engine_version"]
     assert doc["provenance"]["energy_source"] == "nvml-via-zeus"
-    assert any("no /metrics" in n for n in doc["notes"]) and any("capped in-flight" in n for n in doc["notes"])
+    assert any("no /metrics" in n for n in doc["notes"]) and any(
+        "capped in-flight" in n for n in doc["notes"]
+    )
 
     reqs = pq.read_table(run / "requests.parquet").to_pylist()
     toks = pq.read_table(run / "tokens.parquet").to_pylist()
@@ -114,7 +139,9 @@ def test_measure_and_account_on_cpu(tmp_path):
         mine = [t["t"] for t in toks if t["request_id"] == r["request_id"]]
         assert r["t_send"] <= r["t_first_token"] == min(mine) and max(mine) <= r["t_end"]
     # the client capped in-flight requests at B: never more than B sent and not ended
-    events = sorted([(r["t_send"], 1) for r in reqs] + [(r["t_end"], -1) for r in reqs], key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(r["t_send"], 1) for r in reqs] + [(r["t_end"], -1) for r in reqs], key=lambda e: (e[0], e[1])
+    )
     level, peak = 0, 0
     for _, d in events:
         level += d
@@ -124,7 +151,10 @@ def test_measure_and_account_on_cpu(tmp_path):
 
     energy = subprocess.run(
         [sys.executable, "-m", "jouleflow", "energy", str(run), "--min-window", "1s"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")}, timeout=120,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+        timeout=120,
     )
     assert energy.returncode == 0, energy.stderr
     s = json.loads((run / "summary.json").read_text())
@@ -132,7 +162,9 @@ def test_measure_and_account_on_cpu(tmp_path):
     firsts = sorted(r["t_first_token"] for r in reqs)
     ends = sorted(r["t_end"] for r in reqs)
     start, end = firsts[B - 1], ends[N - B - 2]
-    assert s["steady_start"] == pytest.approx(start, abs=1e-6) and s["steady_end"] == pytest.approx(end, abs=1e-6)
+    assert s["steady_start"] == pytest.approx(start, abs=1e-6) and s["steady_end"] == pytest.approx(
+        end, abs=1e-6
+    )
     steady_tokens = sum(t["n_tokens"] for t in toks if start <= t["t"] <= end)
     assert s["steady_tokens"] == steady_tokens > 0
     assert s["steady_energy_j"] == pytest.approx(POWER_W * (end - start), rel=1e-6)

@@ -7,7 +7,6 @@ import threading
 import time
 
 from aiohttp import web
-
 from jouleflow.server_metrics import MetricsScraper, parse_metrics
 
 # Written by hand after vLLM's V1 exposition (0.10+ names; two data-parallel engines), with the

@@ -165,7 +165,9 @@ class ServerProcess:
             self._log_file.close()
             raise ServerStartError("failed", f"cannot launch {self.spec.argv[0]!r}: {exc.strerror}") from exc
         self.pgid = self.proc.pid  # session leader: pgid == pid
-        log.info("%s server pid %d (its own process group); log: %s", self.spec.engine, self.pgid, self.log_path)
+        log.info(
+            "%s server pid %d (its own process group); log: %s", self.spec.engine, self.pgid, self.log_path
+        )
 
     @property
     def pid(self) -> int | None:
