@@ -68,12 +68,17 @@ def prepare_requests(
         s = cfg.synthetic
         hist = None
         if s.output_lengths is not None:
-            hist = synthetic.load_histogram(
-                s.output_lengths,
-                s.histogram_gpu or cfg.gpu,
-                s.histogram_num_gpus or cfg.effective_num_gpus,
-                s.histogram_max_num_seqs or cfg.batch_size,
-            )
+            gpu = s.histogram_gpu or cfg.gpu
+            try:
+                hist = synthetic.load_histogram(
+                    s.output_lengths,
+                    gpu,
+                    s.histogram_num_gpus or cfg.effective_num_gpus,
+                    s.histogram_max_num_seqs or cfg.batch_size,
+                )
+            except synthetic.HistogramError as exc:
+                hint = "" if gpu else " (set --gpu or --histogram-gpu to pick the GPU's histogram)"
+                raise synthetic.HistogramError(f"{exc}{hint}") from exc
         tok = Path(cfg.model_path) / "tokenizer.json" if cfg.model_path else None
         specs = synthetic.generate(
             cfg.num_requests,
