@@ -1,0 +1,122 @@
+"""Energy per response by task (log scale), with the TDP-based estimate behind each bar.
+
+One panel per task, one horizontal bar per model: by default the model's minimum-energy
+configuration among ok + valid runs (or its minimum-latency one; optionally on one GPU type). Behind it, a wider light bar shows the TDP estimate
+for that same configuration (formula in jouleflow.tdp); the ratio estimate / measured is printed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from jouleflow.frontier import ENERGY_COL, FrontierError, default_latency_metric, require_columns
+from jouleflow.plots.style import PALETTE, new_figure, save, styled
+from jouleflow.tdp import REQUIRED_COLUMNS, with_tdp_estimate
+
+_NEEDED = ("task", "model", "status", "valid", "gpu", "load_format", ENERGY_COL, *REQUIRED_COLUMNS)
+
+
+SELECTIONS = ("min-energy", "min-latency")
+
+
+def task_energy_table(
+    summary: pl.DataFrame,
+    tasks: Sequence[str] | None = None,
+    gpu: str | None = None,
+    select: str = "min-energy",
+) -> pl.DataFrame:
+    """Per (task, model): the selected ok/valid configuration with its TDP estimate and ratio.
+
+    select="min-energy" takes the configuration with the least energy per response; "min-latency"
+    the fastest one under the task's default latency metric (what a latency-first operator runs).
+    """
+    if select not in SELECTIONS:
+        raise FrontierError(f"unknown selection {select!r} (known: {', '.join(SELECTIONS)})")
+    require_columns(summary, _NEEDED, "task-energy plot")
+    rows = summary.filter(
+        (pl.col("status") == "ok") & pl.col("valid").fill_null(False) & (pl.col(ENERGY_COL) > 0)
+    )
+    if tasks:
+        known = set(summary.get_column("task").drop_nulls().to_list())
+        unknown = [t for t in tasks if t not in known]
+        if unknown:
+            raise FrontierError(
+                f"unknown task(s) {', '.join(unknown)}; the summary has: {', '.join(sorted(known))}"
+            )
+        rows = rows.filter(pl.col("task").is_in(list(tasks)))
+    if gpu:
+        gpus = sorted(summary.get_column("gpu").drop_nulls().unique().to_list())
+        if gpu not in gpus:
+            raise FrontierError(f"unknown GPU {gpu!r}; the summary has: {', '.join(gpus)}")
+        rows = rows.filter(pl.col("gpu") == gpu)
+    if rows.height == 0:
+        raise FrontierError("no ok, valid rows with energy to plot")
+    if select == "min-latency":
+        parts = []
+        for task, part in sorted(rows.partition_by("task", as_dict=True).items()):
+            metric = default_latency_metric(task[0], part)
+            parts.append(
+                part.filter(pl.col(metric).is_not_null()).with_columns(_key=pl.col(metric).cast(pl.Float64))
+            )
+        rows = pl.concat(parts, how="diagonal_relaxed")
+    else:
+        rows = rows.with_columns(_key=pl.col(ENERGY_COL))
+    best = rows.sort(["task", "model", "_key", ENERGY_COL, "gpu", "num_gpus", "batch_size"], nulls_last=True)
+    best = best.group_by(["task", "model"], maintain_order=True).first().drop("_key")
+    return with_tdp_estimate(best).sort(["task", ENERGY_COL, "model"])
+
+
+@styled
+def plot_task_energy(
+    summary: pl.DataFrame,
+    out: str | Path,
+    tasks: Sequence[str] | None = None,
+    gpu: str | None = None,
+    select: str = "min-energy",
+) -> list[Path]:
+    table = task_energy_table(summary, tasks, gpu, select)
+    task_names = table.get_column("task").unique(maintain_order=True).to_list()
+    counts = [table.filter(pl.col("task") == t).height for t in task_names]
+    height = 0.9 + sum(0.22 * c + 0.45 for c in counts)
+    fig, axes = new_figure(6.5, height, len(task_names), 1, height_ratios=[c + 2 for c in counts])
+    fig.get_layout_engine().set(hspace=0.04)
+    for ax, task in zip(axes, task_names, strict=True):
+        part = table.filter(pl.col("task") == task)
+        y = list(range(part.height))
+        labels = [
+            m + (" (dummy weights)" if lf == "dummy" else "")
+            for m, lf in zip(
+                part.get_column("model").to_list(), part.get_column("load_format").to_list(), strict=True
+            )
+        ]
+        estimates = part.get_column("tdp_estimate_j").to_list()
+        measured = part.get_column(ENERGY_COL).to_list()
+        ax.barh(y, [e or 0 for e in estimates], height=0.8, color="#D9D9D9", label="TDP-based estimate")
+        ax.barh(y, measured, height=0.45, color=PALETTE[0], label="measured")
+        for yi, est, ratio in zip(y, estimates, part.get_column("tdp_overestimation").to_list(), strict=True):
+            if est is not None and ratio is not None:
+                ax.annotate(
+                    f"×{ratio:.1f}",
+                    (est, yi),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7,
+                )
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.grid(axis="y", visible=False)
+        ax.set_title(task, loc="left", fontsize=9)
+        ax.margins(x=0.15)
+    which = "minimum-energy" if select == "min-energy" else "minimum-latency"
+    axes[-1].set_xlabel(
+        f"Energy per response (J, log scale) · {which} configuration per model"
+        + (f" on {gpu}" if gpu else "")
+    )
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2)
+    return save(fig, out)

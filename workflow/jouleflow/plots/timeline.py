@@ -1,0 +1,101 @@
+"""Power timeline of one run directory: per-GPU power, the steady window shaded, running requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from jouleflow import traces
+from jouleflow.plots.style import PALETTE, new_figure, note_dummy_weights, save, style, styled
+
+
+class TimelineError(ValueError):
+    """A run directory that cannot be plotted; the message names the file and key."""
+
+
+def _steady_window(run_dir: Path) -> tuple[float, float] | None:
+    path = run_dir / traces.SUMMARY_JSON
+    if not path.is_file():
+        return None
+    summary = traces.read_json(path)
+    window = []
+    for key in ("steady_start", "steady_end"):
+        value = summary.get(key, "missing")
+        if value == "missing":
+            raise TimelineError(f"{path}: missing key {key!r}")
+        window.append(value)
+    if None in window:  # energy ran but found no steady window (flagged invalid): nothing to shade
+        return None
+    return float(window[0]), float(window[1])
+
+
+def _columns(table: pa.Table, names: list[str]) -> dict[str, list[Any]]:
+    return {n: table.column(n).to_pylist() for n in names}
+
+
+def _run_info(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / traces.RUN_JSON
+    return traces.read_run(run_dir) if path.is_file() else {}
+
+
+@styled
+def plot_timeline(run_dir: str | Path, out: str | Path) -> list[Path]:
+    """Per-GPU power (W) over time since the run's start, steady window shaded, running requests on a twin axis."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TimelineError(f"{run_dir}: run directory is missing")
+    power_path = run_dir / "power.parquet"
+    if not power_path.is_file():
+        raise TimelineError(f"{power_path}: no power trace (a run without an energy sensor has none)")
+    power = _columns(traces.read_table(power_path, traces.POWER), ["t", "gpu", "power_w"])
+    if not power["t"]:
+        raise TimelineError(f"{power_path}: the power trace is empty")
+    meta = _run_info(run_dir)
+    t0 = (meta.get("timing") or {}).get("t0") or min(power["t"])
+    fig, (ax,) = new_figure(7.0, 3.0)
+    gpus = sorted(set(power["gpu"]))
+    for i, gpu in enumerate(gpus):
+        samples = sorted(
+            (t, w) for t, g, w in zip(power["t"], power["gpu"], power["power_w"], strict=True) if g == gpu
+        )
+        ax.plot(
+            [t - t0 for t, _ in samples],
+            [w for _, w in samples],
+            color=style(i)["color"],
+            lw=0.9,
+            label=f"GPU {gpu}",
+        )
+    window = _steady_window(run_dir)
+    if window is not None:
+        ax.axvspan(window[0] - t0, window[1] - t0, color="#999999", alpha=0.18, lw=0, label="steady window")
+    ax.set_xlabel("Time since start (s)")
+    ax.set_ylabel("Power per GPU (W)")
+    ax.set_ylim(bottom=0)
+    handles, labels = ax.get_legend_handles_labels()
+    server_path = run_dir / "server.parquet"
+    if server_path.is_file():
+        server = _columns(traces.read_table(server_path, traces.SERVER), ["t", "running"])
+        twin = ax.twinx()
+        twin.grid(False)
+        twin.spines["right"].set_visible(True)
+        samples = sorted(zip(server["t"], server["running"], strict=True))
+        twin.plot([t - t0 for t, _ in samples], [r for _, r in samples], color=PALETTE[-1], lw=0.9, ls="--",
+                  drawstyle="steps-post", label="running requests")  # fmt: skip
+        twin.set_ylabel("Running requests")
+        twin.set_ylim(bottom=0)
+        h2, l2 = twin.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    config = meta.get("config") or {}
+    load_format = config.get("load_format") or (meta.get("provenance") or {}).get("load_format")
+    note_dummy_weights(ax, [load_format])
+    title = " · ".join(str(config[k]) for k in ("model", "task") if config.get(k))
+    details = ", ".join(
+        f"{k} {config[k]}"
+        for k in ("gpu", "num_gpus", "batch_size", "parallelism")
+        if config.get(k) is not None
+    )
+    ax.set_title(f"{title} ({details})" if title else run_dir.name, fontsize=9)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(5, len(labels)))
+    return save(fig, out)
