@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from jouleflow.cli import build_parser
 from jouleflow.cli.measure import duration, job_dict
 from jouleflow.requestset import read_request_set
@@ -62,12 +64,9 @@ def test_flags_override_the_job_spec(tmp_path):
 
 
 def test_durations():
-    assert (
-        duration("30s") == 30
-        and duration("250ms") == 0.25
-        and duration("1.5min") == 90
-        and duration("2") == 2
-    )
+    assert duration("30s") == 30 and duration("250ms") == 0.25 and duration("1.5min") == 90
+    with pytest.raises(argparse.ArgumentTypeError, match="no unit"):
+        duration("2")
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess:

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 from typing import Any
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|sec|min|m|h)?\s*$")
-_UNIT_S = {None: 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "min": 60.0, "m": 60.0, "h": 3600.0}
-
 
 def duration(text: str) -> float:
-    """ "5s", "250ms", "1.5min", "2h" or plain seconds (private until jouleflow.units lands)."""
-    m = _DURATION.match(text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 250ms, 1.5min)")
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
+    """ "5s", "250ms", "1.5min" (jouleflow.units), as an argparse type."""
+    from jouleflow.units import DurationError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def key_value(text: str) -> tuple[str, str]:
