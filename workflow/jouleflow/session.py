@@ -107,7 +107,14 @@ class Session:
 
     # --- teardown -----------------------------------------------------------------------------
     def teardown(self) -> dict | None:
-        """Stop scraper, server, sampler (in that order); idempotent. Returns the Zeus check result."""
+        """Stop scraper, server, sampler (in that order); idempotent. Returns the Zeus check result.
+
+        A second Ctrl-C / SIGTERM (SLURM repeats it) waits until the teardown is done.
+        """
+        with base.signals_deferred():
+            return self._teardown()
+
+    def _teardown(self) -> dict | None:
         if self.scraper is not None:
             self.scraper.stop()
         if self.server is not None:

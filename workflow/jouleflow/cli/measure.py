@@ -237,7 +237,9 @@ def run_measure_llm(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt as exc:
         print(f"jouleflow measure llm: {exc or 'interrupted'}; nothing written", file=sys.stderr)
-        return 130 if type(exc) is KeyboardInterrupt else 143
+        import signal
+
+        return 143 if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM else 130
     from jouleflow.traces import read_json
 
     doc = read_json(run_dir / "run.json")

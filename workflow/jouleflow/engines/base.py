@@ -76,6 +76,28 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C / SIGTERM during a teardown so it completes; re-raise afterwards if one came."""
+    got: list[int] = []
+
+    def remember(signum: int, frame: object) -> None:
+        got.append(signum)
+
+    try:
+        previous = {s: signal.signal(s, remember) for s in (signal.SIGTERM, signal.SIGINT)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if got:
+            raise SessionInterrupted(got[0])
+
+
 @dataclass
 class ServerSpec:
     """What to launch and how to talk to it."""
