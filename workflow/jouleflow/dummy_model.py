@@ -162,7 +162,11 @@ def ensure_dummy_model(model_id: str, cache_dir: str | Path) -> Path:
     """The dummy dir for a bundled model id under `cache_dir` (built once, reused afterwards)."""
     cfg = bundled_config(model_id)
     if cfg is None:
-        have = sorted(p.name for p in RESOURCES_MODELS.iterdir()) if RESOURCES_MODELS.is_dir() else []
+        have = (
+            sorted(p.name for p in RESOURCES_MODELS.iterdir() if p.is_dir())
+            if RESOURCES_MODELS.is_dir()
+            else []
+        )
         raise DummyModelError(
             f"model {model_id}: no bundled config under resources/models/{slug(model_id)} (bundled: {have}); "
             "give --model-path to a dir made by `jouleflow prepare model`"
