@@ -1,5 +1,247 @@
-"""Placeholder: sub-commands are registered by the module that implements them."""
+"""`jouleflow measure llm`: run one grid point (engine + load + power) into a run directory.
+
+Every job-spec key has a flag; `--config job.yaml|json` gives a whole spec, flags override it.
+Heavy modules are imported in the handler only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from typing import Any
 
 
-def register(subparsers) -> None:
-    return None
+def duration(text: str) -> float:
+    """ "5s", "250ms", "1.5min" (jouleflow.units), as an argparse type."""
+    from jouleflow.units import DurationError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a bare string
+
+
+# flag dest -> (job-spec section or None, key)
+_SYNTHETIC = {
+    "output_lengths": "output_lengths",
+    "histogram_gpu": "histogram_gpu",
+    "histogram_num_gpus": "histogram_num_gpus",
+    "histogram_max_num_seqs": "histogram_max_num_seqs",
+    "output_len": "fixed_output_len",
+    "prompt_len": "prompt_len",
+    "seed": "seed",
+}
+_CONTAINER = {
+    "container_runtime": "runtime",
+    "container_image": "image",
+    "container_bind": "binds",
+    "container_arg": "args",
+}
+_NOT_CONFIG = {
+    "func",
+    "command",
+    "verbose",
+    "config",
+    "out",
+    "no_progress",
+    "model_cache",
+    "print_config",
+    "measure_kind",
+    "sampling_kv",
+    "env_kv",
+    "server_args_str",
+    "temperature",
+    "top_p",
+    "extra_body_json",
+}
+
+
+def register(subparsers: Any) -> None:
+    measure = subparsers.add_parser("measure", help="measure one configuration")
+    kinds = measure.add_subparsers(dest="measure_kind", required=True, metavar="KIND")
+    p = kinds.add_parser(
+        "llm",
+        help="one LLM serving grid point (vLLM or transformers serve)",
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument("--config", help="job spec (YAML or JSON) with the keys below; flags override it")
+    p.add_argument("-o", "--out", required=True, help="run directory to create (never overwritten)")
+    g = p.add_argument_group("model and engine")
+    g.add_argument("--model", help="HF model id, e.g. meta-llama/Llama-3.1-8B-Instruct")
+    g.add_argument(
+        "--model-path", help="local model dir (default: the HF id; for dummy: built from resources)"
+    )
+    g.add_argument("--task", help="task label (default lm-arena-chat)")
+    g.add_argument("--engine", choices=["vllm", "transformers"])
+    g.add_argument(
+        "--launcher", help="engine launch command, e.g. 'python3 -m vllm.entrypoints.cli.main serve'"
+    )
+    g.add_argument("--device", help="transformers engine device (cpu, cuda:0)")
+    g.add_argument("--gpu", help="GPU type label (default: from the GPU name)")
+    g.add_argument("--num-gpus", type=int)
+    g.add_argument("--batch-size", "--max-num-seqs", dest="batch_size", type=int, help="max_num_seqs B")
+    g.add_argument("--tensor-parallel", "--tp", dest="tensor_parallel", type=int)
+    g.add_argument("--pipeline-parallel", "--pp", dest="pipeline_parallel", type=int)
+    g.add_argument("--data-parallel", "--dp", dest="data_parallel", type=int)
+    g.add_argument("--expert-parallel", "--ep", dest="expert_parallel", action=argparse.BooleanOptionalAction)
+    g.add_argument("--precision", help="label recorded with the run (bf16, fp8)")
+    g.add_argument("--dtype")
+    g.add_argument("--quantization")
+    g.add_argument("--load-format", choices=["real", "dummy"])
+    g.add_argument("--max-model-len", type=int)
+    g.add_argument("--max-num-batched-tokens", type=int)
+    g.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction)
+    g.add_argument("--gpu-memory-utilization", type=float)
+    g.add_argument(
+        "--server-arg",
+        dest="server_args",
+        action="append",
+        help="one extra server argument (repeat; write --server-arg=--enforce-eager)",
+    )
+    g.add_argument(
+        "--server-args", dest="server_args_str", help="extra server arguments as one shell-quoted string"
+    )
+    g.add_argument(
+        "--env", dest="env_kv", type=key_value, action="append", help="KEY=VALUE for the server (repeat)"
+    )
+    g.add_argument("--container-runtime", choices=["apptainer", "singularity", "docker"])
+    g.add_argument("--container-image")
+    g.add_argument("--container-bind", action="append")
+    g.add_argument("--container-arg", action="append")
+    g.add_argument("--host")
+    g.add_argument("--port", type=int, help="server port (default: a free one)")
+    g.add_argument("--health-timeout", dest="health_timeout_s", type=duration)
+    r = p.add_argument_group("requests and load")
+    r.add_argument("--num-requests", type=int)
+    r.add_argument("--request-set", help="Parquet request set (default: synthetic)")
+    r.add_argument("--output-lengths", help="ML.ENERGY v3 models/*.json with output-length histograms")
+    r.add_argument("--histogram-gpu")
+    r.add_argument("--histogram-num-gpus", type=int)
+    r.add_argument("--histogram-max-num-seqs", type=int)
+    r.add_argument("--output-len", type=int, help="fixed output length instead of a histogram")
+    r.add_argument("--prompt-len", help="fixed:N | uniform:A,B | normal:MEAN,STD (words)")
+    r.add_argument("--seed", type=int, help="synthetic request-set seed")
+    r.add_argument("--endpoint", choices=["chat", "completions"])
+    r.add_argument("--temperature", type=float)
+    r.add_argument("--top-p", type=float)
+    r.add_argument(
+        "--sampling",
+        dest="sampling_kv",
+        type=key_value,
+        action="append",
+        help="KEY=JSON_VALUE sampling parameter (repeat)",
+    )
+    r.add_argument("--extra-body", dest="extra_body_json", help="JSON object merged into every request body")
+    r.add_argument("--arrival", choices=["burst", "concurrency", "poisson"])
+    r.add_argument("--max-concurrency", type=int)
+    r.add_argument("--rate", type=float, help="requests/s (poisson)")
+    r.add_argument("--arrival-seed", type=int)
+    r.add_argument("--request-timeout", dest="request_timeout_s", type=duration)
+    r.add_argument("--chunk-timeout", dest="chunk_timeout_s", type=duration)
+    m = p.add_argument_group("measurement")
+    m.add_argument("--power-period", dest="power_period_s", type=duration)
+    m.add_argument("--metrics-period", dest="metrics_period_s", type=duration)
+    m.add_argument("--no-energy", action="store_true", help="no power sensor (CPU engine): no energy numbers")
+    m.add_argument("--no-progress", action="store_true", help="no live display")
+    m.add_argument(
+        "--model-cache", help="where dummy model dirs are built (default ~/.cache/jouleflow/models)"
+    )
+    m.add_argument("--print-config", action="store_true", help="print the effective config and exit")
+    p.set_defaults(func=run_measure_llm)
+
+
+def job_dict(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge the job spec file (if any) and the flags into one job-spec dict."""
+    from jouleflow.llmconfig import load_job_spec
+
+    given = vars(args)
+    spec: dict[str, Any] = load_job_spec(given["config"]) if "config" in given else {}
+    for dest, value in given.items():
+        if dest in _NOT_CONFIG:
+            continue
+        if dest in _SYNTHETIC:
+            spec.setdefault("synthetic", {})[_SYNTHETIC[dest]] = value
+        elif dest in _CONTAINER:
+            spec.setdefault("container", {})[_CONTAINER[dest]] = value
+        elif dest == "server_args":
+            spec["server_args"] = list(spec.get("server_args") or []) + value
+        elif dest == "launcher":
+            spec["launcher"] = shlex.split(value)
+        else:
+            spec[dest] = value
+    if "server_args_str" in given:
+        spec["server_args"] = list(spec.get("server_args") or []) + shlex.split(given["server_args_str"])
+    if "env_kv" in given:
+        spec["env"] = {**(spec.get("env") or {}), **dict(given["env_kv"])}
+    sampling_flags = {k: given[k] for k in ("temperature", "top_p") if k in given}
+    sampling_flags.update({k: json_value(v) for k, v in given.get("sampling_kv", [])})
+    if sampling_flags:
+        from jouleflow.llmconfig import LLMJobConfig
+
+        default = LLMJobConfig.__dataclass_fields__["sampling"].default_factory()  # type: ignore[misc]
+        spec["sampling"] = {**(spec.get("sampling", default)), **sampling_flags}
+    if "extra_body_json" in given:
+        try:
+            extra = json.loads(given["extra_body_json"])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--extra-body: not JSON ({exc})") from exc
+        if not isinstance(extra, dict):
+            raise ValueError("--extra-body: must be a JSON object")
+        spec["extra_body"] = {**(spec.get("extra_body") or {}), **extra}
+    return spec
+
+
+def run_measure_llm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jouleflow.cli import CLIError
+    from jouleflow.llmconfig import ConfigError, config_from_dict
+
+    try:
+        spec = job_dict(args)
+        cfg = config_from_dict(spec, source=getattr(args, "config", "command line"))
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from exc
+    if getattr(args, "print_config", False):
+        json.dump(cfg.to_dict(), sys.stdout, indent=2, sort_keys=True)
+        print()
+        return 0
+    from jouleflow.session import SessionError, SessionFailed, run_llm_session
+    from jouleflow.traces import RunExistsError
+
+    cache = Path(args.model_cache) if getattr(args, "model_cache", None) else None
+    try:
+        run_dir = run_llm_session(
+            cfg, args.out, display=not getattr(args, "no_progress", False), model_cache=cache
+        )
+    except (SessionError, RunExistsError) as exc:
+        raise CLIError(str(exc)) from exc
+    except SessionFailed as exc:
+        print(f"jouleflow measure llm: run failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        print(f"jouleflow measure llm: {exc or 'interrupted'}; nothing written", file=sys.stderr)
+        import signal
+
+        return 143 if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM else 130
+    from jouleflow.traces import read_json
+
+    doc = read_json(run_dir / "run.json")
+    print(f"{doc['status']}: {run_dir}" + (f" ({doc['reason']})" if doc.get("reason") else ""))
+    return 0

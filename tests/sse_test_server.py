@@ -1,0 +1,169 @@
+"""TEST-ONLY OpenAI-style streaming server (aiohttp), for the load client and session tests.
+
+Never used by the product. It streams `max_tokens` tokens per request in chunks of
+`tokens_per_chunk` (each chunk's text is that many words, so chunk counts differ from usage when
+tokens_per_chunk > 1), then a usage chunk (stream_options.include_usage) and `[DONE]`.
+It exposes /health and a vLLM-named /metrics. Per-request behaviour is keyed by the prompt
+(or last message) text: "http500" -> HTTP 500; "stall" -> one chunk, then silence;
+"die" -> one chunk, then the connection is cut.
+
+Run as a script it mimics `vllm serve MODEL --host H --port P ...` (unknown flags ignored), with
+TEST_SERVER_MODE: "ok" (default), "oom" (prints a CUDA OOM and exits 1 before serving),
+"crash" (exits 1 before serving), "die-after:N" (the process exits once N requests arrived).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+from aiohttp import web
+
+
+class ServerState:
+    def __init__(
+        self,
+        token_delay_s: float = 0.002,
+        tokens_per_chunk: int = 1,
+        die_after: int | None = None,
+        stall_s: float = 4.0,
+    ) -> None:
+        self.token_delay_s = token_delay_s
+        self.stall_s = stall_s  # bounded so that the test server's shutdown does not wait long
+        self.tokens_per_chunk = tokens_per_chunk
+        self.die_after = die_after
+        self.running = 0
+        self.received = 0
+        self.generated = 0
+        self.max_running = 0
+
+
+STATE = web.AppKey("state", ServerState)
+
+
+def _text_of(body: dict) -> str:
+    if "messages" in body:
+        return str(body["messages"][-1].get("content", ""))
+    return str(body.get("prompt", ""))
+
+
+async def _completion(request: web.Request) -> web.StreamResponse:
+    state: ServerState = request.app[STATE]
+    body = await request.json()
+    chat = request.path.endswith("/chat/completions")
+    text = _text_of(body)
+    state.received += 1
+    if state.die_after is not None and state.received >= state.die_after:
+        asyncio.get_running_loop().call_later(0.2, os._exit, 3)
+    if text == "http500":
+        return web.json_response({"error": {"message": "test failure"}}, status=500)
+    n = int(body.get("max_tokens") or 16)
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    state.running += 1
+    state.max_running = max(state.max_running, state.running)
+
+    async def send(obj: dict | str) -> None:
+        payload = obj if isinstance(obj, str) else json.dumps(obj)
+        await resp.write(f"data: {payload}\n\n".encode())
+
+    try:
+        if chat:
+            await send({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+        sent = 0
+        while sent < n:
+            k = min(state.tokens_per_chunk, n - sent)
+            words = " ".join(["tok"] * k) + " "
+            choice = {"index": 0, "delta": {"content": words}} if chat else {"index": 0, "text": words}
+            await send({"choices": [choice]})
+            sent += k
+            state.generated += k
+            if text == "stall":
+                await asyncio.sleep(state.stall_s)
+                return resp
+            if text == "die":
+                request.transport.close()
+                return resp
+            await asyncio.sleep(state.token_delay_s * k)
+        await send(
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
+            if chat
+            else {"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
+        )
+        if (body.get("stream_options") or {}).get("include_usage"):
+            pt = len(text.split())
+            await send(
+                {
+                    "choices": [],
+                    "usage": {"prompt_tokens": pt, "completion_tokens": n, "total_tokens": pt + n},
+                }
+            )
+        await send("[DONE]")
+    finally:
+        state.running -= 1
+    return resp
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.Response(text="")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    s: ServerState = request.app[STATE]
+    text = (
+        "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+        "# TYPE vllm:num_requests_running gauge\n"
+        f'vllm:num_requests_running{{engine="0",model_name="m"}} {float(s.running)}\n'
+        "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+        "# TYPE vllm:num_requests_waiting gauge\n"
+        'vllm:num_requests_waiting{engine="0",model_name="m"} 0.0\n'
+        "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+        "# TYPE vllm:kv_cache_usage_perc gauge\n"
+        f'vllm:kv_cache_usage_perc{{engine="0",model_name="m"}} {min(1.0, s.running / 100):.4f}\n'
+        "# HELP vllm:generation_tokens_total Number of generation tokens processed.\n"
+        "# TYPE vllm:generation_tokens_total counter\n"
+        f'vllm:generation_tokens_total{{engine="0",model_name="m"}} {float(s.generated)}\n'
+    )
+    return web.Response(text=text, content_type="text/plain")
+
+
+def make_app(state: ServerState | None = None) -> web.Application:
+    app = web.Application()
+    app[STATE] = state or ServerState()
+    app.router.add_post("/v1/chat/completions", _completion)
+    app.router.add_post("/v1/completions", _completion)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model", nargs="?")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args, _unknown = parser.parse_known_args([a for a in argv if a != "serve"])
+    mode = os.environ.get("TEST_SERVER_MODE", "ok")
+    print(f"test server: mode {mode}, model {args.model}", flush=True)
+    time.sleep(float(os.environ.get("TEST_SERVER_STARTUP_S", "0.3")))
+    if mode == "oom":
+        print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", flush=True)
+        sys.exit(1)
+    if mode == "crash":
+        print("RuntimeError: something unrelated broke", flush=True)
+        sys.exit(1)
+    die_after = int(mode.split(":")[1]) if mode.startswith("die-after:") else None
+    state = ServerState(
+        float(os.environ.get("TEST_SERVER_TOKEN_DELAY_S", "0.002")),
+        int(os.environ.get("TEST_SERVER_TOKENS_PER_CHUNK", "1")),
+        die_after,
+    )
+    web.run_app(make_app(state), host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,274 @@
+"""`jouleflow measure llm` end to end against the test-only SSE server standing in for `vllm serve`.
+
+The server (tests/sse_test_server.py) is launched through the real vLLM command construction
+(`--launcher`), so the session's process handling, load, metrics scraping, run-directory writing
+and failure classification all run for real; only the model is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SERVER = TESTS / "sse_test_server.py"
+HAVE_POWER = importlib.util.find_spec("jouleflow.power") is not None and (TESTS / "fakegpu").is_dir()
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "num_hidden_layers": 2,
+        "hidden_size": 64,
+        "vocab_size": 512,
+    }
+    (d / "config.json").write_text(json.dumps(config))
+    return d
+
+
+def measure(
+    out: Path,
+    model_dir: Path,
+    *extra: str,
+    env: dict | None = None,
+    fake_gpu: bool = False,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
+    pythonpath = [str(REPO / "workflow"), str(TESTS)]
+    if fake_gpu:
+        pythonpath.insert(0, str(TESTS / "fakegpu"))
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath), **(env or {})}
+    argv = [
+        sys.executable,
+        "-m",
+        "jouleflow",
+        "measure",
+        "llm",
+        "--model",
+        "test/model",
+        "--model-path",
+        str(model_dir),
+        "--launcher",
+        f"{sys.executable} {SERVER}",
+        "--batch-size",
+        "4",
+        "--num-requests",
+        "12",
+        "--output-len",
+        "20",
+        "--prompt-len",
+        "fixed:5",
+        "--no-progress",
+        "--health-timeout",
+        "60s",
+        "--metrics-period",
+        "100ms",
+        "-o",
+        str(out),
+        *extra,
+    ]
+    if not fake_gpu and "--no-energy" not in extra:
+        argv.append("--no-energy")
+    return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def test_ok_run_writes_the_contract(tmp_path, model_dir):
+    out = tmp_path / "runs" / "p1"
+    r = measure(out, model_dir, "--sampling", "seed=3", env={"TEST_SERVER_TOKEN_DELAY_S": "0.01"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"ok: {out}"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "request_set.parquet",
+        "requests.parquet",
+        "run.json",
+        "server.log",
+        "server.parquet",
+        "session.log",
+        "tokens.parquet",
+    ]
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["status"] == "ok" and doc["reason"] is None and doc["schema_version"] == 1
+    c = doc["config"]
+    assert (c["model"], c["batch_size"], c["num_gpus"], c["parallelism"], c["engine"]) == (
+        "test/model",
+        4,
+        1,
+        "tp1",
+        "vllm",
+    )
+    assert c["sampling"] == {"temperature": 0.8, "top_p": 0.95, "seed": 3} and c["architecture"] == "dense"
+    assert len(c["request_set"]["sha256"]) == 64 and c["request_set"]["path"] == "request_set.parquet"
+    assert len(doc["config_hash"]) == 64
+    prov = doc["provenance"]
+    assert prov["energy_source"] is None and prov["load_format"] == "real" and prov["host"]
+    assert set(prov["phases"]) == {"prepare", "power_start", "server_start", "load", "teardown"}
+    assert prov["start_time"] <= doc["timing"]["t0"] <= doc["timing"]["t_last_end"] <= prov["end_time"]
+    reqs = pq.read_table(out / "requests.parquet").to_pylist()
+    assert [q["request_id"] for q in reqs] == list(range(12))
+    assert all(q["ok"] and q["output_tokens"] == 20 and q["input_tokens"] == 5 for q in reqs)
+    toks = pq.read_table(out / "tokens.parquet").to_pylist()
+    assert len(toks) == 12 * 20 and all(t["n_tokens"] == 1 for t in toks)
+    server = pq.read_table(out / "server.parquet").to_pylist()
+    assert server and max(s["running"] for s in server) <= 12  # all 12 in flight (the test server has no cap)
+    assert server[-1]["generation_tokens"] <= 240
+    log = (out / "server.log").read_text()
+    assert "--max-num-seqs 4" in log.splitlines()[0]  # the launched command line is kept
+    # the same grid point measured again elsewhere hashes the same (where files lived is not hashed)
+    out2 = tmp_path / "elsewhere" / "p1"
+    assert measure(out2, model_dir, "--sampling", "seed=3").returncode == 0
+    assert json.loads((out2 / "run.json").read_text())["config_hash"] == doc["config_hash"]
+
+
+def test_finished_run_is_never_overwritten(tmp_path, model_dir):
+    out = tmp_path / "run"
+    assert measure(out, model_dir).returncode == 0
+    before = (out / "run.json").read_bytes()
+    r = measure(out, model_dir)
+    assert r.returncode == 2 and "already there" in r.stderr
+    assert (out / "run.json").read_bytes() == before
+
+
+def test_oom_at_start_is_an_infeasible_result(tmp_path, model_dir):
+    out = tmp_path / "run"
+    r = measure(out, model_dir, env={"TEST_SERVER_MODE": "oom"})
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["status"] == "infeasible" and "CUDA out of memory" in doc["reason"]
+    assert not (out / "requests.parquet").exists()
+    assert "OutOfMemoryError" in (out / "server.log").read_text()
+
+
+def test_start_crash_is_failed_beside_the_final_dir(tmp_path, model_dir):
+    out = tmp_path / "run"
+    r = measure(out, model_dir, env={"TEST_SERVER_MODE": "crash"})
+    assert r.returncode == 1 and "exited with code 1" in r.stderr
+    assert not out.exists()
+    [failed] = [p for p in tmp_path.iterdir() if p.name.startswith("run.failed-")]
+    doc = json.loads((failed / "run.json").read_text())
+    assert doc["status"] == "failed" and "something unrelated broke" in (failed / "server.log").read_text()
+
+
+def test_server_death_mid_run_is_failed_and_recorded(tmp_path, model_dir):
+    out = tmp_path / "run"
+    t = time.monotonic()
+    r = measure(
+        out,
+        model_dir,
+        "--arrival",
+        "concurrency",
+        "--max-concurrency",
+        "2",
+        env={"TEST_SERVER_MODE": "die-after:4", "TEST_SERVER_TOKEN_DELAY_S": "0.05"},
+    )
+    assert time.monotonic() - t < 60
+    assert r.returncode == 1 and "during the load" in r.stderr
+    assert not out.exists()
+    [failed] = [p for p in tmp_path.iterdir() if p.name.startswith("run.failed-")]
+    doc = json.loads((failed / "run.json").read_text())
+    assert doc["status"] == "failed" and "exited with code 3" in doc["reason"]
+    reqs = pq.read_table(failed / "requests.parquet").to_pylist()
+    assert len(reqs) == 12 and not all(q["ok"] for q in reqs)
+    assert all(q["error"] for q in reqs if not q["ok"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model-path", "/nonexistent/model"], "model directory /nonexistent/model does not exist"),
+        (
+            ["--tensor-parallel", "3", "--num-gpus", "3"],
+            "tensor_parallel=3 does not divide num_attention_heads=4",
+        ),
+        (["--request-set", "/nonexistent/rs.parquet"], "rs.parquet: trace file is missing"),
+        (["--batchsize", "4"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_names_the_thing_and_leaves_nothing(tmp_path, model_dir, args, message):
+    out = tmp_path / "run"
+    r = measure(out, model_dir, *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == [model_dir]
+
+
+def test_sigterm_mid_load_tears_down_and_leaves_nothing(tmp_path, model_dir):
+    out = tmp_path / "run"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "workflow"), str(TESTS)]),
+        "TEST_SERVER_TOKEN_DELAY_S": "0.5",
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "jouleflow",
+        "measure",
+        "llm",
+        "--model",
+        "m",
+        "--model-path",
+        str(model_dir),
+        "--launcher",
+        f"{sys.executable} {SERVER}",
+        "--batch-size",
+        "4",
+        "--num-requests",
+        "8",
+        "--output-len",
+        "200",
+        "--no-energy",
+        "--no-progress",
+        "-o",
+        str(out),
+    ]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stderr:
+        if "load: 8 requests" in line:
+            break
+    partial = [p for p in tmp_path.iterdir() if p.name.startswith(".run.partial-")]
+    assert partial
+    session_log = (partial[0] / "session.log").read_text()
+    server_pid = int(session_log.split("server pid ")[1].split()[0])
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "nothing written" in err
+    assert list(tmp_path.iterdir()) == [model_dir]
+    with pytest.raises(ProcessLookupError):
+        os.killpg(server_pid, 0)  # the server's whole process group is gone
+
+
+@pytest.mark.skipif(not HAVE_POWER, reason="jouleflow.power and tests/fakegpu (helper power) not merged yet")
+def test_fake_gpu_session_records_power(tmp_path, model_dir):
+    out = tmp_path / "run"
+    r = measure(out, model_dir, env={"FAKE_GPU_POWER_W": "250", "FAKE_GPU_COUNT": "2"}, fake_gpu=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["provenance"]["energy_source"] == "nvml-via-zeus"
+    assert [g["index"] for g in doc["provenance"]["gpus"]] == [0]  # tp1: the job's one GPU, not both
+    assert doc["config"]["gpu"] == "H100"
+    power = pq.read_table(out / "power.parquet").to_pylist()
+    assert {p["gpu"] for p in power} == {0} and all(p["power_w"] == 250 for p in power)
+    t = [p["t"] for p in power]
+    assert t[0] <= doc["timing"]["t0"] and t[-1] >= doc["timing"]["t_last_end"]
+
+
+@pytest.mark.skipif(not HAVE_POWER, reason="jouleflow.power (helper power) not merged yet")
+def test_vllm_without_a_gpu_is_a_clear_error(tmp_path, model_dir):
+    out = tmp_path / "run"
+    r = measure(out, model_dir, env={"FAKE_GPU_INIT_ERROR": "DRIVER_NOT_LOADED"}, fake_gpu=True)
+    assert r.returncode == 2 and "no GPU energy sensor" in r.stderr
+    assert list(tmp_path.iterdir()) == [model_dir]

@@ -1,0 +1,267 @@
+"""The configuration of one LLM measurement (one grid point), with validation and a canonical form.
+
+A job spec (YAML/JSON) uses exactly these field names; unknown keys are rejected by name.
+Precedence when the CLI builds a config: defaults < `--config` file < explicit flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENGINES = ("vllm", "transformers")
+ENDPOINTS = ("chat", "completions")
+LOAD_FORMATS = ("real", "dummy")
+ARRIVALS = ("burst", "concurrency", "poisson")
+CONTAINER_RUNTIMES = ("apptainer", "singularity", "docker")
+
+
+class ConfigError(ValueError):
+    """A job spec is invalid; the message names the key (and the file when known)."""
+
+
+@dataclass
+class ContainerConfig:
+    runtime: str  # apptainer | singularity | docker
+    image: str
+    binds: list[str] = field(default_factory=list)  # extra "SRC[:DST[:ro]]"
+    args: list[str] = field(default_factory=list)  # extra runtime arguments
+
+
+@dataclass
+class SyntheticConfig:
+    """How to generate the request set when no `request_set` file is given."""
+
+    # ML.ENERGY v3 models/*.json file with per-configuration output-length histograms, or null for fixed_output_len.
+    output_lengths: str | None = None
+    # Which histogram configuration: defaults to the job's gpu, num_gpus and batch_size.
+    histogram_gpu: str | None = None
+    histogram_num_gpus: int | None = None
+    histogram_max_num_seqs: int | None = None
+    fixed_output_len: int | None = None
+    prompt_len: str = "fixed:200"  # fixed:N | uniform:A,B | normal:MEAN,STD
+    seed: int = 0
+
+
+@dataclass
+class LLMJobConfig:
+    model: str  # HF id, e.g. meta-llama/Llama-3.1-8B-Instruct
+    batch_size: int  # vLLM --max-num-seqs
+    model_path: str | None = None  # local dir; null = the HF id (or the bundled dummy config when dummy)
+    task: str = "lm-arena-chat"
+    engine: str = "vllm"
+    gpu: str | None = None  # GPU type label (H100); null = derived from the GPU name at run time
+    num_gpus: int | None = None  # null = tensor x pipeline x data parallel
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    data_parallel: int = 1
+    expert_parallel: bool = False
+    precision: str = "bf16"
+    dtype: str | None = None  # vLLM --dtype; null = engine default
+    quantization: str | None = None
+    load_format: str = "real"
+    max_model_len: int | None = None
+    max_num_batched_tokens: int | None = None
+    async_scheduling: bool | None = None  # null = engine default
+    gpu_memory_utilization: float | None = None
+    server_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    launcher: list[str] | None = None  # e.g. ["vllm", "serve"]; null = auto
+    container: ContainerConfig | None = None
+    device: str = "cpu"  # transformers engine only
+    num_requests: int = 1024
+    request_set: str | None = None  # Parquet request set; null = synthetic
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    endpoint: str = "chat"
+    sampling: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.8, "top_p": 0.95})
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    arrival: str = "burst"
+    max_concurrency: int | None = None
+    rate: float | None = None  # requests/s for poisson
+    arrival_seed: int = 0
+    request_timeout_s: float = 1800.0
+    chunk_timeout_s: float = 300.0  # longest silence on one stream
+    health_timeout_s: float = 3600.0  # big models load for many minutes
+    power_period_s: float = 0.1
+    metrics_period_s: float = 0.5
+    no_energy: bool = False
+    host: str = "127.0.0.1"
+    port: int | None = None  # null = a free port
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def effective_num_gpus(self) -> int:
+        if self.num_gpus is not None:
+            return self.num_gpus
+        return self.tensor_parallel * self.pipeline_parallel * self.data_parallel
+
+    @property
+    def parallelism(self) -> str:
+        return parallelism_label(
+            self.tensor_parallel, self.pipeline_parallel, self.data_parallel, self.expert_parallel
+        )
+
+    def validate(self) -> None:
+        def need(cond: bool, key: str, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"{key}: {msg}")
+
+        need(isinstance(self.model, str) and bool(self.model), "model", "must be a non-empty string")
+        need(_pos_int(self.batch_size), "batch_size", f"must be a positive integer, got {self.batch_size!r}")
+        for key in ("tensor_parallel", "pipeline_parallel", "data_parallel", "num_requests"):
+            need(_pos_int(getattr(self, key)), key, f"must be a positive integer, got {getattr(self, key)!r}")
+        need(self.engine in ENGINES, "engine", f"must be one of {ENGINES}, got {self.engine!r}")
+        need(self.endpoint in ENDPOINTS, "endpoint", f"must be one of {ENDPOINTS}, got {self.endpoint!r}")
+        need(
+            self.load_format in LOAD_FORMATS,
+            "load_format",
+            f"must be one of {LOAD_FORMATS}, got {self.load_format!r}",
+        )
+        need(self.arrival in ARRIVALS, "arrival", f"must be one of {ARRIVALS}, got {self.arrival!r}")
+        if self.arrival == "concurrency":
+            need(
+                _pos_int(self.max_concurrency),
+                "max_concurrency",
+                "must be a positive integer for arrival=concurrency",
+            )
+        if self.arrival == "poisson":
+            need(
+                isinstance(self.rate, (int, float)) and self.rate > 0,
+                "rate",
+                "must be > 0 for arrival=poisson",
+            )
+        parallel = self.tensor_parallel * self.pipeline_parallel * self.data_parallel
+        if self.num_gpus is not None:
+            need(_pos_int(self.num_gpus), "num_gpus", f"must be a positive integer, got {self.num_gpus!r}")
+            if self.engine == "vllm":
+                need(
+                    self.num_gpus == parallel,
+                    "num_gpus",
+                    f"{self.num_gpus} != tensor_parallel x pipeline_parallel x data_parallel = {parallel}",
+                )
+        need(
+            isinstance(self.server_args, list) and all(isinstance(a, str) for a in self.server_args),
+            "server_args",
+            "must be a list of strings",
+        )
+        need(isinstance(self.env, dict), "env", "must be a mapping of strings")
+        self.env = {str(k): str(v) for k, v in self.env.items()}
+        for key in (
+            "request_timeout_s",
+            "chunk_timeout_s",
+            "health_timeout_s",
+            "power_period_s",
+            "metrics_period_s",
+        ):
+            need(isinstance(getattr(self, key), (int, float)) and getattr(self, key) > 0, key, "must be > 0")
+        need(isinstance(self.sampling, dict), "sampling", "must be a mapping")
+        need(isinstance(self.extra_body, dict), "extra_body", "must be a mapping")
+        if self.launcher is not None:
+            need(
+                isinstance(self.launcher, list) and bool(self.launcher),
+                "launcher",
+                "must be a non-empty list",
+            )
+        if self.container is not None:
+            need(
+                self.container.runtime in CONTAINER_RUNTIMES,
+                "container.runtime",
+                f"must be one of {CONTAINER_RUNTIMES}, got {self.container.runtime!r}",
+            )
+        s = self.synthetic
+        if self.request_set is None:
+            need(
+                s.output_lengths is not None or _pos_int(s.fixed_output_len),
+                "synthetic",
+                "no request_set: set synthetic.output_lengths (histogram file) or synthetic.fixed_output_len",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parallelism_label(tp: int, pp: int, dp: int, ep: bool) -> str:
+    """ "tp1", "tp2-ep", "tp2-pp2", "dp2": the degrees above 1 (tp always when nothing else is)."""
+    parts = []
+    if tp > 1 or (pp == 1 and dp == 1):
+        parts.append(f"tp{tp}")
+    if pp > 1:
+        parts.append(f"pp{pp}")
+    if dp > 1:
+        parts.append(f"dp{dp}")
+    if ep:
+        parts.append("ep")
+    return "-".join(parts)
+
+
+def _pos_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+_NESTED = {"container": ContainerConfig, "synthetic": SyntheticConfig}
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> LLMJobConfig:
+    """Build a config from a mapping, naming unknown/missing keys (and `source`, e.g. the file) in errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a job spec must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(LLMJobConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
+    kwargs = dict(data)
+    for key, cls in _NESTED.items():
+        value = kwargs.get(key)
+        if value is None or isinstance(value, cls):
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping")
+        sub_known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(value) - sub_known)
+        if bad:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(f'{key}.{b}' for b in bad)}")
+        try:
+            kwargs[key] = cls(**value)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {key}: {exc}") from exc
+    for key in ("model", "batch_size"):
+        if key not in kwargs:
+            raise ConfigError(f"{source}: missing required key {key}")
+    try:
+        return LLMJobConfig(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def load_job_spec(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON job spec into a dict (validated later, merged with CLI flags)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: job spec file not found")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:
+        raise ConfigError(f"{path}: cannot parse job spec ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a job spec must be a mapping")
+    return data
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(config_dict: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(config_dict).encode()).hexdigest()

@@ -1,0 +1,338 @@
+"""One measured LLM serving session: engine + load + power + server metrics -> one run directory.
+
+Order: resolve and validate the config (bad input ends here, nothing written) -> GPU allocation
+hook -> power sampler and the whole-session Zeus check -> launch the engine, wait healthy ->
+metrics scraper -> the load, with a live display -> stop everything -> traces + run.json, renamed
+into place atomically. A start-up OOM is a result (status "infeasible", committed at the final
+path); any other failure is committed next to it as `<name>.failed-<time>` for inspection and
+raised; Ctrl-C / SIGTERM tear everything down and leave no directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from jouleflow import requestset, traces
+from jouleflow.engines import base
+from jouleflow.llmconfig import LLMJobConfig, config_hash, parallelism_label
+from jouleflow.load import LoadSettings, LoadStats, run_load, token_columns
+from jouleflow.load import request_rows as load_request_rows
+from jouleflow.provenance import PhaseTimer, base_provenance
+from jouleflow.server_metrics import MetricsScraper
+from jouleflow.session_setup import (
+    architecture,
+    engine_spec,
+    gpu_allocation,
+    gpu_type_label,
+    needs_gpu,
+    prepare_requests,
+    resolve_model,
+    validate_engine,
+)
+
+log = logging.getLogger(__name__)
+
+ENERGY_SOURCE = "nvml-via-zeus"
+# Fields that say where things ran, not what was measured: excluded from the config hash.
+UNHASHED = ("host", "port", "model_path", "launcher", "health_timeout_s")
+
+
+class SessionError(RuntimeError):
+    """The session could not run (no GPU, bad setup): user-facing, nothing was written."""
+
+
+class SessionFailed(RuntimeError):
+    """The session ran and failed; `run_dir` holds what was recorded (status "failed")."""
+
+    def __init__(self, reason: str, run_dir: Path) -> None:
+        super().__init__(f"{reason} (details in {run_dir})")
+        self.reason = reason
+        self.run_dir = run_dir
+
+
+class Session:
+    """Holds the live resources so that every exit path tears them down."""
+
+    def __init__(self, cfg: LLMJobConfig, out_dir: Path, model_cache: Path | None = None) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.model_cache = model_cache
+        self.timer = PhaseTimer()
+        self.server: base.ServerProcess | None = None
+        self.sampler: Any = None
+        self.check: Any = None
+        self.scraper: MetricsScraper | None = None
+        self.power_rows: list[dict] = []
+        self.notes: list[str] = []
+        self.foreign: list[dict] = []
+        self.gpu_indices: list[int] = []
+        self.model_config: dict | None = None
+
+    # --- energy -------------------------------------------------------------------------------
+    def start_power(self) -> list[dict]:
+        cfg = self.cfg
+        if cfg.no_energy:
+            self.notes.append("no energy measured (--no-energy): no power.parquet, energy_source null")
+            return []
+        from jouleflow import power
+
+        self.gpu_indices = list(range(cfg.effective_num_gpus))
+        try:
+            self.sampler = power.PowerSampler(gpu_indices=self.gpu_indices, period_s=cfg.power_period_s)
+            inventory = power.gpu_inventory(self.gpu_indices)
+        except power.NoGPUError as exc:
+            hint = "" if needs_gpu(cfg) else " (a CPU engine can run without energy: --no-energy)"
+            raise SessionError(f"no GPU energy sensor for GPUs {self.gpu_indices}: {exc}{hint}") from exc
+        try:  # only a cross-check: the sampler's counter is the energy source
+            self.check = power.SessionEnergyCheck(self.gpu_indices)
+            self.check.begin()
+        except ImportError as exc:
+            self.check = None
+            self.notes.append(f"no ZeusMonitor session cross-check: {exc}")
+            log.warning("no ZeusMonitor session cross-check: %s", exc)
+        self.sampler.start()
+        return inventory
+
+    def check_foreign(self) -> None:
+        if self.sampler is None:
+            return
+        from jouleflow import power
+
+        own = {os.getpid()} | (self.server.group_pids() if self.server else set())
+        for p in power.foreign_processes(self.gpu_indices, own):
+            if p not in self.foreign:
+                self.foreign.append(p)
+
+    # --- teardown -----------------------------------------------------------------------------
+    def teardown(self) -> dict | None:
+        """Stop scraper, server, sampler (in that order); idempotent. Returns the Zeus check result.
+
+        A second Ctrl-C / SIGTERM (SLURM repeats it) waits until the teardown is done.
+        """
+        with base.signals_deferred():
+            return self._teardown()
+
+    def _teardown(self) -> dict | None:
+        if self.scraper is not None:
+            self.scraper.stop()
+        if self.server is not None:
+            self.server.stop()
+        check_result = None
+        if self.sampler is not None:
+            self.power_rows = self.sampler.stop()
+            self.sampler = None
+            if self.check is not None:
+                with contextlib.suppress(Exception):
+                    check_result = self.check.end()
+                self.check = None
+        return check_result
+
+    # --- the session --------------------------------------------------------------------------
+    def run(self, display: bool = True) -> Path:
+        cfg = self.cfg
+        writer = traces.RunDirWriter(self.out_dir)
+        handler = logging.FileHandler(writer.path("session.log"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("jouleflow").addHandler(handler)
+        prov: dict[str, Any] = {"start_time": time.time()}
+        status, reason, load_result, check_result, spec, inventory = "ok", None, None, None, None, []
+        rs_info: dict | None = None
+        try:
+            with base.sigterm_raises():
+                with self.timer.phase("prepare"):
+                    prov.update(base_provenance(cfg.engine))
+                    resolve_model(cfg, self.model_cache)
+                    self.model_config = validate_engine(cfg)
+                    specs, rs_info = prepare_requests(cfg, writer)
+                with gpu_allocation(cfg) if needs_gpu(cfg) else contextlib.nullcontext() as alloc:
+                    if alloc is not None:
+                        prov["allocated_gpus"] = alloc
+                    prov["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+                    with self.timer.phase("power_start"):
+                        inventory = self.start_power()
+                    try:
+                        with self.timer.phase("server_start"):
+                            port = cfg.port or base.free_port(cfg.host)
+                            if cfg.port:
+                                base.check_port_free(cfg.host, cfg.port)
+                            spec = engine_spec(cfg, port)
+                            self.server = base.ServerProcess(spec, writer.path("server.log"))
+                            self.server.start()
+                            prov["health_wait_s"] = self.server.wait_healthy(cfg.health_timeout_s)
+                        self.check_foreign()
+                        load_result = self._load(spec, specs, display)
+                        self.check_foreign()
+                        if not self.server.is_alive():
+                            status = "failed"
+                            reason = f"{cfg.engine} server exited with code {self.server.exit_code()} during the load"
+                        elif load_result.aborted:
+                            status, reason = "failed", f"load aborted: {load_result.aborted}"
+                    except base.ServerStartError as exc:
+                        status, reason = exc.status, exc.reason
+                        log.error("server start %s: %s", exc.status, exc)
+                    finally:
+                        with self.timer.phase("teardown"):
+                            check_result = self.teardown()
+        except (KeyboardInterrupt, SessionError, ValueError, FileNotFoundError) as exc:
+            # Interrupted or bad input: nothing measured worth keeping (the errors name the thing).
+            self.teardown()
+            logging.getLogger("jouleflow").removeHandler(handler)
+            handler.close()
+            writer.abort()
+            if isinstance(exc, KeyboardInterrupt):
+                log.error("session interrupted: %s; torn down, nothing written", exc)
+            raise
+        except Exception as exc:
+            self.teardown()
+            status, reason = "failed", f"{type(exc).__name__}: {exc}"
+            self.notes.append(traceback.format_exc())
+            log.exception("session failed")
+        prov["end_time"] = time.time()
+        prov["phases"] = self.timer.phases
+        prov["gpus"] = inventory
+        logging.getLogger("jouleflow").removeHandler(handler)
+        handler.close()
+        return self._commit(writer, status, reason, prov, spec, load_result, check_result, rs_info)
+
+    def _load(self, spec: base.ServerSpec, specs: list[requestset.RequestSpec], display: bool):
+        cfg = self.cfg
+        if spec.metrics_path:
+            self.scraper = MetricsScraper(spec.base_url + spec.metrics_path, cfg.metrics_period_s)
+            self.scraper.start()
+        else:
+            self.notes.append(
+                f"{cfg.engine} has no /metrics: server.parquet is empty; the window uses client counts"
+            )
+        if not spec.supports_ignore_eos and any(s.ignore_eos for s in specs):
+            self.notes.append(
+                f"{cfg.engine} rejects ignore_eos: not sent; lengths rely on max_tokens and a null EOS"
+            )
+        arrival, max_concurrency = cfg.arrival, cfg.max_concurrency
+        if not spec.caps_batch and arrival == "burst":
+            arrival, max_concurrency = "concurrency", cfg.batch_size
+            self.notes.append(
+                f"{cfg.engine} has no max-num-seqs: the client capped in-flight requests at batch_size={cfg.batch_size}"
+            )
+        settings = LoadSettings(
+            base_url=spec.base_url,
+            model=spec.served_model,
+            endpoint=cfg.endpoint,
+            sampling=dict(cfg.sampling),
+            extra_body=dict(cfg.extra_body),
+            send_ignore_eos=spec.supports_ignore_eos,
+            arrival=arrival,
+            max_concurrency=max_concurrency,
+            rate=cfg.rate,
+            seed=cfg.arrival_seed,
+            request_timeout_s=cfg.request_timeout_s,
+            chunk_timeout_s=cfg.chunk_timeout_s,
+        )
+        requests = [s.to_load_request(cfg.endpoint) for s in specs]
+        stats = LoadStats()
+        server = self.server
+        assert server is not None
+
+        def abort_check() -> str | None:
+            return None if server.is_alive() else f"server exited with code {server.exit_code()}"
+
+        async def drive():
+            from jouleflow.progress import Progress
+
+            sampler, scraper = self.sampler, self.scraper
+            watts = (lambda: sum(sampler.latest().values()) or None) if sampler is not None else None
+            running = (lambda: (scraper.latest() or {}).get("running")) if scraper is not None else None
+            progress = asyncio.create_task(Progress(stats, watts, running).run()) if display else None
+            try:
+                return await run_load(requests, settings, stats, abort_check)
+            finally:
+                if progress is not None:
+                    progress.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await progress
+
+        log.info("load: %d requests, arrival %s, endpoint %s", len(requests), cfg.arrival, cfg.endpoint)
+        with self.timer.phase("load"):
+            result = asyncio.run(drive())
+        ok = sum(r.ok for r in result.results)
+        log.info("load done: %d ok, %d failed, %d tokens", ok, len(result.results) - ok, stats.tokens)
+        return result
+
+    def _commit(self, writer, status, reason, prov, spec, load_result, check_result, rs_info) -> Path:
+        cfg = self.cfg
+        if load_result is not None:
+            writer.write_trace("requests.parquet", load_request_rows(load_result.results))
+            writer.write_trace("tokens.parquet", token_columns(load_result.results))
+        if self.scraper is not None or (spec is not None and spec.metrics_path is None):
+            writer.write_trace("server.parquet", self.scraper.rows if self.scraper else [])
+        energy_source = None
+        if self.power_rows:
+            writer.write_trace("power.parquet", self.power_rows)
+            energy_source = ENERGY_SOURCE
+        gpu_names = {g.get("name") for g in prov.get("gpus") or []}
+        if cfg.gpu is None:
+            cfg.gpu = gpu_type_label(next(iter(gpu_names))) if len(gpu_names) == 1 else None
+            if cfg.gpu is None and not needs_gpu(cfg):
+                cfg.gpu = "cpu"
+        config = cfg.to_dict()
+        config["num_gpus"] = cfg.effective_num_gpus
+        config["architecture"] = architecture(self.model_config)
+        config["parallelism"] = parallelism_label(
+            cfg.tensor_parallel, cfg.pipeline_parallel, cfg.data_parallel, cfg.expert_parallel
+        )
+        config["request_set"] = rs_info
+        hashed = {k: v for k, v in config.items() if k not in UNHASHED}
+        if rs_info:
+            hashed["request_set"] = {"sha256": rs_info["sha256"]}
+        prov.update(
+            {
+                "load_format": cfg.load_format,
+                "energy_source": energy_source,
+                "zeus_session_check": check_result,
+                "power_period_s": cfg.power_period_s if energy_source else None,
+            }
+        )
+        doc: dict[str, Any] = {
+            "status": status,
+            "reason": reason,
+            "config": config,
+            "config_hash": config_hash(hashed),
+            "provenance": prov,
+            "notes": self.notes,
+            "foreign_processes": self.foreign,
+            "server": {"argv": spec.argv, "port": spec.port, "metrics": spec.metrics_path is not None}
+            if spec
+            else None,
+            "timing": {
+                "t0": load_result.t0 if load_result else None,
+                "t_last_end": load_result.t_last_end if load_result else None,
+            },
+        }
+        if load_result is not None:
+            doc["load"] = {
+                "requests": len(load_result.results),
+                "ok": sum(r.ok for r in load_result.results),
+                "aborted": load_result.aborted,
+            }
+        if status == "failed":
+            writer.final_dir = self.out_dir.with_name(
+                f"{self.out_dir.name}.failed-{time.strftime('%Y%m%dT%H%M%S')}"
+            )
+            path = writer.commit(doc)
+            raise SessionFailed(reason or "failed", path)
+        path = writer.commit(doc)
+        log.info("run %s: %s%s", status, path, f" ({reason})" if reason else "")
+        return path
+
+
+def run_llm_session(
+    cfg: LLMJobConfig, out_dir: str | Path, *, display: bool = True, model_cache: Path | None = None
+) -> Path:
+    """Measure one grid point; returns the committed run directory (status ok or infeasible)."""
+    return Session(cfg, Path(out_dir), model_cache).run(display=display)
