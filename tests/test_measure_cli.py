@@ -16,7 +16,7 @@ from jouleflow.cli.measure import duration, job_dict
 from jouleflow.requestset import read_request_set
 
 REPO = Path(__file__).resolve().parents[1]
-HIST = REPO / "resources" / "mlenergy-v3" / "meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json"
+HIST = REPO / "resources" / "mlenergy-v3" / "models" / "meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json"
 
 
 def parse(*argv: str):
