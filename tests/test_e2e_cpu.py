@@ -158,6 +158,7 @@ def test_measure_and_account_on_cpu(tmp_path):
     )
     assert energy.returncode == 0, energy.stderr
     s = json.loads((run / "summary.json").read_text())
+    print(json.dumps(s, indent=1, sort_keys=True))  # shown when an assertion below fails
     # ML.ENERGY client window, computed here: B-th first token to (N - B - 1)-th completion
     firsts = sorted(r["t_first_token"] for r in reqs)
     ends = sorted(r["t_end"] for r in reqs)
@@ -167,11 +168,12 @@ def test_measure_and_account_on_cpu(tmp_path):
     )
     steady_tokens = sum(t["n_tokens"] for t in toks if start <= t["t"] <= end)
     assert s["steady_tokens"] == steady_tokens > 0
-    assert s["steady_energy_j"] == pytest.approx(POWER_W * (end - start), rel=1e-6)
+    # NVML's counter counts whole millijoules: up to ~1 mJ of rounding at each interpolated end
+    assert s["steady_energy_j"] == pytest.approx(POWER_W * (end - start), abs=0.003)
     assert s["energy_per_token_j"] == pytest.approx(s["steady_energy_j"] / steady_tokens, rel=1e-12)
     assert s["mean_output_tokens"] == OUT_LEN
     assert s["energy_per_request_j"] == pytest.approx(s["energy_per_token_j"] * OUT_LEN, rel=1e-12)
-    assert s["mean_power_w"] == pytest.approx(POWER_W, rel=1e-6)
+    assert s["mean_power_w"] == pytest.approx(POWER_W, abs=0.003 / (end - start))
     assert s["tokens_per_s"] == pytest.approx(steady_tokens / (end - start), rel=1e-9)
     assert s["median_ttft_s"] > 0 and s["median_itl_s"] > 0
     assert "server-window-missing" in s["flags"]
