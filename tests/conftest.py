@@ -18,3 +18,6 @@ def repo_root() -> Path:
 @pytest.fixture
 def test_data() -> Path:
     return TEST_DATA
+
+# The test-only fake GPU (patched pynvml functions under Zeus's real code): `fake_gpu` fixture.
+pytest_plugins = ["fakegpu.plugin"]

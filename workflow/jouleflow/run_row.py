@@ -1,0 +1,75 @@
+"""One traces.SUMMARY row per run: config fields from run.json, figures from summary.json."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from jouleflow import traces
+
+# Vendor and product-line words that carry no model information.
+_NOISE_WORDS = {"NVIDIA", "AMD", "GEFORCE", "INSTINCT", "TESLA", "RADEON"}
+_PREFIX_WORDS = {"RTX", "QUADRO", "TITAN"}  # kept together with the following word: "RTX 4090" -> "RTX4090"
+
+
+def gpu_short_name(name: str | None) -> str | None:
+    """'NVIDIA H100 80GB HBM3' -> 'H100', 'NVIDIA A100-SXM4-40GB' -> 'A100', 'AMD Instinct MI300X' -> 'MI300X'."""
+    if not name:
+        return None
+    words = [w for w in re.split(r"[\s_]+", name.strip()) if w and w.upper() not in _NOISE_WORDS]
+    if not words:
+        return name.strip()
+    if words[0].upper() in _PREFIX_WORDS and len(words) > 1:
+        return (words[0] + words[1].split("-")[0]).upper()
+    return words[0].split("-")[0].upper()
+
+
+def _first_gpu(meta: dict[str, Any]) -> dict[str, Any]:
+    gpus = meta.get("provenance", {}).get("gpus") or []
+    return gpus[0] if gpus else {}
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def summary_row(run_dir: str | Path, summary_path: str | Path | None = None) -> dict[str, Any]:
+    """The run's row in the campaign summary table (every traces.SUMMARY column, nulls where unknown)."""
+    run_dir = Path(run_dir)
+    meta = traces.read_run(run_dir)
+    summary = traces.read_json(
+        Path(summary_path) if summary_path is not None else run_dir / traces.SUMMARY_JSON
+    )
+    config = meta.get("config", {})
+    gpu = _first_gpu(meta)
+    diffusion = summary.get("window_source") == "batches" or config.get("modality") == "diffusion"
+    figures = {name: summary.get(name) for name in traces.SUMMARY.names}
+    row: dict[str, Any] = {
+        **figures,
+        "source": "jouleflow",
+        "run_dir": str(run_dir),
+        "task": config.get("task"),
+        "model": config.get("model"),
+        "modality": "diffusion" if diffusion else "llm",
+        "precision": config.get("precision"),
+        "architecture": config.get("architecture"),
+        "total_params_b": _float(config.get("total_params_b")),
+        "active_params_b": _float(config.get("active_params_b")),
+        "gpu": gpu_short_name(gpu.get("name")) or config.get("gpu"),
+        "num_gpus": _int(config.get("num_gpus") or len(meta.get("provenance", {}).get("gpus") or []) or None),
+        "batch_size": _int(config.get("batch_size")),
+        "parallelism": config.get("parallelism"),
+        "load_format": config.get("load_format") or meta.get("provenance", {}).get("load_format"),
+        "status": meta.get("status"),
+        "valid": bool(summary.get("valid")),
+        "flags": ",".join(summary.get("flags") or []),
+        "energy_per_response_j": summary.get("energy_per_image_j" if diffusion else "energy_per_request_j"),
+        "gpu_tdp_w": _float(gpu.get("default_power_limit_w", gpu.get("power_limit_w"))),
+        "mean_batch_size": summary.get("mean_batch_size" if diffusion else "mean_running"),
+    }
+    return {name: row.get(name) for name in traces.SUMMARY.names}
