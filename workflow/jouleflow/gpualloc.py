@@ -73,16 +73,14 @@ class AllocatedGpus(list[int]):
 
 def visible_gpus() -> list[VisibleGpu]:
     """GPUs visible to this process, through Zeus (honours CUDA_VISIBLE_DEVICES)."""
-    from zeus.device import get_gpus
-    from zeus.device.exception import ZeusBaseGPUError
+    from jouleflow.gpu_devices import NoGPUError
+    from jouleflow.gpu_devices import visible_gpus as zeus_gpus
 
     try:
-        gpus = get_gpus()
-        return [
-            VisibleGpu(index=i, device_id=g.gpu_index, name=g.get_name()) for i, g in enumerate(gpus.gpus)
-        ]
-    except (ZeusBaseGPUError, ValueError) as e:  # ValueError: non-integer CUDA_VISIBLE_DEVICES
-        raise GpuAllocationError(f"cannot list GPUs through Zeus ({_visibility_note()}): {e}") from e
+        gpus, indices = zeus_gpus()
+    except NoGPUError as e:
+        raise GpuAllocationError(f"cannot list the GPUs: {e}") from e
+    return [VisibleGpu(index=i, device_id=gpus.gpus[i].gpu_index, name=gpus.get_name(i)) for i in indices]
 
 
 def gpu_type_matches(gpu_type: str, name: str) -> bool:
