@@ -48,7 +48,7 @@ cmd_install() {
     log "installed: $(slurmctld -V)"
 }
 
-node_name() { hostname -s; }
+node_name() { hostname -s 2>/dev/null || uname -n | cut -d. -f1; }
 
 write_config() {
     local node cpus detected mem gres_range
