@@ -107,8 +107,8 @@ def test_reference_pipeline_on_slurm_equals_a_local_run(
 def qwen_added_on_slurm(reference_on_slurm: tuple[Path, str]) -> list[SubmittedJob]:
     """Add a model (measured, on H100) to the finished reference campaign; rerun through SLURM.
 
-    There is no inference engine here, so its measurement fails; `--retries 0` keeps the
-    test short. What matters is what is submitted, and how.
+    There is no inference engine here, so its measurement fails, and is retried once (the
+    profile's `retries: 1`) with more time and memory. What matters is what is submitted, and how.
     """
     workdir, _ = reference_on_slurm
     extra = with_qwen()
@@ -116,14 +116,7 @@ def qwen_added_on_slurm(reference_on_slurm: tuple[Path, str]) -> list[SubmittedJ
     extra["measurement"] = {"cpus_per_task": 1, "mem_mb": 1000, "runtime_min": 10}
     (workdir / "qwen.yaml").write_text(yaml.safe_dump(extra))
     result = snakemake(
-        workdir,
-        "--profile",
-        "slurm",
-        "--configfile",
-        "qwen.yaml",
-        "--retries",
-        "0",
-        path_prefix=workdir / ".test-bin",
+        workdir, "--profile", "slurm", "--configfile", "qwen.yaml", path_prefix=workdir / ".test-bin"
     )
     jobs = submitted_jobs(result.stdout + result.stderr)
     assert jobs, f"nothing was submitted:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
@@ -135,15 +128,17 @@ def test_adding_a_model_submits_only_its_jobs(qwen_added_on_slurm: list[Submitte
         if job.rule in POINT_RULES:
             assert QWEN_SLUG in job.wildcards and LLAMA_SLUG not in job.wildcards, job.record["Comment"]
     measured = [j for j in qwen_added_on_slurm if j.rule == "measure"]
-    # The smallest batch first (larger ones wait for it), each as its own SLURM job.
-    assert [j.wildcards for j in measured] == [f"lm-arena-chat_{QWEN_SLUG}_H100_tp1_32"]
+    # The smallest batch first (larger ones wait for it): its first attempt and the retry.
+    assert [j.wildcards for j in measured] == [f"lm-arena-chat_{QWEN_SLUG}_H100_tp1_32"] * 2
 
 
-def test_gpu_job_requests_gpus_of_its_type(qwen_added_on_slurm: list[SubmittedJob]) -> None:
-    (measure,) = [j for j in qwen_added_on_slurm if j.rule == "measure"]
-    # The sbatch request as slurmctld recorded it: --gpus=h100:1 (the node's GRES type).
-    assert measure.record["TresPerJob"] == "gres:gpu:h100:1", measure.record
-    assert "TresPerNode" not in measure.record or "gpu" not in measure.record["TresPerNode"]
-    assert measure.record["NumCPUs"] == "1"
-    assert measure.record["TimeLimit"] == "00:10:00"
-    assert measure.record["MinMemoryNode"] == "1000M"
+def test_gpu_job_requests_gpus_of_its_type_and_more_on_retry(qwen_added_on_slurm: list[SubmittedJob]) -> None:
+    first, retry = [j for j in qwen_added_on_slurm if j.rule == "measure"]
+    for job in (first, retry):
+        # The sbatch request as slurmctld recorded it: --gpus=h100:1 (the node's GRES type), never --gres.
+        assert job.record["TresPerJob"] == "gres:gpu:h100:1", job.record
+        assert "gpu" not in job.record.get("TresPerNode", "")
+        assert job.record["NumCPUs"] == "1"
+    # Attempt-aware resources: time and memory double on the retry.
+    assert (first.record["TimeLimit"], first.record["MinMemoryNode"]) == ("00:10:00", "1000M")
+    assert (retry.record["TimeLimit"], retry.record["MinMemoryNode"]) == ("00:20:00", "2000M")
