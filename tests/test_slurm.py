@@ -1,0 +1,144 @@
+"""The literal `snakemake --cores all --profile slurm` against a real local SLURM.
+
+Needs the single-node SLURM of scripts/slurm-localhost.sh (skipped without it; a failure
+where JOULEFLOW_REQUIRE_SLURM=1, as in CI). Each test runs the workflow in a tmp copy of the
+repository (pipeline_helpers.copy_workflow: the bundled-reference fixture as resources/reference)
+with the repository's profile and its root-level `slurm` link.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from slurm_helpers import SubmittedJob, add_profile, jobcomp_states, require_slurm, snakemake, submitted_jobs
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+# The pipeline's own test helpers (workflow copy with the reference fixture, the added model).
+pipeline_helpers = pytest.importorskip(
+    "pipeline_helpers", reason="the Snakemake pipeline is not in this tree"
+)
+QWEN, copy_workflow, with_qwen = (
+    pipeline_helpers.QWEN,
+    pipeline_helpers.copy_workflow,
+    pipeline_helpers.with_qwen,
+)
+
+LLAMA_SLUG = "meta-llama--Llama-3.1-8B-Instruct"
+QWEN_SLUG = QWEN.replace("/", "--")
+# Rules that work on one grid point (their wildcards name a model); the rest are aggregates.
+POINT_RULES = {"job_spec", "fetch_reference", "measure", "energy", "plot_timeline"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _slurm_up() -> None:
+    require_slurm()
+
+
+def _check(result, what: str) -> None:
+    assert result.returncode == 0, f"{what} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+
+
+def _outputs(workdir: Path) -> dict[str, object]:
+    """What the pipeline computed: per-run summaries, the summary table, the analysis tables."""
+    results = workdir / "results"
+    found: dict[str, object] = {}
+    for path in sorted((results / "energy").rglob("summary.json")):
+        found[str(path.relative_to(workdir))] = json.loads(path.read_text())
+    found["summary"] = pl.read_parquet(results / "summary" / "summary.parquet").sort(pl.all()).to_dicts()
+    for path in sorted((results / "tables").glob("*.csv")):
+        found[str(path.relative_to(workdir))] = path.read_text()
+    return found
+
+
+@pytest.fixture(scope="module")
+def reference_on_slurm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The bundled reference pipeline run through the profile; (workdir, Snakemake's output)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm") / "repo")
+    add_profile(workdir)
+    result = snakemake(workdir, "--profile", "slurm", path_prefix=workdir / ".test-bin")
+    _check(result, "snakemake --cores all --profile slurm")
+    return workdir, result.stdout + result.stderr
+
+
+def test_reference_pipeline_jobs_went_through_sbatch(reference_on_slurm: tuple[Path, str]) -> None:
+    workdir, output = reference_on_slurm
+    jobs = submitted_jobs(output)
+    assert jobs, "the plugin reported no SLURM submission"
+    completed = jobcomp_states()
+    for job in jobs:
+        # slurmctld's own records: the job ran under the workflow's run name and completed.
+        assert job.record["JobName"].startswith("jouleflow_"), job.record
+        assert job.record["JobState"] == "COMPLETED", job.record
+        assert completed.get(job.slurm_id) == "COMPLETED", (
+            f"job {job.slurm_id} not in the jobcomp log as COMPLETED"
+        )
+        assert job.record["WorkDir"] == str(workdir)
+        assert job.log.is_file() and job.log.is_relative_to(workdir / ".snakemake" / "slurm_logs")
+    by_rule: dict[str, list[SubmittedJob]] = {}
+    for job in jobs:
+        by_rule.setdefault(job.rule, []).append(job)
+    # One energy job per bundled run, each its own SLURM job; the summary too.
+    assert sorted(j.wildcards.rsplit("_", 1)[1] for j in by_rule["energy"]) == ["128", "256", "64"]
+    assert len(by_rule["summary"]) == 1
+    # Analysis jobs are small CPU jobs: no GPU asked for.
+    for job in jobs:
+        assert "gpu" not in job.record.get("TresPerJob", "") + job.record.get("TresPerNode", ""), job.record
+
+
+def test_reference_pipeline_on_slurm_equals_a_local_run(
+    reference_on_slurm: tuple[Path, str], tmp_path: Path
+) -> None:
+    slurm_dir, _ = reference_on_slurm
+    local_dir = copy_workflow(tmp_path / "repo")
+    _check(snakemake(local_dir, path_prefix=local_dir / ".test-bin"), "local snakemake --cores all")
+    local, on_slurm = _outputs(local_dir), _outputs(slurm_dir)
+    assert len([k for k in local if k.endswith("summary.json")]) == 3
+    assert local.keys() == on_slurm.keys()
+    for key in local:
+        assert on_slurm[key] == local[key], key
+
+
+@pytest.fixture(scope="module")
+def qwen_added_on_slurm(reference_on_slurm: tuple[Path, str]) -> list[SubmittedJob]:
+    """Add a model (measured, on H100) to the finished reference campaign; rerun through SLURM.
+
+    There is no inference engine here, so its measurement fails, and is retried once (the
+    profile's `retries: 1`) with more time and memory. What matters is what is submitted, and how.
+    """
+    workdir, _ = reference_on_slurm
+    extra = with_qwen()
+    # Measurement jobs sized for the 2-core test node.
+    extra["measurement"] = {"cpus_per_task": 1, "mem_mb": 1000, "runtime_min": 10}
+    (workdir / "qwen.yaml").write_text(yaml.safe_dump(extra))
+    result = snakemake(
+        workdir, "--profile", "slurm", "--configfile", "qwen.yaml", path_prefix=workdir / ".test-bin"
+    )
+    jobs = submitted_jobs(result.stdout + result.stderr)
+    assert jobs, f"nothing was submitted:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return jobs
+
+
+def test_adding_a_model_submits_only_its_jobs(qwen_added_on_slurm: list[SubmittedJob]) -> None:
+    for job in qwen_added_on_slurm:
+        if job.rule in POINT_RULES:
+            assert QWEN_SLUG in job.wildcards and LLAMA_SLUG not in job.wildcards, job.record["Comment"]
+    measured = [j for j in qwen_added_on_slurm if j.rule == "measure"]
+    # The smallest batch first (larger ones wait for it): its first attempt and the retry.
+    assert [j.wildcards for j in measured] == [f"lm-arena-chat_{QWEN_SLUG}_H100_tp1_32"] * 2
+
+
+def test_gpu_job_requests_gpus_of_its_type_and_more_on_retry(qwen_added_on_slurm: list[SubmittedJob]) -> None:
+    first, retry = [j for j in qwen_added_on_slurm if j.rule == "measure"]
+    for job in (first, retry):
+        # The sbatch request as slurmctld recorded it: --gpus=h100:1 (the node's GRES type), never --gres.
+        assert job.record["TresPerJob"] == "gres:gpu:h100:1", job.record
+        assert "gpu" not in job.record.get("TresPerNode", "")
+        assert job.record["NumCPUs"] == "1"
+    # Attempt-aware resources: time and memory double on the retry.
+    assert (first.record["TimeLimit"], first.record["MinMemoryNode"]) == ("00:10:00", "1000M")
+    assert (retry.record["TimeLimit"], retry.record["MinMemoryNode"]) == ("00:20:00", "2000M")
