@@ -186,3 +186,11 @@ def test_timeout_is_failed_and_says_how_far_it_got(tmp_path):
     report = read_events(write(tmp_path / "ev.jsonl", *FULL_RUN[:6]))
     outcome = decide_status(report, -15, "", num_batches=2, timed_out_after_s=600)
     assert outcome == type(outcome)("failed", "xdit worker timed out after 600 s (1 of 2 timed batches done)")
+
+
+def test_crash_between_batches_says_after_which(tmp_path):
+    report = read_events(write(tmp_path / "ev.jsonl", *FULL_RUN[:6]))
+    outcome = decide_status(report, 3, "imitation: crashing\n", num_batches=2)
+    assert outcome.reason == "xdit worker exited with code 3 after timed batch 0 (1 of 2 timed batches done)"
+    report = read_events(write(tmp_path / "ev2.jsonl", *FULL_RUN[:2]))
+    assert "after loading the pipeline" in decide_status(report, 3, "", num_batches=2).reason

@@ -7,6 +7,7 @@ parallelism label that jouleflow.energy / run_row read.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from jouleflow.diffusion_config import DiffusionJobConfig
@@ -56,6 +57,11 @@ def run_config(
     if config["container"] is None:
         config.pop("container")
     return config
+
+
+def portable_argv(argv: list[str], tmp_dir: Path) -> list[str]:
+    """The worker command with the temporary run-dir path written as {run_dir} (it is renamed after)."""
+    return [arg.replace(str(tmp_dir), "{run_dir}") for arg in argv]
 
 
 def hashed_config(config: dict[str, Any]) -> str:

@@ -270,7 +270,8 @@ class DiffusionSession:
         doc = record.run_document(
             config=config, outcome=outcome, report=report, provenance=prov, phases=self.timer.phases,
             energy_source=energy_source, zeus_check=check, power_period_s=cfg.power_period_s,
-            worker_argv=spec.argv if spec else None, exit_code=exit_code, foreign=self.foreign,
+            worker_argv=record.portable_argv(spec.argv, writer.tmp_dir) if spec else None,
+            exit_code=exit_code, foreign=self.foreign,
             notes=self.notes,
         )  # fmt: skip
         if outcome.status == "failed":

@@ -202,7 +202,10 @@ def _failure_point(report: WorkerReport) -> str:
         return f"during {report.in_progress.get('phase')} batch {report.in_progress.get('batch_index')}"
     if report.loaded is None:
         return "while loading the pipeline"
-    return "after the last batch"
+    last = (report.timed or report.warmup or [None])[-1]
+    if last is None:
+        return "after loading the pipeline"
+    return f"after {last['phase']} batch {last['batch_index']}"
 
 
 def _last_line(text: str) -> str:
