@@ -96,3 +96,18 @@ def test_an_unrecognised_model_asks_for_the_pipeline_key():
     with pytest.raises(ConfigError, match="pipeline: cannot tell the xDiT pipeline of model 'acme/dreamer'"):
         DiffusionJobConfig(model="acme/dreamer", batch_size=1)
     assert DiffusionJobConfig(model="acme/dreamer", batch_size=1, pipeline="sd3").family().name == "sd3"
+
+
+def test_a_random_weight_model_dir_must_be_labelled_dummy(tmp_path):
+    model = tmp_path / "pixart-dummy"
+    model.mkdir()
+    (model / "model_index.json").write_text('{"_class_name": "PixArtSigmaPipeline"}')
+    (model / "jouleflow_dummy.json").write_text('{"random_weights": true}')
+    spec = {"model": PIXART, "model_path": str(model), "batch_size": 1}
+    with pytest.raises(
+        ConfigError, match=r"load_format: .*pixart-dummy holds random weights \(jouleflow_dummy.json\)"
+    ):
+        config_from_dict(spec)
+    assert config_from_dict({**spec, "load_format": "dummy"}).load_format == "dummy"
+    (model / "jouleflow_dummy.json").unlink()
+    assert config_from_dict(spec).load_format == "real"

@@ -113,7 +113,7 @@ def test_ok_run_traces_and_energy_per_image(tmp_path):
     rows = batches_of(out)
     assert [r["batch_index"] for r in rows] == [0, 1, 2, 3]
     assert all(r["ok"] and r["batch_size"] == 2 and r["t_end"] - r["t_start"] >= 0.4 for r in rows)
-    assert all(a["t_end"] <= b["t_start"] for a, b in zip(rows, rows[1:]))
+    assert all(a["t_end"] <= b["t_start"] for a, b in zip(rows, rows[1:], strict=False))
     assert doc["timing"] == {"t0": rows[0]["t_start"], "t_last_end": rows[-1]["t_end"]}
 
     # Eq. 1: J/image = batch energy / B; both fake GPUs draw 250 + 350 W the whole time.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jouleflow.engines.xdit import (
@@ -26,6 +27,9 @@ from jouleflow.llmconfig import CONTAINER_RUNTIMES, ConfigError, ContainerConfig
 TASKS = {"text-to-image": "image", "text-to-video": "video"}
 PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 OUTPUT_TYPES = ("pil", "pt", "np", "latent")
+LOAD_FORMATS = ("real", "dummy")
+# Written into a model dir by benchmarks/xdit_dummy_model.py: its weights are random.
+DUMMY_MARKER = "jouleflow_dummy.json"
 
 
 @dataclass
@@ -48,6 +52,7 @@ class DiffusionJobConfig:
     guidance_scale: float | None = None  # null = the pipeline's default
     seed: int = 0  # batch i uses seed + i
     precision: str = "bf16"
+    load_format: str = "real"  # "dummy": random weights of the real architecture (a label; see docs)
     num_batches: int | None = None  # timed batches; null = num_prompts / batch_size, else 10
     num_prompts: int | None = None  # alternative to num_batches (must be a multiple of batch_size)
     warmup_batches: int = 1  # untimed batches first (same shapes; kernels, allocator, autotuning)
@@ -158,6 +163,14 @@ class DiffusionJobConfig:
             f"must be one of {tuple(PRECISIONS)}, got {self.precision!r}",
         )
         need(self.output_type in OUTPUT_TYPES, "output_type", f"must be one of {OUTPUT_TYPES}")
+        need(self.load_format in LOAD_FORMATS, "load_format", f"must be one of {LOAD_FORMATS}")
+        need(
+            self.load_format == "dummy"
+            or not self.model_path
+            or not (Path(self.model_path) / DUMMY_MARKER).is_file(),
+            "load_format",
+            f"{self.model_path} holds random weights ({DUMMY_MARKER}): set load_format to dummy",
+        )
         need(
             self.guidance_scale is None or isinstance(self.guidance_scale, (int, float)),
             "guidance_scale",

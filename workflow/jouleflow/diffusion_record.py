@@ -51,7 +51,7 @@ def run_config(
         dtype=cfg.dtype,
         num_batches=cfg.timed_batches,
         num_prompts=cfg.timed_batches * cfg.batch_size,
-        load_format="real",
+        load_format=cfg.load_format,
         prompt_set=prompts.record(cfg.batch_size, cfg.timed_batches),
     )
     if config["container"] is None:
@@ -91,7 +91,7 @@ def run_document(
         diffusers_version=package_version("diffusers"),
         transformers_version=package_version("transformers"),
         phases={**phases, **phase_windows(report)},
-        load_format="real",
+        load_format=config.get("load_format"),
         energy_source=energy_source,
         zeus_session_check=zeus_check,
         power_period_s=power_period_s if energy_source else None,

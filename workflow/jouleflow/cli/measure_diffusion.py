@@ -67,6 +67,7 @@ def register_diffusion(kinds: Any) -> None:
     g.add_argument("--task", choices=["text-to-image", "text-to-video"])
     g.add_argument("--pipeline", choices=sorted(FAMILIES), help="xDiT pipeline (default: from the model)")
     g.add_argument("--precision", choices=["bf16", "fp16", "fp32"])
+    g.add_argument("--load-format", choices=["real", "dummy"], help="dummy: the model dir has random weights")
     g.add_argument("--gpu", help="GPU type label (default: from the GPU name)")
     g.add_argument("--num-gpus", type=int, help="default: the product of the parallel degrees")
     par = p.add_argument_group("xDiT parallelism (degrees multiply to num_gpus)")
