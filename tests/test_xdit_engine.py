@@ -146,9 +146,12 @@ def test_image_job_passes_no_frames_and_no_cfg_flag():
 def test_default_worker_command_is_torchrun_with_the_world_size():
     argv = xdit.worker_argv(None, 4, ["--model=m"], "/runs/x/worker_spec.json")
     assert argv == [
-        "torchrun", "--standalone", "--nproc_per_node=4", "--module", "jouleflow.engines.xdit_worker",
-        "--model=m", "--jouleflow_spec=/runs/x/worker_spec.json",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4",
+        "--module", "jouleflow.engines.xdit_worker", "--model=m", "--jouleflow_spec=/runs/x/worker_spec.json",
     ]  # fmt: skip
+    # In a container the host's interpreter means nothing: the image's torchrun runs it.
+    in_image = xdit.worker_argv(None, 2, [], "s.json", in_container=True)
+    assert in_image[:3] == ["torchrun", "--standalone", "--nproc_per_node=2"]
 
 
 def test_custom_launcher_gets_the_world_size():

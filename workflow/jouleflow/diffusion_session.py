@@ -159,7 +159,9 @@ class DiffusionSession:
         cfg = self.cfg
         spec_path = writer.path(WORKER_SPEC)
         traces.write_json(self.worker_spec(p, writer.path(EVENTS_FILE)), spec_path)
-        argv = xdit.worker_argv(cfg.launcher, cfg.degrees.world_size, p.xfuser_args, spec_path)
+        argv = xdit.worker_argv(
+            cfg.launcher, cfg.degrees.world_size, p.xfuser_args, spec_path, cfg.container is not None
+        )
         env, stop_argv = xdit.worker_env(cfg.env), None
         if cfg.container is not None:
             argv, stop_argv, client_env = xdit.in_container(
@@ -195,7 +197,7 @@ class DiffusionSession:
                     "%s batch %d%s: %s in %.2f s%s",
                     b["phase"], b["batch_index"] + 1, f"/{total}" if b["phase"] == "timed" else "",
                     "ok" if b.get("ok") else "FAILED", (b.get("t_end") or time.time()) - b["t_start"],
-                    f", {watts:,.0f} W" if watts else "",
+                    f" (GPUs now at {watts:,.0f} W)" if watts else "",
                 )  # fmt: skip
                 if b["phase"] == "timed":
                     self.check_foreign()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,9 @@ import jouleflow
 
 # The worker's module; the default launcher runs it with `torchrun --module`.
 WORKER_MODULE = "jouleflow.engines.xdit_worker"
-# `{nproc}` in a launcher item is replaced by the world size.
-DEFAULT_LAUNCHER = ("torchrun", "--standalone", "--nproc_per_node={nproc}", "--module", WORKER_MODULE)
+# `{nproc}` in a launcher item is replaced by the world size. `--standalone` picks a free rendezvous
+# port, so two jobs on one host never collide.
+TORCHRUN_ARGS = ("--standalone", "--nproc_per_node={nproc}", "--module", WORKER_MODULE)
 # The worker's own option, next to xfuser's (FlexibleArgumentParser turns dashes into underscores).
 SPEC_OPTION = "--jouleflow_spec"
 
@@ -285,11 +287,21 @@ def xfuser_args(
     return args + list(extra)
 
 
+def default_launcher(in_container: bool) -> list[str]:
+    """torchrun from this interpreter (the xdit environment; no PATH lookup), or the image's torchrun."""
+    head = ["torchrun"] if in_container else [sys.executable, "-m", "torch.distributed.run"]
+    return [*head, *TORCHRUN_ARGS]
+
+
 def worker_argv(
-    launcher: Sequence[str] | None, world_size: int, xfuser: Sequence[str], spec_path: str | Path
+    launcher: Sequence[str] | None,
+    world_size: int,
+    xfuser: Sequence[str],
+    spec_path: str | Path,
+    in_container: bool = False,
 ) -> list[str]:
     """`torchrun ... --module jouleflow.engines.xdit_worker <xfuser options> --jouleflow_spec FILE`."""
-    template = list(launcher) if launcher else list(DEFAULT_LAUNCHER)
+    template = list(launcher) if launcher else default_launcher(in_container)
     head = [item.replace("{nproc}", str(world_size)) for item in template]
     return [*head, *xfuser, f"{SPEC_OPTION}={spec_path}"]
 

@@ -13,6 +13,7 @@ torch and xfuser are imported in main() only: the module imports on machines wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:
         fail("load", None, exc)
         raise
+    with contextlib.suppress(Exception):  # per-step progress bars would flood worker.log
+        pipe.set_progress_bar_config(disable=True)
     par = engine_config.parallel_config
     emit(
         "loaded",
