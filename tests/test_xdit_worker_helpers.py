@@ -25,7 +25,7 @@ def spec(**over):
         "dtype": "bfloat16",
         "batches": [["a", "b"], ["c", "d"]],
         "warmup_batches": 1,
-        "events_path": "/tmp/ev.jsonl",
+        "events_path": "worker_events.jsonl",
         "output_type": "pil",
     }
     return {**base, **over}
