@@ -1,0 +1,297 @@
+"""One measured diffusion session: xDiT batch worker + power sampling -> one run directory.
+
+Order: resolve and validate everything (bad input ends here, nothing written) -> GPU allocation
+hook -> power sampler and the whole-session Zeus check -> launch the worker under torchrun in its
+own process group -> follow its events (progress, foreign GPU processes, overall timeout) -> stop
+everything -> batches.parquet (timed batches only), power.parquet, run.json, renamed into place
+atomically. Out of GPU memory (at load or in any batch) is a result: status "infeasible",
+committed at the final path. Any other failure is committed next to it as `<name>.failed-<time>`
+and raised; Ctrl-C / SIGTERM tear everything down and leave no directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jouleflow import diffusion_record as record
+from jouleflow import traces
+from jouleflow.diffusion_config import DiffusionJobConfig
+from jouleflow.diffusion_prompts import PromptSet, load_prompt_set
+from jouleflow.engines import base, xdit
+from jouleflow.engines.xdit_protocol import (
+    EVENTS_FILE,
+    Outcome,
+    WorkerReport,
+    batch_rows,
+    decide_status,
+    read_events,
+)
+from jouleflow.provenance import PhaseTimer, base_provenance
+
+log = logging.getLogger(__name__)
+
+WORKER_LOG = "worker.log"
+WORKER_SPEC = "worker_spec.json"
+POLL_S = 0.5
+
+
+class DiffusionSessionError(RuntimeError):
+    """The session could not run (no GPU, bad setup): user-facing, nothing was written."""
+
+
+class DiffusionSessionFailed(RuntimeError):
+    """The session ran and failed; `run_dir` holds what was recorded (status "failed")."""
+
+    def __init__(self, reason: str, run_dir: Path) -> None:
+        super().__init__(f"{reason} (details in {run_dir})")
+        self.reason = reason
+        self.run_dir = run_dir
+
+
+@dataclass
+class Plan:
+    """Everything resolved before anything is written or launched."""
+
+    family: xdit.PipelineFamily
+    generation: xdit.Generation
+    prompts: PromptSet
+    batches: list[list[str]]
+    xfuser_args: list[str]
+
+
+def plan(cfg: DiffusionJobConfig) -> Plan:
+    family = cfg.family()
+    gen = cfg.generation()
+    prompts = load_prompt_set(cfg.prompts)
+    batches = prompts.batches(cfg.batch_size, cfg.timed_batches, cfg.cycle_prompts or cfg.prompts is None)
+    model = cfg.model_path or cfg.model
+    return Plan(family, gen, prompts, batches, xdit.xfuser_args(model, cfg.degrees, gen, cfg.xfuser_args))
+
+
+@contextlib.contextmanager
+def gpu_allocation(cfg: DiffusionJobConfig) -> Iterator[list[int] | None]:
+    """Disjoint GPUs per local job via jouleflow.gpualloc when that module exists (as for LLM jobs)."""
+    try:
+        from jouleflow.gpualloc import allocate_gpus  # type: ignore[import-not-found]
+    except ImportError:
+        yield None
+        return
+    with allocate_gpus(cfg.effective_num_gpus, cfg.gpu) as ids:
+        yield list(ids)
+
+
+class DiffusionSession:
+    """Holds the live resources so that every exit path tears them down."""
+
+    def __init__(self, cfg: DiffusionJobConfig, out_dir: str | Path) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.timer = PhaseTimer()
+        self.worker: base.ServerProcess | None = None
+        self.sampler: Any = None
+        self.check: Any = None
+        self.power_rows: list[dict] = []
+        self.foreign: list[dict] = []
+        self.notes: list[str] = []
+
+    # --- energy -------------------------------------------------------------------------------
+    def start_power(self) -> list[dict]:
+        if self.cfg.no_energy:
+            self.notes.append("no energy measured (no_energy): no power.parquet, energy_source null")
+            return []
+        from jouleflow import power
+
+        gpus = list(range(self.cfg.effective_num_gpus))
+        try:
+            self.sampler = power.PowerSampler(gpu_indices=gpus, period_s=self.cfg.power_period_s)
+            inventory = power.gpu_inventory(gpus)
+            self.check = power.SessionEnergyCheck(gpus)
+        except power.NoGPUError as exc:
+            raise DiffusionSessionError(f"no GPU energy sensor for GPUs {gpus}: {exc}") from exc
+        self.check.begin()
+        self.sampler.start()
+        return inventory
+
+    def check_foreign(self) -> None:
+        if self.sampler is None:
+            return
+        from jouleflow import power
+
+        own = {os.getpid()} | (self.worker.group_pids() if self.worker else set())
+        for proc in power.foreign_processes(list(range(self.cfg.effective_num_gpus)), own):
+            if proc not in self.foreign:
+                self.foreign.append(proc)
+
+    def teardown(self) -> dict | None:
+        """Stop the worker, then the sampler; idempotent. Returns the Zeus cross-check."""
+        if self.worker is not None:
+            self.worker.stop()
+        result = None
+        if self.sampler is not None:
+            self.power_rows = self.sampler.stop()
+            self.sampler = None
+            if self.check is not None:
+                with contextlib.suppress(Exception):
+                    result = self.check.end()
+                self.check = None
+        return result
+
+    # --- the worker ---------------------------------------------------------------------------
+    def worker_spec(self, p: Plan, events_path: Path) -> dict[str, Any]:
+        return {
+            "pipeline": p.family.worker_spec(),
+            "dtype": self.cfg.dtype,
+            "batches": p.batches,
+            "warmup_batches": self.cfg.warmup_batches,
+            "events_path": str(events_path),
+            "output_type": self.cfg.output_type,
+        }
+
+    def launch(self, p: Plan, writer: traces.RunDirWriter) -> base.ServerSpec:
+        cfg = self.cfg
+        spec_path = writer.path(WORKER_SPEC)
+        traces.write_json(self.worker_spec(p, writer.path(EVENTS_FILE)), spec_path)
+        argv = xdit.worker_argv(
+            cfg.launcher, cfg.degrees.world_size, p.xfuser_args, spec_path, cfg.container is not None
+        )
+        env, stop_argv = xdit.worker_env(cfg.env), None
+        if cfg.container is not None:
+            argv, stop_argv, client_env = xdit.in_container(
+                argv, env, runtime=cfg.container.runtime, image=cfg.container.image,
+                model_path=cfg.model_path, binds=cfg.container.binds, extra_args=cfg.container.args,
+                num_gpus=cfg.effective_num_gpus, run_dir=str(writer.tmp_dir), name=xdit.container_name(),
+            )  # fmt: skip
+            env = client_env
+        # ServerProcess runs it in its own process group, keeps its log and tears the group down.
+        spec = base.ServerSpec(
+            engine="xdit", argv=argv, host="127.0.0.1", port=0, served_model=cfg.model, env=env,
+            metrics_path=None, stop_argv=stop_argv,
+        )  # fmt: skip
+        self.worker = base.ServerProcess(spec, writer.path(WORKER_LOG))
+        self.worker.start()
+        return spec
+
+    def follow(self, events_path: Path) -> tuple[WorkerReport, float | None]:
+        """Until the worker exits or the timeout passes: progress lines, foreign-process checks."""
+        assert self.worker is not None
+        deadline = time.monotonic() + self.cfg.timeout_s
+        seen, loaded, total = 0, False, self.cfg.timed_batches
+        while self.worker.is_alive():
+            report = read_events(events_path)
+            if report.loaded is not None and not loaded:
+                loaded = True
+                log.info("pipeline loaded in %.1f s", report.loaded.get("load_s", float("nan")))
+                self.check_foreign()
+            done = report.warmup + report.timed
+            for b in done[seen:]:
+                watts = sum(self.sampler.latest().values()) if self.sampler is not None else None
+                log.info(
+                    "%s batch %d%s: %s in %.2f s%s",
+                    b["phase"], b["batch_index"] + 1, f"/{total}" if b["phase"] == "timed" else "",
+                    "ok" if b.get("ok") else "FAILED", (b.get("t_end") or time.time()) - b["t_start"],
+                    f" (GPUs now at {watts:,.0f} W)" if watts else "",
+                )  # fmt: skip
+                if b["phase"] == "timed":
+                    self.check_foreign()
+            seen = len(done)
+            if time.monotonic() > deadline:
+                log.error("worker timed out after %.0f s: stopping it", self.cfg.timeout_s)
+                self.worker.stop()
+                return read_events(events_path), self.cfg.timeout_s
+            time.sleep(POLL_S)
+        return read_events(events_path), None
+
+    # --- the session --------------------------------------------------------------------------
+    def run(self) -> Path:
+        cfg = self.cfg
+        with self.timer.phase("prepare"):
+            p = plan(cfg)  # bad input raises here, before anything is written
+        writer = traces.RunDirWriter(self.out_dir)
+        handler = logging.FileHandler(writer.path("session.log"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("jouleflow").addHandler(handler)
+        prov: dict[str, Any] = {"start_time": time.time()}
+        report, timed_out, spec, inventory, check = WorkerReport(), None, None, [], None
+        try:
+            with base.sigterm_raises():
+                prov.update(base_provenance("xfuser"))
+                with gpu_allocation(cfg) as alloc:
+                    if alloc is not None:
+                        prov["allocated_gpus"] = alloc
+                    prov["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+                    with self.timer.phase("power_start"):
+                        inventory = self.start_power()
+                    try:
+                        with self.timer.phase("worker"):
+                            spec = self.launch(p, writer)
+                            report, timed_out = self.follow(writer.path(EVENTS_FILE))
+                        self.check_foreign()
+                    finally:
+                        with self.timer.phase("teardown"):
+                            check = self.teardown()
+        except (KeyboardInterrupt, DiffusionSessionError, ValueError, FileNotFoundError) as exc:
+            self.teardown()
+            _detach(handler)
+            writer.abort()
+            if isinstance(exc, KeyboardInterrupt):
+                log.error("session interrupted: %s; torn down, nothing written", exc)
+            raise
+        except Exception as exc:
+            self.teardown()
+            self.notes.append(traceback.format_exc())
+            log.exception("session failed")
+            prov["session_error"] = f"{type(exc).__name__}: {exc}"
+        _detach(handler)
+        prov.update(end_time=time.time(), gpus=inventory)
+        return self.commit(writer, p, prov, spec, report, timed_out, check)
+
+    def commit(self, writer, p: Plan, prov, spec, report: WorkerReport, timed_out, check) -> Path:
+        cfg = self.cfg
+        exit_code = self.worker.exit_code() if self.worker is not None else None
+        if "session_error" in prov:
+            outcome = Outcome("failed", prov["session_error"])
+        else:
+            log_text = base.tail(writer.path(WORKER_LOG), max_lines=400)
+            outcome = decide_status(report, exit_code, log_text, cfg.timed_batches, timed_out)
+        writer.write_trace("batches.parquet", batch_rows(report, interrupted_reason=outcome.reason))
+        energy_source = None
+        if self.power_rows:
+            writer.write_trace("power.parquet", self.power_rows)
+            energy_source = record.ENERGY_SOURCE
+        config = record.run_config(
+            cfg, p.family, p.generation, p.prompts, [g.get("name") for g in prov["gpus"]]
+        )
+        doc = record.run_document(
+            config=config, outcome=outcome, report=report, provenance=prov, phases=self.timer.phases,
+            energy_source=energy_source, zeus_check=check, power_period_s=cfg.power_period_s,
+            worker_argv=record.portable_argv(spec.argv, writer.tmp_dir) if spec else None,
+            exit_code=exit_code, foreign=self.foreign,
+            notes=self.notes,
+        )  # fmt: skip
+        if outcome.status == "failed":
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            writer.final_dir = self.out_dir.with_name(f"{self.out_dir.name}.failed-{stamp}")
+            path = writer.commit(doc)
+            log.error("run failed: %s (kept in %s)", outcome.reason, path)
+            raise DiffusionSessionFailed(outcome.reason or "failed", path)
+        path = writer.commit(doc)
+        log.info("run %s: %s%s", outcome.status, path, f" ({outcome.reason})" if outcome.reason else "")
+        return path
+
+
+def _detach(handler: logging.Handler) -> None:
+    logging.getLogger("jouleflow").removeHandler(handler)
+    handler.close()
+
+
+def run_diffusion_session(cfg: DiffusionJobConfig, out_dir: str | Path) -> Path:
+    """Measure one grid point; returns the committed run directory (status ok or infeasible)."""
+    return DiffusionSession(cfg, out_dir).run()
