@@ -272,3 +272,32 @@ def test_vllm_without_a_gpu_is_a_clear_error(tmp_path, model_dir):
     r = measure(out, model_dir, env={"FAKE_GPU_INIT_ERROR": "DRIVER_NOT_LOADED"}, fake_gpu=True)
     assert r.returncode == 2 and "no GPU energy sensor" in r.stderr
     assert list(tmp_path.iterdir()) == [model_dir]
+
+
+@pytest.mark.skipif(not HAVE_POWER, reason="needs jouleflow.power and tests/fakegpu")
+def test_allocated_gpu_reaches_the_sampler_and_the_server(tmp_path, model_dir, fake_gpu):
+    """With GPU 0 held by another job, the session measures and serves on GPU 1 only."""
+    from fakegpu import FakeGPUConfig, subprocess_env
+
+    from jouleflow.gpualloc import allocate_gpus
+
+    fake_gpu.configure(FakeGPUConfig(count=2, power_w="300"))
+    locks = tmp_path / "locks"
+    out = tmp_path / "run"
+    # The launcher prints what the server process sees before exec'ing the test server.
+    launcher = (
+        f"sh -c 'echo SERVER_SEES_CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES >&2; "
+        f'exec {sys.executable} {SERVER} "$@"\' server'
+    )
+    env = subprocess_env(fake_gpu)
+    env.pop("PYTHONPATH")  # measure() puts the fake GPU and the package on it
+    env["JOULEFLOW_GPU_LOCK_DIR"] = str(locks)
+    with allocate_gpus(1, None, lock_dir=locks) as held:
+        assert list(held) == [0]
+        r = measure(out, model_dir, "--launcher", launcher, env=env, fake_gpu=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["provenance"]["allocated_gpus"] == [1]
+    assert doc["provenance"]["allocated_device_ids"] == [1]
+    assert set(pq.read_table(out / "power.parquet").column("gpu").to_pylist()) == {1}
+    assert "SERVER_SEES_CUDA_VISIBLE_DEVICES=1\n" in (out / "server.log").read_text()

@@ -16,7 +16,6 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from jouleflow.engines.xdit_protocol import (
     decide_status,
     read_events,
 )
+from jouleflow.gpualloc import AllocatedGpus, allocate_gpus
 from jouleflow.provenance import PhaseTimer, base_provenance
 
 log = logging.getLogger(__name__)
@@ -76,18 +76,6 @@ def plan(cfg: DiffusionJobConfig) -> Plan:
     return Plan(family, gen, prompts, batches, xdit.xfuser_args(model, cfg.degrees, gen, cfg.xfuser_args))
 
 
-@contextlib.contextmanager
-def gpu_allocation(cfg: DiffusionJobConfig) -> Iterator[list[int] | None]:
-    """Disjoint GPUs per local job via jouleflow.gpualloc when that module exists (as for LLM jobs)."""
-    try:
-        from jouleflow.gpualloc import allocate_gpus  # type: ignore[import-not-found]
-    except ImportError:
-        yield None
-        return
-    with allocate_gpus(cfg.effective_num_gpus, cfg.gpu) as ids:
-        yield list(ids)
-
-
 class DiffusionSession:
     """Holds the live resources so that every exit path tears them down."""
 
@@ -101,6 +89,7 @@ class DiffusionSession:
         self.power_rows: list[dict] = []
         self.foreign: list[dict] = []
         self.notes: list[str] = []
+        self.gpus: AllocatedGpus | None = None  # held while measuring
 
     # --- energy -------------------------------------------------------------------------------
     def start_power(self) -> list[dict]:
@@ -109,7 +98,7 @@ class DiffusionSession:
             return []
         from jouleflow import power
 
-        gpus = list(range(self.cfg.effective_num_gpus))
+        gpus = list(self.gpus) if self.gpus is not None else list(range(self.cfg.effective_num_gpus))
         try:
             self.sampler = power.PowerSampler(gpu_indices=gpus, period_s=self.cfg.power_period_s)
             inventory = power.gpu_inventory(gpus)
@@ -126,7 +115,8 @@ class DiffusionSession:
         from jouleflow import power
 
         own = {os.getpid()} | (self.worker.group_pids() if self.worker else set())
-        for proc in power.foreign_processes(list(range(self.cfg.effective_num_gpus)), own):
+        gpus = list(self.gpus) if self.gpus is not None else list(range(self.cfg.effective_num_gpus))
+        for proc in power.foreign_processes(gpus, own):
             if proc not in self.foreign:
                 self.foreign.append(proc)
 
@@ -163,6 +153,8 @@ class DiffusionSession:
             cfg.launcher, cfg.degrees.world_size, p.xfuser_args, spec_path, cfg.container is not None
         )
         env, stop_argv = xdit.worker_env(cfg.env), None
+        if self.gpus is not None:  # the worker sees exactly the allocated GPUs
+            env = {**env, "CUDA_VISIBLE_DEVICES": self.gpus.cuda_visible_devices}
         if cfg.container is not None:
             argv, stop_argv, client_env = xdit.in_container(
                 argv, env, runtime=cfg.container.runtime, image=cfg.container.image,
@@ -223,9 +215,10 @@ class DiffusionSession:
         try:
             with base.sigterm_raises():
                 prov.update(base_provenance("xfuser"))
-                with gpu_allocation(cfg) as alloc:
-                    if alloc is not None:
-                        prov["allocated_gpus"] = alloc
+                with allocate_gpus(cfg.effective_num_gpus, cfg.gpu) as alloc:
+                    self.gpus = alloc
+                    prov["allocated_gpus"] = list(alloc)
+                    prov["allocated_device_ids"] = alloc.device_ids
                     prov["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
                     with self.timer.phase("power_start"):
                         inventory = self.start_power()

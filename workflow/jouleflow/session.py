@@ -21,6 +21,7 @@ from typing import Any
 
 from jouleflow import requestset, traces
 from jouleflow.engines import base
+from jouleflow.gpualloc import GpuAllocationError
 from jouleflow.llmconfig import LLMJobConfig, config_hash, parallelism_label
 from jouleflow.load import LoadSettings, LoadStats, run_load, token_columns
 from jouleflow.load import request_rows as load_request_rows
@@ -73,6 +74,7 @@ class Session:
         self.notes: list[str] = []
         self.foreign: list[dict] = []
         self.gpu_indices: list[int] = []
+        self.gpus: Any = None  # gpualloc.AllocatedGpus while the GPUs are held
         self.model_config: dict | None = None
 
     # --- energy -------------------------------------------------------------------------------
@@ -83,7 +85,8 @@ class Session:
             return []
         from jouleflow import power
 
-        self.gpu_indices = list(range(cfg.effective_num_gpus))
+        # The allocated GPUs (visible indices); without an allocation, the first num_gpus visible ones.
+        self.gpu_indices = list(self.gpus) if self.gpus is not None else list(range(cfg.effective_num_gpus))
         try:
             self.sampler = power.PowerSampler(gpu_indices=self.gpu_indices, period_s=cfg.power_period_s)
             inventory = power.gpu_inventory(self.gpu_indices)
@@ -152,8 +155,10 @@ class Session:
                     self.model_config = validate_engine(cfg)
                     specs, rs_info = prepare_requests(cfg, writer)
                 with gpu_allocation(cfg) if needs_gpu(cfg) else contextlib.nullcontext() as alloc:
+                    self.gpus = alloc
                     if alloc is not None:
-                        prov["allocated_gpus"] = alloc
+                        prov["allocated_gpus"] = list(alloc)
+                        prov["allocated_device_ids"] = alloc.device_ids
                     prov["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
                     with self.timer.phase("power_start"):
                         inventory = self.start_power()
@@ -162,7 +167,7 @@ class Session:
                             port = cfg.port or base.free_port(cfg.host)
                             if cfg.port:
                                 base.check_port_free(cfg.host, cfg.port)
-                            spec = engine_spec(cfg, port)
+                            spec = engine_spec(cfg, port, self.gpus)
                             self.server = base.ServerProcess(spec, writer.path("server.log"))
                             self.server.start()
                             prov["health_wait_s"] = self.server.wait_healthy(cfg.health_timeout_s)
@@ -180,7 +185,7 @@ class Session:
                     finally:
                         with self.timer.phase("teardown"):
                             check_result = self.teardown()
-        except (KeyboardInterrupt, SessionError, ValueError, FileNotFoundError) as exc:
+        except (KeyboardInterrupt, SessionError, GpuAllocationError, ValueError, FileNotFoundError) as exc:
             # Interrupted or bad input: nothing measured worth keeping (the errors name the thing).
             self.teardown()
             logging.getLogger("jouleflow").removeHandler(handler)

@@ -16,6 +16,8 @@ from pathlib import Path
 from jouleflow import requestset, synthetic, traces
 from jouleflow.dummy_model import ensure_dummy_model
 from jouleflow.engines import base
+from jouleflow.gpu_devices import NoGPUError, visible_gpus
+from jouleflow.gpualloc import AllocatedGpus, GpuAllocationError, allocate_gpus
 from jouleflow.llmconfig import LLMJobConfig
 
 log = logging.getLogger(__name__)
@@ -38,15 +40,27 @@ def needs_gpu(cfg: LLMJobConfig) -> bool:
 
 
 @contextlib.contextmanager
-def gpu_allocation(cfg: LLMJobConfig) -> Iterator[list[int] | None]:
-    """GPU ALLOCATION HOOK: disjoint GPUs per local job via jouleflow.gpualloc when that module exists."""
-    try:
-        from jouleflow.gpualloc import allocate_gpus  # type: ignore[import-not-found]
-    except ImportError:
-        yield None
-        return
-    with allocate_gpus(cfg.effective_num_gpus, cfg.gpu) as ids:
-        yield list(ids)
+def gpu_allocation(cfg: LLMJobConfig) -> Iterator[AllocatedGpus | None]:
+    """Disjoint GPUs per local job (file locks), or exactly the GPUs SLURM gave the job.
+
+    Without energy measurement (`no_energy`) a machine whose GPUs NVML cannot see is allowed:
+    then nothing is allocated (None) and the engine gets the inherited environment.
+    """
+    if cfg.no_energy:
+        try:
+            visible_gpus()
+        except NoGPUError as exc:
+            log.warning("no GPU visible to allocate (%s); running without an allocation", exc)
+            yield None
+            return
+    with contextlib.ExitStack() as stack:
+        try:
+            gpus = stack.enter_context(allocate_gpus(cfg.effective_num_gpus, cfg.gpu))
+        except GpuAllocationError as exc:  # bad input for the session, like a missing model
+            if isinstance(exc.__cause__, NoGPUError):
+                raise GpuAllocationError(f"no GPU energy sensor: {exc}") from exc
+            raise
+        yield gpus
 
 
 def resolve_model(cfg: LLMJobConfig, cache_dir: Path | None) -> None:
@@ -103,7 +117,8 @@ def prepare_requests(
     return specs[: cfg.num_requests], info
 
 
-def engine_spec(cfg: LLMJobConfig, port: int) -> base.ServerSpec:
+def engine_spec(cfg: LLMJobConfig, port: int, gpus: AllocatedGpus | None = None) -> base.ServerSpec:
+    """The server to launch; with `gpus`, the server sees exactly the allocated GPUs."""
     if cfg.engine == "vllm":
         from jouleflow.engines import vllm
 
@@ -112,6 +127,8 @@ def engine_spec(cfg: LLMJobConfig, port: int) -> base.ServerSpec:
         from jouleflow.engines import transformers_serve
 
         spec = transformers_serve.server_spec(cfg, port)
+    if gpus is not None:
+        spec.env = {**spec.env, "CUDA_VISIBLE_DEVICES": gpus.cuda_visible_devices}
     if cfg.container is not None:
         from jouleflow.engines import container
 
@@ -124,7 +141,11 @@ def engine_spec(cfg: LLMJobConfig, port: int) -> base.ServerSpec:
             hf_cache=container.default_hf_cache(),
             binds=cfg.container.binds,
             extra_args=cfg.container.args,
-            gpu_ids=container.visible_gpu_ids(cfg.effective_num_gpus),
+            gpu_ids=(
+                [str(d) for d in gpus.device_ids]
+                if gpus is not None
+                else container.visible_gpu_ids(cfg.effective_num_gpus)
+            ),
             name=f"jouleflow-{os.getpid()}-{port}",
         )
         spec.argv, spec.stop_argv = wrapped.argv, wrapped.stop_argv

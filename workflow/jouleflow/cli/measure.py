@@ -165,6 +165,10 @@ def register(subparsers: Any) -> None:
     m.add_argument("--print-config", action="store_true", help="print the effective config and exit")
     p.set_defaults(func=run_measure_llm)
 
+    from jouleflow.cli.measure_diffusion import register_diffusion
+
+    register_diffusion(kinds)
+
 
 def job_dict(args: argparse.Namespace) -> dict[str, Any]:
     """Merge the job spec file (if any) and the flags into one job-spec dict."""
@@ -222,6 +226,7 @@ def run_measure_llm(args: argparse.Namespace) -> int:
         json.dump(cfg.to_dict(), sys.stdout, indent=2, sort_keys=True)
         print()
         return 0
+    from jouleflow.gpualloc import GpuAllocationError
     from jouleflow.session import SessionError, SessionFailed, run_llm_session
     from jouleflow.traces import RunExistsError
 
@@ -230,7 +235,7 @@ def run_measure_llm(args: argparse.Namespace) -> int:
         run_dir = run_llm_session(
             cfg, args.out, display=not getattr(args, "no_progress", False), model_cache=cache
         )
-    except (SessionError, RunExistsError) as exc:
+    except (SessionError, GpuAllocationError, RunExistsError) as exc:
         raise CLIError(str(exc)) from exc
     except SessionFailed as exc:
         print(f"jouleflow measure llm: run failed: {exc}", file=sys.stderr)
