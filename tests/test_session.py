@@ -278,7 +278,6 @@ def test_vllm_without_a_gpu_is_a_clear_error(tmp_path, model_dir):
 def test_allocated_gpu_reaches_the_sampler_and_the_server(tmp_path, model_dir, fake_gpu):
     """With GPU 0 held by another job, the session measures and serves on GPU 1 only."""
     from fakegpu import FakeGPUConfig, subprocess_env
-
     from jouleflow.gpualloc import allocate_gpus
 
     fake_gpu.configure(FakeGPUConfig(count=2, power_w="300"))
