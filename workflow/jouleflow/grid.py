@@ -117,56 +117,54 @@ class Grid:
         }
 
     def spec(self, point: GridPoint) -> dict[str, Any]:
-        """The job spec `jouleflow campaign measure` reads; keys follow run.json's `config` contract."""
+        """The job spec of `jouleflow measure llm --config`: its keys (llmconfig.LLMJobConfig), nothing else."""
         cfg = self.config
         model, task, meas = cfg["models"][point.model], cfg["tasks"][point.task], cfg["measurement"]
         par = point.parallelism
         fields = _template_fields(point)
-        request_set = {k: _fill(v, fields) for k, v in task["request_set"].items()}
+        rs = task["request_set"]
         server_args = [*meas["server_args"], *model["server_args"]]
-        if point.precision != point.native_precision:
-            server_args += ["--quantization", point.precision]
-        pred = self.predecessor.get(point.key)
+        sampling = dict(task["sampling"])
+        extra_body = sampling.pop("extra_body", {})
         return {
             "task": point.task,
             "model": point.model,
-            "model_path": model.get("path") or point.model,
-            "modality": point.modality,
-            "architecture": model["architecture"],
-            "total_params_b": model.get("total_params_b"),
-            "active_params_b": model.get("active_params_b"),
+            "model_path": _fill(model.get("path"), fields),
+            "engine": model["engine"],
             "gpu": point.gpu,
             "num_gpus": point.num_gpus,
             "batch_size": point.batch_size,
-            "parallelism": par.label,
             "tensor_parallel": par.tensor,
             "pipeline_parallel": par.pipeline,
             "data_parallel": par.data,
             "expert_parallel": par.expert,
-            "ulysses_degree": par.ulysses,
-            "ring_degree": par.ring,
             "precision": point.precision,
+            # Another precision than the checkpoint's: vLLM quantizes online.
+            "quantization": None if point.precision == point.native_precision else point.precision,
             "load_format": model["load_format"],
-            "engine": model["engine"],
-            "endpoint": task.get("endpoint"),
-            "num_requests": task["num_requests"],
             "max_model_len": model.get("max_model_len"),
-            "sampling": dict(task["sampling"]),
             "server_args": server_args,
             "env": {**meas["env"], **model["env"]},
-            "request_set": request_set,
-            "measurement": {
-                "power_period_s": meas["power_period_s"],
-                "server_timeout_s": meas["server_timeout_s"],
-                "request_timeout_s": meas["request_timeout_s"],
+            "num_requests": task["num_requests"],
+            "request_set": _fill(rs.get("path"), fields) if rs["kind"] == "parquet" else None,
+            "synthetic": {
+                "output_lengths": _fill(rs.get("output_lengths"), fields),
+                "fixed_output_len": rs.get("fixed_output_len"),
+                "prompt_len": rs["prompt_len"],
+                "seed": rs["seed"],
             },
-            "pipeline": {
-                "source": point.source,
-                "sweep": point.sweep,
-                "reference_run": str(self.reference_run(point)) if point.source == "reference" else None,
-                "predecessor": f"{cfg['results_dir']}/runs/{pred}" if pred else None,
-            },
+            "endpoint": task["endpoint"],
+            "sampling": sampling,
+            "extra_body": extra_body,
+            "request_timeout_s": meas["request_timeout_s"],
+            "health_timeout_s": meas["health_timeout_s"],
+            "power_period_s": meas["power_period_s"],
         }
+
+    def predecessor_run(self, point: GridPoint) -> str | None:
+        """Run directory of the next-smaller batch size of the point's group, when chained."""
+        pred = self.predecessor.get(point.key)
+        return f"{self.config['results_dir']}/runs/{pred}" if pred else None
 
 
 def _template_fields(point: GridPoint) -> dict[str, str]:
@@ -184,8 +182,6 @@ def _template_fields(point: GridPoint) -> dict[str, str]:
 def _fill(value: Any, fields: Mapping[str, str]) -> Any:
     if isinstance(value, str) and "{" in value:
         return value.format_map(fields)
-    if isinstance(value, dict):
-        return {k: _fill(v, fields) for k, v in value.items()}
     return value
 
 
@@ -229,8 +225,11 @@ def _check_registry(config: Mapping[str, Any]) -> None:
         rs = task["request_set"]
         if rs["kind"] == "parquet" and not rs.get("path"):
             raise GridError(f"tasks.{name}.request_set.path: required when kind is 'parquet'")
-        if task["modality"] == "llm" and not task.get("endpoint"):
-            raise GridError(f"tasks.{name}.endpoint: required for an llm task (chat or completions)")
+        if rs["kind"] == "synthetic" and not (rs.get("output_lengths") or rs.get("fixed_output_len")):
+            raise GridError(
+                f"tasks.{name}.request_set: synthetic requests need output_lengths (a histogram file) "
+                "or fixed_output_len"
+            )
 
 
 def _memory_skip(config: Mapping[str, Any], point: GridPoint) -> str | None:

@@ -58,11 +58,6 @@ class Decision:
     detail: str = ""
 
 
-def run_config(spec: dict[str, Any]) -> dict[str, Any]:
-    """The part of a job spec that describes the measurement (what run.json records as `config`)."""
-    return {k: v for k, v in spec.items() if k != "pipeline"}
-
-
 def config_hash(config: dict[str, Any]) -> str:
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -78,24 +73,37 @@ def _origin(run_dir: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def decide(spec: dict[str, Any], run_dir: str | Path) -> Decision:
-    """Raise StaleRunError, or say what to do for this job."""
+def decide(
+    spec: dict[str, Any],
+    run_dir: str | Path,
+    source: str,
+    reference_run: str | Path | None = None,
+    predecessor: str | Path | None = None,
+) -> Decision:
+    """Raise StaleRunError, or say what to do for this job.
+
+    source: "measure" or "reference"; reference_run: the bundled copy (source reference);
+    predecessor: the run directory of the next-smaller batch size of the same group, if chained.
+    """
     run_dir = Path(run_dir)
-    pipeline = spec["pipeline"]
-    source = pipeline["source"]
+    if source not in ("measure", "reference"):
+        raise ValueError(f"source must be 'measure' or 'reference', got {source!r}")
+    if source == "reference" and reference_run is None:
+        raise ValueError("source 'reference' needs the bundled run directory")
     if is_complete_run(run_dir):
-        return _check_existing(spec, run_dir, source)
+        return _check_existing(spec, run_dir, source, reference_run)
     if source == "reference":
-        return Decision("copy", pipeline["reference_run"])
-    pred = pipeline.get("predecessor")
-    if pred and is_complete_run(pred):
-        meta = read_run(pred)
+        return Decision("copy", str(reference_run))
+    if predecessor and is_complete_run(predecessor):
+        meta = read_run(predecessor)
         if meta.get("status") == "infeasible":
-            return Decision("skip-infeasible", f"{pred}: {meta.get('reason') or 'infeasible'}")
+            return Decision("skip-infeasible", str(meta.get("reason") or "infeasible"))
     return Decision("measure")
 
 
-def _check_existing(spec: dict[str, Any], run_dir: Path, source: str) -> Decision:
+def _check_existing(
+    spec: dict[str, Any], run_dir: Path, source: str, reference_run: str | Path | None
+) -> Decision:
     origin = _origin(run_dir)
     found = "reference" if origin else "measure"
     fix = "move it away (or delete it) to redo it, or revert the config"
@@ -108,8 +116,8 @@ def _check_existing(spec: dict[str, Any], run_dir: Path, source: str) -> Decisio
     if diffs:
         shown = "; ".join(f"{k}: run has {recorded[k]!r}, config asks {spec[k]!r}" for k in diffs)
         raise StaleRunError(f"{run_dir}: finished run differs from the config ({shown}); {fix}")
-    if origin is not None:
-        bundled = Path(spec["pipeline"]["reference_run"]) / RUN_JSON
+    if origin is not None and reference_run is not None:
+        bundled = Path(reference_run) / RUN_JSON
         if bundled.is_file() and _sha256(bundled) != origin.get("run_json_sha256"):
             raise StaleRunError(
                 f"{run_dir}: the bundled run {bundled.parent} changed since it was copied; {fix}"
@@ -148,25 +156,26 @@ def copy_reference(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
-def write_skipped_infeasible(spec: dict[str, Any], run_dir: str | Path, because: str) -> Path:
+def write_skipped_infeasible(
+    spec: dict[str, Any], run_dir: str | Path, predecessor: str | Path, because: str
+) -> Path:
     """Record a point that is not attempted because a smaller batch of its group was infeasible."""
-    config = run_config(spec)
     now = time.time()
     writer = RunDirWriter(Path(run_dir))
     return writer.commit(
         {
             "status": "infeasible",
-            "reason": f"not attempted: a smaller batch size of this group was infeasible ({because})",
-            "config": config,
-            "config_hash": config_hash(config),
+            "reason": f"not attempted: {predecessor} (a smaller batch size) was infeasible: {because}",
+            "config": spec,
+            "config_hash": config_hash(spec),
             "provenance": {
                 "host": socket.gethostname(),
                 "jouleflow_version": __version__,
                 "start_time": now,
                 "end_time": now,
-                "skipped_after": spec["pipeline"]["predecessor"],
+                "skipped_after": str(predecessor),
                 "energy_source": None,
-                "load_format": config.get("load_format"),
+                "load_format": spec.get("load_format"),
             },
         }
     )

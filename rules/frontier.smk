@@ -1,0 +1,52 @@
+# Time–energy frontiers per (task, model, precision) and minimum-energy recommendations under the
+# latency targets of config `analysis`. Changing a target reruns these and the figures, nothing else.
+
+
+rule analysis_targets:
+    output:
+        ANALYSIS_TARGETS,
+    params:
+        targets=analysis_targets(),
+    log:
+        "logs/analysis_targets.log",
+    localrule: True
+    run:
+        write_json_logged(params.targets, output[0], log[0])
+
+
+rule frontier:
+    input:
+        summary=SUMMARY,
+        targets=ANALYSIS_TARGETS,
+    output:
+        report(
+            f"{RESULTS}/tables/frontier.csv",
+            caption="../report/frontier_table.rst",
+            category="Tables",
+            labels={"table": "frontier"},
+        ),
+    log:
+        "logs/frontier.log",
+    conda:
+        ENV_ANALYSIS
+    shell:
+        "jouleflow frontier --summary {input.summary} --targets {input.targets} -o {output} > {log} 2>&1"
+
+
+rule recommendations:
+    input:
+        summary=SUMMARY,
+        targets=ANALYSIS_TARGETS,
+    output:
+        report(
+            f"{RESULTS}/tables/recommendations.csv",
+            caption="../report/recommendations.rst",
+            category="Tables",
+            labels={"table": "recommendations"},
+        ),
+    log:
+        "logs/recommendations.log",
+    conda:
+        ENV_ANALYSIS
+    shell:
+        "jouleflow recommend --summary {input.summary} --targets {input.targets} -o {output} > {log} 2>&1"
