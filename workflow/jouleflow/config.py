@@ -26,10 +26,16 @@ def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
+def validate_config(config: dict[str, Any], schema: str | Path = DEFAULT_SCHEMA) -> dict[str, Any]:
+    """Validate in place, filling defaults (snakemake.utils.validate); returns the config."""
+    from snakemake.utils import validate  # lazy: only the plan command, tests and benchmarks need it
+
+    validate(config, str(Path(schema).resolve()), set_default=True)
+    return config
+
+
 def load_config(files: Sequence[str | Path], schema: str | Path = DEFAULT_SCHEMA) -> dict[str, Any]:
     """Merge the YAML files and validate; errors name the file or the key."""
-    from snakemake.utils import validate  # lazy: only the plan command and benchmarks need it
-
     config: dict[str, Any] = {}
     for path in files:
         path = Path(path)
@@ -42,5 +48,4 @@ def load_config(files: Sequence[str | Path], schema: str | Path = DEFAULT_SCHEMA
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config must be a mapping")
         merge(config, data)
-    validate(config, str(Path(schema).resolve()), set_default=True)
-    return config
+    return validate_config(config, schema)
