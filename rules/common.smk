@@ -18,6 +18,8 @@ except GridError as exc:
     raise WorkflowError(f"Invalid config: {exc}") from None
 
 RESULTS = config["results_dir"]
+# The job specs mirror the config (written only where their content changed); see rules/measure.smk.
+gridtable.sync_job_specs(GRID)
 # One grid point: runs/{task}/{model}/{gpu}/{parallelism}/{batch}, model slugged (design.md).
 POINT = "{task}/{model}/{gpu}/{parallelism}/{batch}"
 RUN = f"{RESULTS}/runs/{POINT}"
@@ -51,6 +53,20 @@ def point_of(wildcards):
         raise WorkflowError(f"runs/{key} is not a point of the configured grid") from None
 
 
+def run_identity(wildcards):
+    return GRID.identity(point_of(wildcards))
+
+
+def point_wildcards(point):
+    return {
+        "task": point.task,
+        "model": point.model_slug,
+        "gpu": point.gpu,
+        "parallelism": point.parallelism.label,
+        "batch": point.batch_size,
+    }
+
+
 def grid_digest():
     """Changes whenever the jobs table would (params trigger of the grid_table rule)."""
     rows = gridtable.job_rows(GRID) + gridtable.skipped_rows(GRID)
@@ -58,11 +74,7 @@ def grid_digest():
 
 
 def expand_points(pattern, source=None):
-    return [
-        pattern.format(task=p.task, model=p.model_slug, gpu=p.gpu, parallelism=p.parallelism.label, batch=p.batch_size)
-        for p in GRID.points
-        if source is None or p.source == source
-    ]
+    return [pattern.format(**point_wildcards(p)) for p in GRID.points if source is None or p.source == source]
 
 
 def group_info(wildcards):

@@ -4,30 +4,23 @@
 # Guards (docs/pipeline.md): run directories are update() outputs, so Snakemake never deletes a
 # finished measurement before a rerun; the CLI then keeps a run that matches its job spec, refuses
 # one that does not (naming the differing keys), and never measures over a finished run.
+# Job specs (results/specs/, written from the config at parse time, rules/common.smk) are
+# ancient() inputs: rewriting one reruns nothing. The `identity` params, the spec values that
+# define what was measured, are what makes a changed config reach the guard.
 
 
 ruleorder: fetch_reference > measure
 
 
-rule job_spec:
-    output:
-        SPEC,
-    params:
-        spec=lambda wildcards: GRID.spec(point_of(wildcards)),
-    log:
-        f"logs/job_spec/{POINT}.log",
-    localrule: True
-    run:
-        write_json_logged(params.spec, output[0], log[0])
-
-
 rule fetch_reference:
     input:
-        spec=SPEC,
+        spec=ancient(SPEC),
         # ancient: a checkout's fresh mtimes must not look like a changed bundle (content is checked).
         bundled=ancient(bundled_run),
     output:
         update(directory(RUN)),
+    params:
+        identity=run_identity,
     log:
         f"logs/fetch_reference/{POINT}.log",
     localrule: True
@@ -39,11 +32,12 @@ rule fetch_reference:
 
 rule measure:
     input:
-        spec=SPEC,
+        spec=ancient(SPEC),
         after=ancient(smaller_batch_run),
     output:
         update(directory(RUN)),
     params:
+        identity=run_identity,
         after=lambda wildcards, input: f"--after {input.after}" if input.after else "",
     log:
         f"logs/measure/{POINT}.log",

@@ -22,6 +22,30 @@ AXES = ("tasks", "gpus", "parallelism", "batch_sizes", "precisions")
 FILTER_KEYS = ("task", "model", "gpu", "parallelism", "batch_size", "precision", "num_gpus", "source")
 # Default latency metric per task (CONTRACTS): ITL for chat-like tasks, E2E for code, batch latency for diffusion.
 CODE_TASKS = ("sourcegraph-fim", "code")
+# Job-spec keys (run.json `config`) that define a grid point: compared for copied reference runs.
+IDENTITY_KEYS = ("task", "model", "gpu", "num_gpus", "batch_size", "precision")
+# ... plus what changes a measurement: compared for measured runs, and a change reruns the job (whose
+# guard then refuses). model_path is left out on purpose: moving the weights changes nothing measured;
+# so are timeouts and the power sampling period.
+MEASURED_KEYS = (
+    *IDENTITY_KEYS,
+    "tensor_parallel",
+    "pipeline_parallel",
+    "data_parallel",
+    "expert_parallel",
+    "quantization",
+    "load_format",
+    "engine",
+    "endpoint",
+    "num_requests",
+    "max_model_len",
+    "sampling",
+    "extra_body",
+    "server_args",
+    "env",
+    "request_set",
+    "synthetic",
+)
 
 
 class GridError(ValueError):
@@ -160,6 +184,12 @@ class Grid:
             "health_timeout_s": meas["health_timeout_s"],
             "power_period_s": meas["power_period_s"],
         }
+
+    def identity(self, point: GridPoint) -> dict[str, Any]:
+        """The spec values whose change must not go unnoticed (a params rerun trigger of the run rules)."""
+        spec = self.spec(point)
+        keys = IDENTITY_KEYS if point.source == "reference" else MEASURED_KEYS
+        return {k: spec[k] for k in keys}
 
     def predecessor_run(self, point: GridPoint) -> str | None:
         """Run directory of the next-smaller batch size of the point's group, when chained."""

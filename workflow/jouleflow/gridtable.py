@@ -1,4 +1,4 @@
-"""The grid as tables: results/grid/jobs.tsv (planned runs) and skipped.tsv (with the reason).
+"""The grid as files: job specs, results/grid/jobs.tsv (planned runs) and skipped.tsv (why not).
 
 jobs.tsv is also the summary step's run list: it names each run directory, its energy summary and
 the registry facts a run directory does not carry (architecture, parameter counts, GPU TDP).
@@ -7,6 +7,7 @@ the registry facts a run directory does not carry (architecture, parameter count
 from __future__ import annotations
 
 import csv
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +31,42 @@ def run_dir(results_dir: str, point: GridPoint) -> str:
 
 def energy_json(results_dir: str, point: GridPoint) -> str:
     return f"{results_dir}/energy/{point.key}/summary.json"
+
+
+def spec_path(results_dir: str, point: GridPoint) -> str:
+    return f"{results_dir}/specs/{point.key}.json"
+
+
+def sync_job_specs(grid: Grid) -> int:
+    """Write each point's job spec where its content changed; returns the number written.
+
+    The specs mirror the config: the workflow calls this at parse time, so they exist before any
+    job runs and are rewritten only when the config changes what they say. Measurement rules
+    take them as ancient() inputs and rerun on a change of the measured keys only (params).
+    """
+    written = 0
+    for point in grid.points:
+        path = Path(spec_path(grid.config["results_dir"], point))
+        text = json.dumps(grid.spec(point), indent=2, sort_keys=True) + "\n"
+        try:
+            if path.read_text() == text:
+                continue
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, text)
+        written += 1
+    return written
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _point_fields(point: GridPoint) -> dict[str, Any]:

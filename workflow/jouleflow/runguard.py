@@ -27,25 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow import __version__
+from jouleflow.grid import IDENTITY_KEYS, MEASURED_KEYS
 from jouleflow.traces import RUN_JSON, RunDirWriter, is_complete_run, read_json, read_run, write_json
 
 # Written into a copied reference run (and only there), so a copy is never mistaken for a measurement.
 ORIGIN_JSON = "origin.json"
-# Keys of run.json's `config` that define a grid point; compared for copied reference runs.
-IDENTITY_KEYS = ("task", "model", "gpu", "num_gpus", "batch_size", "parallelism", "precision")
-# ... plus what changes a measurement; compared for measured runs. model_path is left out on purpose:
-# moving the weights does not change what was measured.
-MEASURED_KEYS = (
-    *IDENTITY_KEYS,
-    "load_format",
-    "engine",
-    "endpoint",
-    "num_requests",
-    "max_model_len",
-    "sampling",
-    "server_args",
-    "env",
-)
 
 
 class StaleRunError(RuntimeError):
@@ -63,9 +49,16 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _same(wanted: Any, recorded: Any) -> bool:
+    # A mapping matches when every key the spec gives matches: the measurement may record defaults too.
+    if isinstance(wanted, dict) and isinstance(recorded, dict):
+        return all(k in recorded and _same(v, recorded[k]) for k, v in wanted.items() if v is not None)
+    return wanted == recorded
+
+
 def differing_keys(spec: dict[str, Any], recorded: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
     """Keys whose values differ; a key the run did not record is not counted (older schema)."""
-    return [k for k in keys if k in recorded and k in spec and spec[k] != recorded[k]]
+    return [k for k in keys if k in recorded and k in spec and not _same(spec[k], recorded[k])]
 
 
 def _origin(run_dir: Path) -> dict[str, Any] | None:
