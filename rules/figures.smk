@@ -56,7 +56,6 @@ rule plot_frontier:
 rule plot_timeline:
     input:
         run=RUN,
-        energy=ENERGY,
     output:
         png=report(
             f"{RESULTS}/figures/timeline/{POINT}.png",
@@ -71,7 +70,7 @@ rule plot_timeline:
     conda:
         ENV_ANALYSIS
     shell:
-        "jouleflow plot timeline {input.run} --energy {input.energy} -o {output.png} > {log} 2>&1"
+        "jouleflow plot timeline {input.run} -o {output.png} > {log} 2>&1"
 
 
 rule plot_task_energy:

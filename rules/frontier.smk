@@ -19,34 +19,19 @@ rule frontier:
         summary=SUMMARY,
         targets=ANALYSIS_TARGETS,
     output:
-        report(
-            f"{RESULTS}/tables/frontier.csv",
-            caption="../report/frontier_table.rst",
-            category="Tables",
-            labels={"table": "frontier"},
-        ),
-    log:
-        "logs/frontier.log",
-    conda:
-        ENV_ANALYSIS
-    shell:
-        "jouleflow frontier --summary {input.summary} --targets {input.targets} -o {output} > {log} 2>&1"
-
-
-rule recommendations:
-    input:
-        summary=SUMMARY,
-        targets=ANALYSIS_TARGETS,
-    output:
-        report(
+        frontier=f"{RESULTS}/tables/frontier.parquet",
+        recommendations=report(
             f"{RESULTS}/tables/recommendations.csv",
             caption="../report/recommendations.rst",
             category="Tables",
             labels={"table": "recommendations"},
         ),
+    params:
+        targets=lambda wildcards, input: f"--targets {input.targets}" if analysis_targets() else "",
     log:
-        "logs/recommendations.log",
+        "logs/frontier.log",
     conda:
         ENV_ANALYSIS
     shell:
-        "jouleflow recommend --summary {input.summary} --targets {input.targets} -o {output} > {log} 2>&1"
+        "jouleflow frontier --summary {input.summary} -o {output.frontier} "
+        "--recommendations {output.recommendations} {params.targets} > {log} 2>&1"
