@@ -13,6 +13,7 @@ Deterministic: the same script writes the same traces.
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 from pathlib import Path
@@ -24,21 +25,21 @@ LOAD_S = 60.0  # server start-up before the first request
 CHUNK = 8  # tokens per streamed chunk
 POWER_PERIOD = 0.1
 SERVER_PERIOD = 0.5
-IDLE_W, PER_REQUEST_W, MAX_W = 110.0, 2.2, 690.0
+IDLE_W, DYNAMIC_W, SATURATION = 110.0, 500.0, 60.0  # power saturates as the batch fills the GPU
 KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1"
 
 
 def step_time(running: int) -> float:
-    return 0.012 + 0.00006 * running
+    return 0.012 + 0.00004 * running
 
 
 def power_at(running: int) -> float:
-    return min(MAX_W, IDLE_W + PER_REQUEST_W * running)
+    return IDLE_W + DYNAMIC_W * (1.0 - math.exp(-running / SATURATION)) if running else IDLE_W
 
 
 def simulate(batch: int, seed: int) -> dict[str, list[dict]]:
     rng = random.Random(seed)
-    n = 3 * batch
+    n = 4 * batch
     t_send = T0 + LOAD_S
     lengths = [rng.randint(200, 800) for _ in range(n)]
     waiting = list(range(n))
@@ -140,7 +141,7 @@ def run_json(batch: int, sim: dict[str, list[dict]]) -> dict:
             "expert_parallel": False,
             "precision": "bf16",
             "load_format": "dummy",
-            "num_requests": 3 * batch,
+            "num_requests": 4 * batch,
             "engine": "vllm",
             "endpoint": "chat",
             "sampling": {"temperature": 0.8, "top_p": 0.95},
