@@ -70,7 +70,7 @@ def test_summary_has_the_fixtures_energy(completed):
     for row in summary.iter_rows(named=True):
         b = row["batch_size"]
         assert row["energy_per_token_j"] == pytest.approx(power_at(b) * step_time(b) / b, rel=5e-3)
-        assert row["median_itl_s"] == pytest.approx(step_time(b), rel=1e-6)
+        assert row["median_itl_s"] == pytest.approx(step_time(b), rel=1e-4)  # unix-time float resolution
         assert row["gpu_tdp_w"] == 700.0 and row["architecture"] == "dense"
     for figure in ("sweep", "frontier"):
         assert (completed / "results" / "figures" / figure / "lm-arena-chat" / f"{LLAMA}.svg").is_file()
