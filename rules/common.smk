@@ -1,6 +1,7 @@
 # The grid table, wildcard constraints and input functions shared by all rules.
 
 import hashlib
+import re
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -28,6 +29,7 @@ SPEC = f"{RESULTS}/specs/{POINT}.json"
 SUMMARY = f"{RESULTS}/summary/summary.parquet"
 ANALYSIS_TARGETS = f"{RESULTS}/analysis/targets.json"
 ENV_ANALYSIS = "../envs/analysis.yaml"
+TIMELINES_AUTO_MAX = 64  # figures.timelines: auto draws one per run up to this many runs
 
 if GRID.skipped:
     logger.warning(
@@ -116,11 +118,28 @@ def smaller_batch_run(wildcards):
     return [pred] if pred else []
 
 
-def measure_env(wildcards):
-    return "../envs/xdit.yaml" if point_of(wildcards).modality == "diffusion" else "../envs/vllm.yaml"
+def measure_env():
+    """The measurement jobs' conda env: per job only when the grid mixes LLMs and diffusion models."""
+    envs = {"llm": "../envs/vllm.yaml", "diffusion": "../envs/xdit.yaml"}
+    modalities = {p.modality for p in GRID.points if p.source == "measure"}
+    if len(modalities) <= 1:
+        return envs[next(iter(modalities), "llm")]
+    return lambda wildcards: envs[point_of(wildcards).modality]
+
+
+def models_with_source(source):
+    """Regex of the model slugs with points of this source: rule fetch_reference only matches
+    bundled models and rule measure only measured ones, so Snakemake rarely tries both."""
+    slugs = sorted({p.model_slug for p in GRID.points if p.source == source})
+    return "|".join(re.escape(s) for s in slugs) or "(?!)"
 
 
 def measure_resource(name):
+    """A measurement job's resource: a plain value when every measured point has the same one
+    (cheaper to plan), else per job from the grid row."""
+    values = {GRID.resources(p)[name] for p in GRID.points if p.source == "measure"}
+    if len(values) <= 1:
+        return next(iter(values), 0)
     return lambda wildcards: GRID.resources(point_of(wildcards))[name]
 
 
@@ -140,7 +159,8 @@ def figure_outputs():
     figures = [f"{RESULTS}/figures/task-energy.png"]
     figures += expand_groups(f"{RESULTS}/figures/sweep/{{task}}/{{model}}.png")
     figures += expand_groups(f"{RESULTS}/figures/frontier/{{task}}/{{model}}.png")
-    if config["figures"]["timelines"]:
+    timelines = config["figures"]["timelines"]
+    if timelines is True or (timelines == "auto" and len(GRID.points) <= TIMELINES_AUTO_MAX):
         figures += expand_points(f"{RESULTS}/figures/timeline/{POINT}.png")
     return figures
 

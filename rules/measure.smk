@@ -23,6 +23,8 @@ rule fetch_reference:
         identity=run_identity,
     log:
         f"logs/fetch_reference/{POINT}.log",
+    wildcard_constraints:
+        model=models_with_source("reference"),
     localrule: True
     conda:
         ENV_ANALYSIS
@@ -41,13 +43,15 @@ rule measure:
         after=lambda wildcards, input: f"--after {input.after}" if input.after else "",
     log:
         f"logs/measure/{POINT}.log",
+    wildcard_constraints:
+        model=models_with_source("measure"),
     conda:
-        measure_env
+        measure_env()
     resources:
         gpu=measure_resource("gpu"),
         gpu_model=measure_resource("gpu_model"),
         runtime=measure_resource("runtime"),
         mem_mb=measure_resource("mem_mb"),
-        cpus_per_task=measure_resource("cpus_per_task"),
+        cpus_per_task=config["measurement"]["cpus_per_task"],
     shell:
         "jouleflow campaign measure {input.spec} {output} {params.after} > {log} 2>&1"

@@ -55,7 +55,6 @@ def test_default_config_plans_reference_copies_and_analysis_only(tmp_path):
         "grid_table",
         "summary",
         "frontier",
-        "recommendations",
         "plot_sweep",
         "plot_frontier",
         "plot_task_energy",
