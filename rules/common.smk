@@ -99,8 +99,9 @@ def all_outputs(wildcards):
         *analysis_outputs(),
         *figure_outputs(),
     ]
-    # rules/compare.smk (optional) lists its tables and figures in COMPARE_OUTPUTS.
-    targets += list(globals().get("COMPARE_OUTPUTS", []))
+    # rules/compare.smk (optional) lists the comparisons the config asks for in compare_targets().
+    if "compare_targets" in globals():
+        targets += list(globals()["compare_targets"]())
     return targets
 
 
