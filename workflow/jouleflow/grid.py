@@ -14,38 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jouleflow import jobspec
 from jouleflow.parallelism import Parallelism, parse_parallelism
 
 # Bytes per weight, to scale a model's memory need when it is run at another precision.
 BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
 AXES = ("tasks", "gpus", "parallelism", "batch_sizes", "precisions")
-FILTER_KEYS = ("task", "model", "gpu", "parallelism", "batch_size", "precision", "num_gpus", "source")
 # Default latency metric per task (CONTRACTS): ITL for chat-like tasks, E2E for code, batch latency for diffusion.
 CODE_TASKS = ("sourcegraph-fim", "code")
-# Job-spec keys (run.json `config`) that define a grid point: compared for copied reference runs.
-IDENTITY_KEYS = ("task", "model", "gpu", "num_gpus", "batch_size", "precision")
-# ... plus what changes a measurement: compared for measured runs, and a change reruns the job (whose
-# guard then refuses). model_path is left out on purpose: moving the weights changes nothing measured;
-# so are timeouts and the power sampling period.
-MEASURED_KEYS = (
-    *IDENTITY_KEYS,
-    "tensor_parallel",
-    "pipeline_parallel",
-    "data_parallel",
-    "expert_parallel",
-    "quantization",
-    "load_format",
-    "engine",
-    "endpoint",
-    "num_requests",
-    "max_model_len",
-    "sampling",
-    "extra_body",
-    "server_args",
-    "env",
-    "request_set",
-    "synthetic",
-)
 
 
 class GridError(ValueError):
@@ -130,89 +106,19 @@ class Grid:
         return [str(t) for t in self.config["analysis"]["latency_targets"].get(task, [])]
 
     def resources(self, point: GridPoint) -> dict[str, Any]:
-        meas = self.config["measurement"]
-        model = self.config["models"][point.model]
-        return {
-            "gpu": point.num_gpus,
-            "gpu_model": point.gpu,
-            "runtime": model.get("runtime_min") or meas["runtime_min"],
-            "mem_mb": model.get("mem_mb") or meas["mem_mb"],
-            "cpus_per_task": meas["cpus_per_task"],
-        }
+        return jobspec.resources(self.config, point)
 
     def spec(self, point: GridPoint) -> dict[str, Any]:
-        """The job spec of `jouleflow measure llm --config`: its keys (llmconfig.LLMJobConfig), nothing else."""
-        cfg = self.config
-        model, task, meas = cfg["models"][point.model], cfg["tasks"][point.task], cfg["measurement"]
-        par = point.parallelism
-        fields = _template_fields(point)
-        rs = task["request_set"]
-        server_args = [*meas["server_args"], *model["server_args"]]
-        sampling = dict(task["sampling"])
-        extra_body = sampling.pop("extra_body", {})
-        return {
-            "task": point.task,
-            "model": point.model,
-            "model_path": _fill(model.get("path"), fields),
-            "engine": model["engine"],
-            "gpu": point.gpu,
-            "num_gpus": point.num_gpus,
-            "batch_size": point.batch_size,
-            "tensor_parallel": par.tensor,
-            "pipeline_parallel": par.pipeline,
-            "data_parallel": par.data,
-            "expert_parallel": par.expert,
-            "precision": point.precision,
-            # Another precision than the checkpoint's: vLLM quantizes online.
-            "quantization": None if point.precision == point.native_precision else point.precision,
-            "load_format": model["load_format"],
-            "max_model_len": model.get("max_model_len"),
-            "server_args": server_args,
-            "env": {**meas["env"], **model["env"]},
-            "num_requests": task["num_requests"],
-            "request_set": _fill(rs.get("path"), fields) if rs["kind"] == "parquet" else None,
-            "synthetic": {
-                "output_lengths": _fill(rs.get("output_lengths"), fields),
-                "fixed_output_len": rs.get("fixed_output_len"),
-                "prompt_len": rs["prompt_len"],
-                "seed": rs["seed"],
-            },
-            "endpoint": task["endpoint"],
-            "sampling": sampling,
-            "extra_body": extra_body,
-            "request_timeout_s": meas["request_timeout_s"],
-            "health_timeout_s": meas["health_timeout_s"],
-            "power_period_s": meas["power_period_s"],
-        }
+        """The job spec of `jouleflow measure llm --config` (jobspec.job_spec)."""
+        return jobspec.job_spec(self.config, point)
 
     def identity(self, point: GridPoint) -> dict[str, Any]:
-        """The spec values whose change must not go unnoticed (a params rerun trigger of the run rules)."""
-        spec = self.spec(point)
-        keys = IDENTITY_KEYS if point.source == "reference" else MEASURED_KEYS
-        return {k: spec[k] for k in keys}
+        return jobspec.identity(self.config, point)
 
     def predecessor_run(self, point: GridPoint) -> str | None:
         """Run directory of the next-smaller batch size of the point's group, when chained."""
         pred = self.predecessor.get(point.key)
         return f"{self.config['results_dir']}/runs/{pred}" if pred else None
-
-
-def _template_fields(point: GridPoint) -> dict[str, str]:
-    return {
-        "task": point.task,
-        "model": point.model,
-        "model_file": point.model.replace("/", "__"),  # ML.ENERGY v3's file naming
-        "model_slug": point.model_slug,
-        "gpu": point.gpu,
-        "num_gpus": str(point.num_gpus),
-        "batch_size": str(point.batch_size),
-    }
-
-
-def _fill(value: Any, fields: Mapping[str, str]) -> Any:
-    if isinstance(value, str) and "{" in value:
-        return value.format_map(fields)
-    return value
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow import __version__
-from jouleflow.grid import IDENTITY_KEYS, MEASURED_KEYS
+from jouleflow.jobspec import IDENTITY_KEYS, MEASURED_KEYS
 from jouleflow.traces import RUN_JSON, RunDirWriter, is_complete_run, read_json, read_run, write_json
 
 # Written into a copied reference run (and only there), so a copy is never mistaken for a measurement.
