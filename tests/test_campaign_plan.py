@@ -41,6 +41,16 @@ def test_plan_lists_runs_and_skipped_points(tmp_path):
     }  # fmt: skip
     extra = workdir / "config" / "huge.yaml"
     extra.write_text(yaml.safe_dump(big))
+    no_histogram = plan_cli(workdir, workdir / "config" / "config.yaml", extra)
+    assert no_histogram.returncode == 2
+    assert (
+        "tasks.lm-arena-chat.request_set.output_lengths: resources/mlenergy-v3/org__huge__lm-arena-chat.json "
+        "does not exist (needed by run lm-arena-chat/org--huge/H100/tp8/8)"
+    ) in no_histogram.stderr
+    histograms = workdir / "resources" / "mlenergy-v3"
+    (histograms / "org__huge__lm-arena-chat.json").write_bytes(
+        (histograms / "meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json").read_bytes()
+    )
     done = plan_cli(workdir, workdir / "config" / "config.yaml", extra)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -54,7 +64,7 @@ def test_plan_lists_runs_and_skipped_points(tmp_path):
 
 def test_quickstart_measures_a_small_grid():
     config = load_config([REPO / "config" / "config.yaml", REPO / "config" / "quickstart.yaml"], SCHEMA)
-    grid = build_grid(config)
+    grid = build_grid(config, REPO)
     assert {p.source for p in grid.points} == {"measure"}
     assert sorted(p.batch_size for p in grid.points) == [16, 64]
     assert config["results_dir"] == "results/quickstart"

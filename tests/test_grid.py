@@ -28,7 +28,7 @@ BASE = {
     },
     "tasks": {
         "chat": {
-            "request_set": {"kind": "synthetic", "output_lengths": "hist/{model_file}__{task}.json"},
+            "request_set": {"kind": "synthetic", "fixed_output_len": 128},
         }
     },
     "sweeps": [
@@ -44,10 +44,10 @@ BASE = {
 }
 
 
-def grid_of(**changes):
+def grid_of(base_dir=".", **changes):
     config = copy.deepcopy(BASE)
     config.update(copy.deepcopy(changes))
-    return build_grid(validate_config(config, SCHEMA))
+    return build_grid(validate_config(config, SCHEMA), base_dir)
 
 
 def keys(grid) -> set[str]:
@@ -235,10 +235,14 @@ def test_batches_of_a_measured_group_are_chained_smallest_first():
     assert unchained.predecessor == {}
 
 
-def test_job_spec_carries_the_point_and_the_registry():
-    grid = grid_of(
-        sweeps=[{**BASE["sweeps"][0], "parallelism": ["tp2"], "precisions": ["fp8"], "batch_sizes": [16]}]
-    )
+def test_job_spec_carries_the_point_and_the_registry(tmp_path):
+    (tmp_path / "hist").mkdir()
+    (tmp_path / "hist" / "org__small__chat.json").write_text("{}")
+    tasks = {
+        "chat": {"request_set": {"kind": "synthetic", "output_lengths": "hist/{model_file}__{task}.json"}}
+    }
+    sweep = {**BASE["sweeps"][0], "parallelism": ["tp2"], "precisions": ["fp8"], "batch_sizes": [16]}
+    grid = grid_of(tmp_path, tasks=tasks, sweeps=[sweep])
     (point,) = grid.points
     assert point.model_slug == "org--small@fp8"
     spec = grid.spec(point)
@@ -257,6 +261,21 @@ def test_job_spec_carries_the_point_and_the_registry():
         "mem_mb": 65536,
         "cpus_per_task": 8,
     }
+
+
+@pytest.mark.parametrize(
+    "request_set, message",
+    [
+        ({"kind": "synthetic", "output_lengths": "hist/{model_id}.json"}, r"output_lengths: unknown placeholder \{model_id\}"),
+        ({"kind": "synthetic", "output_lengths": "hist/{model_file}.json"}, r"output_lengths: hist/org__small.json does not exist \(needed by run chat/org--small/H100/tp1/8\)"),
+        ({"kind": "parquet", "path": "requests/{task}.parquet"}, r"request_set.path: requests/chat.parquet does not exist"),
+        ({"kind": "parquet"}, r"tasks.chat.request_set.path: required"),
+        ({"kind": "synthetic"}, r"tasks.chat.request_set: synthetic requests need output_lengths"),
+    ],
+)  # fmt: skip
+def test_request_files_are_checked_before_anything_runs(tmp_path, request_set, message):
+    with pytest.raises(GridError, match=message):
+        grid_of(tmp_path, tasks={"chat": {"request_set": request_set}})
 
 
 def test_default_config_is_the_bundled_campaign():

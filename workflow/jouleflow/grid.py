@@ -157,8 +157,16 @@ def _check_registry(config: Mapping[str, Any]) -> None:
             raise GridError(
                 f"models.{name}.precision: unknown precision {prec!r} (known: {', '.join(BYTES_PER_PARAM)})"
             )
+    for name, model in config["models"].items():
+        problem = jobspec.template_error(model.get("path"))
+        if problem:
+            raise GridError(f"models.{name}.path: {problem}")
     for name, task in config["tasks"].items():
         rs = task["request_set"]
+        for key in ("path", "output_lengths"):
+            problem = jobspec.template_error(rs.get(key))
+            if problem:
+                raise GridError(f"tasks.{name}.request_set.{key}: {problem}")
         if rs["kind"] == "parquet" and not rs.get("path"):
             raise GridError(f"tasks.{name}.request_set.path: required when kind is 'parquet'")
         if rs["kind"] == "synthetic" and not (rs.get("output_lengths") or rs.get("fixed_output_len")):
@@ -251,6 +259,7 @@ def build_grid(config: Mapping[str, Any], base_dir: str | Path = ".") -> Grid:
     _check_registry(config)
     grid = Grid(config=config, base_dir=base_dir)
     seen: dict[str, GridPoint] = {}
+    checked: set[str] = set()
     for index, sweep in enumerate(config["sweeps"]):
         for point in _expand_sweep(config, index, sweep):
             prior = seen.get(point.key)
@@ -282,10 +291,24 @@ def build_grid(config: Mapping[str, Any], base_dir: str | Path = ".") -> Grid:
                     f"{point.sweep}: source is 'reference' but the bundle has no run {point.key} "
                     f"(no {bundled}); set `source: measure` on this sweep to measure it"
                 )
+        else:
+            _check_request_files(config, point, base_dir, checked)
         grid.points.append(point)
         grid.by_key[point.key] = point
     _link_predecessors(grid)
     return grid
+
+
+def _check_request_files(
+    config: Mapping[str, Any], point: GridPoint, base_dir: Path, checked: set[str]
+) -> None:
+    """A measured point's request-set or histogram file must exist (one stat per distinct file)."""
+    for key, path in jobspec.request_files(config, point).items():
+        if path in checked:
+            continue
+        if not (base_dir / path).is_file():
+            raise GridError(f"{key}: {path} does not exist (needed by run {point.key})")
+        checked.add(path)
 
 
 def _link_predecessors(grid: Grid) -> None:

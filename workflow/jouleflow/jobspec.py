@@ -100,6 +100,34 @@ def identity(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
     return {k: spec[k] for k in keys}
 
 
+TEMPLATE_FIELDS = ("task", "model", "model_file", "model_slug", "gpu", "num_gpus", "batch_size")
+
+
+def template_error(value: Any) -> str | None:
+    """Why a path template cannot be filled (an unknown {placeholder}), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value.format_map(dict.fromkeys(TEMPLATE_FIELDS, "x"))
+    except KeyError as exc:
+        return f"unknown placeholder {{{exc.args[0]}}} (known: {', '.join(TEMPLATE_FIELDS)})"
+    except (ValueError, IndexError) as exc:
+        return f"not a valid path template ({exc})"
+    return None
+
+
+def request_files(config: Mapping[str, Any], point: GridPoint) -> dict[str, str]:
+    """Files the point's measurement will read, by config key (checked before anything runs)."""
+    rs = config["tasks"][point.task]["request_set"]
+    fields = _template_fields(point)
+    key = f"tasks.{point.task}.request_set"
+    if rs["kind"] == "parquet":
+        return {f"{key}.path": _fill(rs["path"], fields)}
+    if rs.get("output_lengths"):
+        return {f"{key}.output_lengths": _fill(rs["output_lengths"], fields)}
+    return {}
+
+
 def _template_fields(point: GridPoint) -> dict[str, str]:
     return {
         "task": point.task,

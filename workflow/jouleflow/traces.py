@@ -153,7 +153,9 @@ def _with_version(schema: pa.Schema) -> pa.Schema:
     return schema.with_metadata({b"jouleflow_schema_version": str(SCHEMA_VERSION).encode()})
 
 
-def table_from_rows(rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]], schema: pa.Schema) -> pa.Table:
+def table_from_rows(
+    rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]], schema: pa.Schema
+) -> pa.Table:
     """Build a table in `schema` from a list of row dicts or a dict of columns (extra columns kept)."""
     if isinstance(rows, Mapping):
         columns = dict(rows)
@@ -221,7 +223,9 @@ def read_table(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
         if missing:
             raise TraceError(f"{path}: missing column(s) {', '.join(missing)}")
         try:
-            table = table.select(list(schema.names) + [n for n in table.column_names if n not in schema.names])
+            table = table.select(
+                list(schema.names) + [n for n in table.column_names if n not in schema.names]
+            )
             cast = [table.column(f.name).cast(f.type) for f in schema]
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise TraceError(f"{path}: column type mismatch ({exc})") from exc
@@ -289,7 +293,9 @@ class RunDirWriter:
         doc = {"schema_version": SCHEMA_VERSION, **run_json}
         write_json(doc, self.path(RUN_JSON))
         if is_complete_run(self.final_dir):
-            raise RunExistsError(f"{self.final_dir}: a finished run appeared while measuring; kept {self.tmp_dir}")
+            raise RunExistsError(
+                f"{self.final_dir}: a finished run appeared while measuring; kept {self.tmp_dir}"
+            )
         if self.final_dir.exists():  # an empty or incomplete leftover (e.g. made by Snakemake): replace it
             shutil.rmtree(self.final_dir)
         os.replace(self.tmp_dir, self.final_dir)
@@ -305,5 +311,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     meta = read_json(run_dir / RUN_JSON)
     version = meta.get("schema_version")
     if version is not None and version > SCHEMA_VERSION:
-        raise TraceError(f"{run_dir / RUN_JSON}: schema version {version} is newer than this jouleflow ({SCHEMA_VERSION})")
+        raise TraceError(
+            f"{run_dir / RUN_JSON}: schema version {version} is newer than this jouleflow ({SCHEMA_VERSION})"
+        )
     return meta
