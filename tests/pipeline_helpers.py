@@ -84,7 +84,7 @@ def copy_workflow(dest: Path) -> Path:
             shutil.copy2(src, dest / part)
     shutil.copytree(FIXTURE / "runs", dest / "resources" / "reference" / "runs")
     # The added model of the tests draws its output lengths from Llama's published histograms.
-    histograms = dest / "resources" / "mlenergy-v3"
+    histograms = dest / "resources" / "mlenergy-v3" / "models"
     shutil.copy2(
         histograms / "meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json",
         histograms / "Qwen__Qwen3-8B__lm-arena-chat.json",

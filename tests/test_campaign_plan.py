@@ -44,10 +44,10 @@ def test_plan_lists_runs_and_skipped_points(tmp_path):
     no_histogram = plan_cli(workdir, workdir / "config" / "config.yaml", extra)
     assert no_histogram.returncode == 2
     assert (
-        "tasks.lm-arena-chat.request_set.output_lengths: resources/mlenergy-v3/org__huge__lm-arena-chat.json "
+        "tasks.lm-arena-chat.request_set.output_lengths: resources/mlenergy-v3/models/org__huge__lm-arena-chat.json "
         "does not exist (needed by run lm-arena-chat/org--huge/H100/tp8/8)"
     ) in no_histogram.stderr
-    histograms = workdir / "resources" / "mlenergy-v3"
+    histograms = workdir / "resources" / "mlenergy-v3" / "models"
     (histograms / "org__huge__lm-arena-chat.json").write_bytes(
         (histograms / "meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json").read_bytes()
     )
@@ -75,6 +75,6 @@ def test_quickstart_measures_a_small_grid():
     assert spec["num_requests"] == 256 and spec["load_format"] == "dummy"
     assert (
         spec["synthetic"]["output_lengths"]
-        == "resources/mlenergy-v3/meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json"
+        == "resources/mlenergy-v3/models/meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json"
     )
     assert (REPO / spec["synthetic"]["output_lengths"]).is_file()
