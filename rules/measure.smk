@@ -41,6 +41,7 @@ rule measure:
     params:
         identity=run_identity,
         after=lambda wildcards, input: f"--after {input.after}" if input.after else "",
+        kind=lambda wildcards: point_of(wildcards).modality,
     log:
         f"logs/measure/{POINT}.log",
     wildcard_constraints:
@@ -54,4 +55,4 @@ rule measure:
         mem_mb=measure_resource("mem_mb"),
         cpus_per_task=config["measurement"]["cpus_per_task"],
     shell:
-        "jouleflow campaign measure {input.spec} {output} {params.after} > {log} 2>&1"
+        "jouleflow campaign measure {input.spec} {output} --kind {params.kind} {params.after} > {log} 2>&1"

@@ -289,3 +289,66 @@ def test_default_config_is_the_bundled_campaign():
     key = f"lm-arena-chat/{model_slug('meta-llama/Llama-3.1-8B-Instruct')}/H100/tp1"
     assert keys(grid) == {f"{key}/64", f"{key}/128", f"{key}/256"}
     assert grid.latency_metric("lm-arena-chat") == "median_itl_s"
+
+
+DIFFUSION = {
+    "models": {"org/pixart": {"modality": "diffusion", "pipeline": "pixart-sigma", "memory_gb": 12}},
+    "tasks": {"text-to-image": {"modality": "diffusion", "generation": {"steps": 20, "num_batches": 4}}},
+}
+
+
+def test_xdit_parallelism_labels():
+    par = parse_parallelism("uly2-ring1-cfg2-pf2")
+    assert (par.num_gpus, par.gpus_per_replica) == (8, 2)  # PipeFusion splits the weights, the rest copy them
+    assert (
+        parse_parallelism("tp2-dp2-ep").gpus_per_replica == 4
+    )  # experts spread over the data-parallel ranks
+    with pytest.raises(ValueError, match="only cfg2"):
+        parse_parallelism("uly1-ring1-cfg4")
+
+
+def test_diffusion_points_get_an_xdit_job_spec():
+    sweep = {"models": ["org/pixart"], "tasks": ["text-to-image"], "gpus": ["H100"],
+             "parallelism": ["uly1-ring1", "uly2-ring1-cfg2"], "batch_sizes": [4]}  # fmt: skip
+    grid = grid_of(**DIFFUSION, sweeps=[sweep], measurement={"server_args": ["--use_torch_compile"]})
+    spec = grid.spec(grid.by_key["text-to-image/org--pixart/H100/uly2-ring1-cfg2/4"])
+    assert (spec["ulysses_degree"], spec["ring_degree"], spec["cfg_parallel"], spec["pipefusion_degree"]) == (
+        2,
+        1,
+        True,
+        1,
+    )
+    assert (spec["num_gpus"], spec["batch_size"], spec["pipeline"]) == (4, 4, "pixart-sigma")
+    assert (spec["steps"], spec["num_batches"], spec["warmup_batches"], spec["height"]) == (20, 4, 1, None)
+    assert spec["xfuser_args"] == ["--use_torch_compile"] and spec["timeout_s"] == 3600 + 1800
+    assert "endpoint" not in spec and "synthetic" not in spec
+    assert grid.latency_metric("text-to-image") == "batch_latency_s"
+    identity = grid.identity(grid.by_key["text-to-image/org--pixart/H100/uly1-ring1/4"])
+    assert identity["cfg_parallel"] is False and "timeout_s" not in identity
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"precisions": ["fp8"]}, r"sweeps\[0\]\.precisions: 'fp8' for diffusion model 'org/pixart'"),
+        ({"parallelism": ["tp2"]}, r"sweeps\[0\]\.parallelism: 'tp2' does not apply to diffusion model"),
+    ],
+)
+def test_diffusion_sweep_errors_name_the_key(change, message):
+    sweep = {"models": ["org/pixart"], "tasks": ["text-to-image"], "gpus": ["H100"], "batch_sizes": [4],
+             "parallelism": ["uly1-ring1"], **change}  # fmt: skip
+    with pytest.raises(GridError, match=message):
+        grid_of(**DIFFUSION, sweeps=[sweep])
+
+
+def test_task_shape_must_match_its_modality():
+    with pytest.raises(
+        GridError, match=r"sweeps\[0\]\.parallelism: 'uly2-ring1' does not apply to llm model"
+    ):
+        grid_of(sweeps=[{**BASE["sweeps"][0], "parallelism": ["uly2-ring1"]}])
+    with pytest.raises(GridError, match=r"tasks\.chat\.request_set: required for an llm task"):
+        grid_of(tasks={"chat": {}})
+    with pytest.raises(GridError, match=r"tasks\.t2i\.request_set: a diffusion task takes `generation:`"):
+        grid_of(
+            tasks={**BASE["tasks"], "t2i": {"modality": "diffusion", "request_set": {"kind": "synthetic"}}}
+        )

@@ -19,6 +19,7 @@ from jouleflow.parallelism import Parallelism, parse_parallelism
 
 # Bytes per weight, to scale a model's memory need when it is run at another precision.
 BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
+DIFFUSION_PRECISIONS = ("bf16", "fp16", "fp32")
 AXES = ("tasks", "gpus", "parallelism", "batch_sizes", "precisions")
 # Default latency metric per task (CONTRACTS): ITL for chat-like tasks, E2E for code, batch latency for diffusion.
 CODE_TASKS = ("sourcegraph-fim", "code")
@@ -162,6 +163,15 @@ def _check_registry(config: Mapping[str, Any]) -> None:
         if problem:
             raise GridError(f"models.{name}.path: {problem}")
     for name, task in config["tasks"].items():
+        problem = jobspec.template_error(task["generation"].get("prompts"))
+        if problem:
+            raise GridError(f"tasks.{name}.generation.prompts: {problem}")
+        if task["modality"] == "diffusion":
+            if "request_set" in task:
+                raise GridError(f"tasks.{name}.request_set: a diffusion task takes `generation:` instead")
+            continue
+        if "request_set" not in task:
+            raise GridError(f"tasks.{name}.request_set: required for an llm task")
         rs = task["request_set"]
         for key in ("path", "output_lengths"):
             problem = jobspec.template_error(rs.get(key))
@@ -229,6 +239,20 @@ def _expand_sweep(config: Mapping[str, Any], index: int, sweep: Mapping[str, Any
         for prec in axes["precisions"]:
             if prec not in BYTES_PER_PARAM:
                 raise GridError(f"{where}.precisions: unknown precision {prec!r}")
+            if entry["modality"] == "diffusion" and prec not in DIFFUSION_PRECISIONS:
+                raise GridError(
+                    f"{where}.precisions: {prec!r} for diffusion model {model!r} "
+                    f"(xDiT runs {', '.join(DIFFUSION_PRECISIONS)})"
+                )
+        for par in pars:
+            llm_parts = par.tensor * par.pipeline * par.data > 1 or par.expert
+            xdit_parts = par.ulysses * par.ring * par.cfg * par.pipefusion > 1
+            if (entry["modality"] == "llm" and xdit_parts) or (
+                entry["modality"] == "diffusion" and llm_parts
+            ):
+                raise GridError(
+                    f"{where}.parallelism: {par.label!r} does not apply to {entry['modality']} model {model!r}"
+                )
         precisions = axes["precisions"] or [entry["precision"]]
         for task, gpu, par, batch, prec in itertools.product(
             axes["tasks"], axes["gpus"], pars, axes["batch_sizes"], precisions

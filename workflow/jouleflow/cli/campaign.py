@@ -2,7 +2,7 @@
 summary table, the grid plan and the provenance table.
 
     jouleflow summarize [RUN_DIR ...] [--jobs results/grid/jobs.tsv] -o summary.parquet [--csv summary.csv]
-    jouleflow campaign measure SPEC RUN_DIR [--after SMALLER_BATCH_RUN_DIR]
+    jouleflow campaign measure SPEC RUN_DIR [--after SMALLER_BATCH_RUN_DIR] [--kind llm|diffusion]
     jouleflow campaign fetch-reference BUNDLED_RUN_DIR RUN_DIR [--spec SPEC]
     jouleflow campaign plan [--configfile FILE ...] [--jobs jobs.tsv] [--skipped skipped.tsv]
     jouleflow campaign provenance --jobs jobs.tsv -o provenance.csv
@@ -15,9 +15,6 @@ import json
 import os
 import sys
 from pathlib import Path
-
-# How the guard hands a job over to the measurement CLI (jouleflow.cli.measure).
-MEASURE_COMMAND = ("measure", "llm")
 
 
 def register(subparsers) -> None:
@@ -41,6 +38,9 @@ def register(subparsers) -> None:
     m.add_argument("spec", type=Path, metavar="SPEC", help="job spec JSON (jouleflow measure llm --config)")
     m.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     m.add_argument("--after", type=Path, metavar="RUN_DIR", help="next-smaller batch size of the group")
+    m.add_argument(
+        "--kind", choices=("llm", "diffusion"), default="llm", help="`jouleflow measure` sub-command (llm)"
+    )
     m.set_defaults(func=run_measure)
 
     f = sub.add_parser("fetch-reference", help="copy a bundled reference run into place")
@@ -97,10 +97,11 @@ def run_measure(args: argparse.Namespace) -> int:
         sys.executable,
         "-m",
         "jouleflow",
-        *MEASURE_COMMAND,
+        "measure",
+        args.kind,
         "--config",
         str(args.spec),
-        "--out",
+        "-o",
         str(args.run_dir),
     ]
     print("+ " + " ".join(argv[1:]), file=sys.stderr, flush=True)
