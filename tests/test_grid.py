@@ -6,6 +6,7 @@ Expected point sets are written out by hand from each config.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -352,3 +353,19 @@ def test_task_shape_must_match_its_modality():
         grid_of(
             tasks={**BASE["tasks"], "t2i": {"modality": "diffusion", "request_set": {"kind": "synthetic"}}}
         )
+
+
+@pytest.mark.skipif(
+    not (REPO / "resources" / "reference" / "runs").is_dir(),
+    reason="the bundled reference campaign is not here",
+)
+def test_default_config_matches_the_bundled_runs():
+    from jouleflow.config import load_config
+
+    grid = build_grid(load_config([REPO / "config" / "config.yaml"], SCHEMA), REPO)
+    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 3
+    for point in grid.points:
+        recorded = json.loads((REPO / grid.reference_run(point) / "run.json").read_text())["config"]
+        assert {k: recorded[k] for k in ("task", "model", "gpu", "num_gpus", "batch_size")} == {
+            k: grid.spec(point)[k] for k in ("task", "model", "gpu", "num_gpus", "batch_size")
+        }
