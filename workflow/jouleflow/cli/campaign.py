@@ -1,5 +1,185 @@
-"""Placeholder: sub-commands are registered by the module that implements them."""
+"""Campaign plumbing the Snakemake rules call: run guard + measurement, reference copies, the
+summary table, the grid plan and the provenance table.
+
+    jouleflow summarize [RUN_DIR ...] [--jobs results/grid/jobs.tsv] -o summary.parquet [--csv summary.csv]
+    jouleflow campaign measure SPEC RUN_DIR [--after SMALLER_BATCH_RUN_DIR] [--kind llm|diffusion]
+    jouleflow campaign fetch-reference BUNDLED_RUN_DIR RUN_DIR [--spec SPEC]
+    jouleflow campaign plan [--configfile FILE ...] [--jobs jobs.tsv] [--skipped skipped.tsv]
+    jouleflow campaign provenance --jobs jobs.tsv -o provenance.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
 
 
 def register(subparsers) -> None:
-    return None
+    s = subparsers.add_parser(
+        "summarize",
+        help="one summary row per run (the union of all runs) into a Parquet table",
+        description="Summary table: one traces.SUMMARY row per run, from run.json + summary.json.",
+    )
+    s.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="run dirs (with summary.json)")
+    s.add_argument(
+        "--jobs", type=Path, help="the pipeline's jobs table (run_dir, energy_json, registry facts)"
+    )
+    s.add_argument("-o", "--output", type=Path, required=True, help="summary Parquet file")
+    s.add_argument("--csv", type=Path, help="also write the table as CSV")
+    s.set_defaults(func=run_summarize)
+
+    c = subparsers.add_parser("campaign", help="pipeline plumbing (called by the Snakemake rules)")
+    sub = c.add_subparsers(dest="campaign_command", required=True, metavar="ACTION")
+
+    m = sub.add_parser("measure", help="measure one grid point unless a finished run is there")
+    m.add_argument("spec", type=Path, metavar="SPEC", help="job spec JSON (jouleflow measure llm --config)")
+    m.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    m.add_argument("--after", type=Path, metavar="RUN_DIR", help="next-smaller batch size of the group")
+    m.add_argument(
+        "--kind", choices=("llm", "diffusion"), default="llm", help="`jouleflow measure` sub-command (llm)"
+    )
+    m.set_defaults(func=run_measure)
+
+    f = sub.add_parser("fetch-reference", help="copy a bundled reference run into place")
+    f.add_argument("bundled", type=Path, metavar="BUNDLED_RUN_DIR")
+    f.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    f.add_argument("--spec", type=Path, help="job spec: checks an existing copy against the config")
+    f.set_defaults(func=run_fetch_reference)
+
+    p = sub.add_parser("plan", help="print the grid a config gives (points, skipped points and why)")
+    p.add_argument("--configfile", type=Path, action="append", help="config file(s), merged in order")
+    p.add_argument("--schema", type=Path, default=Path("config/schema/config.schema.yaml"))
+    p.add_argument("--jobs", type=Path, help="write the jobs table (TSV)")
+    p.add_argument("--skipped", type=Path, help="write the skipped points (TSV)")
+    p.set_defaults(func=run_plan)
+
+    v = sub.add_parser("provenance", help="one row per run: where it came from, host, GPU, engine, versions")
+    v.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR")
+    v.add_argument("--jobs", type=Path, help="the pipeline's jobs table (its run_dir column)")
+    v.add_argument("-o", "--output", type=Path, required=True, help="CSV table")
+    v.set_defaults(func=run_provenance)
+
+
+def _load_spec(path: Path) -> dict:
+    from jouleflow.cli import CLIError
+
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CLIError(f"{path}: job spec not found") from None
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(spec, dict):
+        raise CLIError(f"{path}: a job spec must be a JSON object")
+    return spec
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    from jouleflow.cli import CLIError
+    from jouleflow.runguard import StaleRunError, decide, write_skipped_infeasible
+
+    spec = _load_spec(args.spec)
+    try:
+        decision = decide(spec, args.run_dir, "measure", predecessor=args.after)
+    except StaleRunError as exc:
+        raise CLIError(str(exc)) from None
+    if decision.action == "keep":
+        print(decision.detail, file=sys.stderr)
+        return 0
+    if decision.action == "skip-infeasible":
+        write_skipped_infeasible(spec, args.run_dir, args.after, decision.detail)
+        print(f"infeasible (not attempted, {args.after} was infeasible): {args.run_dir}", file=sys.stderr)
+        return 0
+    argv = [
+        sys.executable,
+        "-m",
+        "jouleflow",
+        "measure",
+        args.kind,
+        "--config",
+        str(args.spec),
+        "-o",
+        str(args.run_dir),
+    ]
+    print("+ " + " ".join(argv[1:]), file=sys.stderr, flush=True)
+    # exec, not a child: a SLURM cancel (SIGTERM) reaches the measurement, which tears its server down.
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def run_fetch_reference(args: argparse.Namespace) -> int:
+    from jouleflow.cli import CLIError
+    from jouleflow.runguard import StaleRunError, copy_reference, decide
+
+    spec = _load_spec(args.spec) if args.spec else {}
+    try:
+        decision = decide(spec, args.run_dir, "reference", reference_run=args.bundled)
+    except StaleRunError as exc:
+        raise CLIError(str(exc)) from None
+    if decision.action == "keep":
+        print(decision.detail, file=sys.stderr)
+        return 0
+    try:
+        copy_reference(args.bundled, args.run_dir)
+    except (FileNotFoundError, FileExistsError) as exc:
+        raise CLIError(str(exc)) from None
+    print(f"copied {args.bundled} -> {args.run_dir}", file=sys.stderr)
+    return 0
+
+
+def run_summarize(args: argparse.Namespace) -> int:
+    from jouleflow.cli import CLIError
+    from jouleflow.summary import RunEntry, build_summary, read_jobs_table, write_summary
+
+    entries = [RunEntry(d) for d in args.run_dirs]
+    if args.jobs:
+        entries += read_jobs_table(args.jobs)
+    if not entries:
+        raise CLIError("no runs given (RUN_DIR ... or --jobs)")
+    frame = build_summary(entries)
+    write_summary(frame, args.output, args.csv)
+    print(f"{frame.height} run(s) -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from jouleflow.cli import CLIError
+    from jouleflow.config import load_config
+    from jouleflow.grid import GridError, build_grid
+    from jouleflow.gridtable import JOB_COLUMNS, SKIPPED_COLUMNS, job_rows, skipped_rows, write_tsv
+
+    files = args.configfile or [Path("config/config.yaml")]
+    try:
+        grid = build_grid(load_config(files, args.schema))
+    except GridError as exc:
+        raise CLIError(str(exc)) from None
+    sources: dict[str, int] = {}
+    for point in grid.points:
+        sources[point.source] = sources.get(point.source, 0) + 1
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(sources.items())) or "none"
+    print(f"{len(grid.points)} run(s) ({counts}); {len(grid.skipped)} skipped")
+    for skipped in grid.skipped:
+        print(f"  skipped {skipped.point.key}: {skipped.reason}")
+    if args.jobs:
+        write_tsv(job_rows(grid), JOB_COLUMNS, args.jobs)
+    if args.skipped:
+        write_tsv(skipped_rows(grid), SKIPPED_COLUMNS, args.skipped)
+    return 0
+
+
+def run_provenance(args: argparse.Namespace) -> int:
+    from jouleflow.cli import CLIError
+    from jouleflow.provenance_table import write_provenance_csv
+    from jouleflow.summary import read_jobs_table
+
+    run_dirs = list(args.run_dirs)
+    if args.jobs:
+        run_dirs += [e.run_dir for e in read_jobs_table(args.jobs)]
+    if not run_dirs:
+        raise CLIError("no runs given (RUN_DIR ... or --jobs)")
+    n = write_provenance_csv(run_dirs, args.output)
+    print(f"{n} run(s) -> {args.output}", file=sys.stderr)
+    return 0

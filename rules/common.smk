@@ -1,0 +1,194 @@
+# The grid table, wildcard constraints and input functions shared by all rules.
+
+import hashlib
+import re
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+
+# The rules call the `jouleflow` CLI; the grid is built in-process from the same source tree.
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from jouleflow.grid import GridError, build_grid  # noqa: E402
+from jouleflow import gridtable  # noqa: E402
+
+try:
+    GRID = build_grid(config)
+except GridError as exc:
+    raise WorkflowError(f"Invalid config: {exc}") from None
+
+RESULTS = config["results_dir"]
+# The job specs mirror the config (written only where their content changed); see rules/measure.smk.
+gridtable.sync_job_specs(GRID)
+# One grid point: runs/{task}/{model}/{gpu}/{parallelism}/{batch}, model slugged (design.md).
+POINT = "{task}/{model}/{gpu}/{parallelism}/{batch}"
+RUN = f"{RESULTS}/runs/{POINT}"
+ENERGY = f"{RESULTS}/energy/{POINT}/summary.json"
+SPEC = f"{RESULTS}/specs/{POINT}.json"
+SUMMARY = f"{RESULTS}/summary/summary.parquet"
+ANALYSIS_TARGETS = f"{RESULTS}/analysis/targets.json"
+ENV_ANALYSIS = "../envs/analysis.yaml"
+TIMELINES_AUTO_MAX = 64  # figures.timelines: auto draws one per run up to this many runs
+
+if GRID.skipped:
+    logger.warning(
+        f"jouleflow: {len(GRID.skipped)} grid point(s) skipped (see {RESULTS}/grid/skipped.tsv):\n"
+        + "\n".join(f"  {s.point.key}: {s.reason}" for s in GRID.skipped[:20])
+        + ("\n  ..." if len(GRID.skipped) > 20 else "")
+    )
+
+
+wildcard_constraints:
+    task=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    model=r"[A-Za-z0-9][A-Za-z0-9._@-]*",
+    gpu=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    parallelism=r"[a-z][a-z0-9-]*",
+    batch=r"[0-9]+",
+
+
+def point_of(wildcards):
+    key = f"{wildcards.task}/{wildcards.model}/{wildcards.gpu}/{wildcards.parallelism}/{wildcards.batch}"
+    try:
+        return GRID.by_key[key]
+    except KeyError:
+        raise WorkflowError(f"runs/{key} is not a point of the configured grid") from None
+
+
+def run_identity(wildcards):
+    return GRID.identity(point_of(wildcards))
+
+
+def point_wildcards(point):
+    return {
+        "task": point.task,
+        "model": point.model_slug,
+        "gpu": point.gpu,
+        "parallelism": point.parallelism.label,
+        "batch": point.batch_size,
+    }
+
+
+def grid_digest():
+    """Changes whenever the jobs table would (params trigger of the grid_table rule)."""
+    rows = gridtable.job_rows(GRID) + gridtable.skipped_rows(GRID)
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def expand_points(pattern, source=None):
+    return [pattern.format(**point_wildcards(p)) for p in GRID.points if source is None or p.source == source]
+
+
+def group_info(wildcards):
+    """Model id and precision behind an analysis group's (task, model slug) wildcards."""
+    point = GRID.group_info(wildcards.task, wildcards.model)
+    return {"model": point.model, "precision": point.precision}
+
+
+def expand_groups(pattern):
+    return [pattern.format(task=task, model=slug) for task, slug in GRID.analysis_groups()]
+
+
+def all_outputs(wildcards):
+    targets = [
+        f"{RESULTS}/grid/jobs.tsv",
+        f"{RESULTS}/grid/skipped.tsv",
+        SUMMARY,
+        f"{RESULTS}/summary/summary.csv",
+        f"{RESULTS}/tables/provenance.csv",
+        *analysis_outputs(),
+        *figure_outputs(),
+    ]
+    # rules/compare.smk (optional) lists the comparisons the config asks for in compare_targets().
+    if "compare_targets" in globals():
+        targets += list(globals()["compare_targets"]())
+    return targets
+
+
+def bundled_run(wildcards):
+    point = point_of(wildcards)
+    if point.source != "reference":
+        # Not a reference point: this rule cannot make it, Snakemake falls back to rule measure.
+        return f"{RESULTS}/.not-a-reference-point/{point.key}"
+    return str(GRID.reference_run(point))
+
+
+def smaller_batch_run(wildcards):
+    """The group's next-smaller batch size: measured first, so an infeasible one stops the larger."""
+    pred = GRID.predecessor_run(point_of(wildcards))
+    return [pred] if pred else []
+
+
+def measure_env():
+    """The measurement jobs' conda env: per job only when the grid mixes LLMs and diffusion models."""
+    envs = {"llm": "../envs/vllm.yaml", "diffusion": "../envs/xdit.yaml"}
+    modalities = {p.modality for p in GRID.points if p.source == "measure"}
+    if len(modalities) <= 1:
+        return envs[next(iter(modalities), "llm")]
+    return lambda wildcards: envs[point_of(wildcards).modality]
+
+
+def models_with_source(source):
+    """Regex of the model slugs with points of this source: rule fetch_reference only matches
+    bundled models and rule measure only measured ones, so Snakemake rarely tries both."""
+    slugs = sorted({p.model_slug for p in GRID.points if p.source == source})
+    return "|".join(re.escape(s) for s in slugs) or "(?!)"
+
+
+def measure_resource(name):
+    """A measurement job's resource: a plain value when every measured point has the same one
+    (cheaper to plan), else per job from the grid row."""
+    values = {GRID.resources(p)[name] for p in GRID.points if p.source == "measure"}
+    if len(values) <= 1:
+        return next(iter(values), 0)
+    return lambda wildcards: GRID.resources(point_of(wildcards))[name]
+
+
+def validity_flags():
+    v = config["validity"]
+    return (
+        f"--min-window {v['min_steady_s']} --min-batch-fraction {v['min_running_fraction']} "
+        f"--max-failed-fraction {v['max_failed_fraction']} --max-power-fraction {v['max_power_fraction']}"
+    )
+
+
+def analysis_outputs():
+    return [f"{RESULTS}/tables/frontier.parquet", f"{RESULTS}/tables/recommendations.csv"]
+
+
+def figure_outputs():
+    figures = [f"{RESULTS}/figures/task-energy.png"]
+    figures += expand_groups(f"{RESULTS}/figures/sweep/{{task}}/{{model}}.png")
+    figures += expand_groups(f"{RESULTS}/figures/frontier/{{task}}/{{model}}.png")
+    timelines = config["figures"]["timelines"]
+    if timelines is True or (timelines == "auto" and len(GRID.points) <= TIMELINES_AUTO_MAX):
+        figures += expand_points(f"{RESULTS}/figures/timeline/{POINT}.png")
+    return figures
+
+
+def first_target(wildcards):
+    targets = GRID.latency_targets(wildcards.task)
+    return f"--latency-target {targets[0]}" if targets else ""
+
+
+def analysis_targets():
+    """Latency metric and targets of each task that has targets (others get the built-in ones)."""
+    tasks = sorted({p.task for p in GRID.points})
+    return {
+        task: {"metric": GRID.latency_metric(task), "targets": GRID.latency_targets(task)}
+        for task in tasks
+        if GRID.latency_targets(task)
+    }
+
+
+def write_json_logged(obj, path, log_path):
+    from jouleflow.traces import write_json
+
+    write_json(obj, path)
+    Path(log_path).write_text(f"wrote {path}\n")
+
+
+def write_grid_tables(jobs_path, skipped_path, log_path):
+    gridtable.write_tsv(gridtable.job_rows(GRID), gridtable.JOB_COLUMNS, jobs_path)
+    gridtable.write_tsv(gridtable.skipped_rows(GRID), gridtable.SKIPPED_COLUMNS, skipped_path)
+    Path(log_path).write_text(f"{len(GRID.points)} runs, {len(GRID.skipped)} skipped\n")

@@ -1,0 +1,17 @@
+# Per run: steady-state window, energy and latency figures (summary.json). Kept outside the run
+# directory, which is the immutable measurement; changing a validity threshold reruns only this.
+
+
+rule energy:
+    input:
+        run=RUN,
+    output:
+        ENERGY,
+    params:
+        validity=validity_flags(),
+    log:
+        f"logs/energy/{POINT}.log",
+    conda:
+        ENV_ANALYSIS
+    shell:
+        "jouleflow energy {input.run} -o {output} {params.validity} > {log} 2>&1"

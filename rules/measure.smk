@@ -1,0 +1,58 @@
+# One run directory per grid point: measured on a GPU (rule measure) or copied from the bundled
+# reference campaign (rule fetch_reference); everything downstream is identical.
+#
+# Guards (docs/pipeline.md): run directories are update() outputs, so Snakemake never deletes a
+# finished measurement before a rerun; the CLI then keeps a run that matches its job spec, refuses
+# one that does not (naming the differing keys), and never measures over a finished run.
+# Job specs (results/specs/, written from the config at parse time, rules/common.smk) are
+# ancient() inputs: rewriting one reruns nothing. The `identity` params, the spec values that
+# define what was measured, are what makes a changed config reach the guard.
+
+
+ruleorder: fetch_reference > measure
+
+
+rule fetch_reference:
+    input:
+        spec=ancient(SPEC),
+        # ancient: a checkout's fresh mtimes must not look like a changed bundle (content is checked).
+        bundled=ancient(bundled_run),
+    output:
+        update(directory(RUN)),
+    params:
+        identity=run_identity,
+    log:
+        f"logs/fetch_reference/{POINT}.log",
+    wildcard_constraints:
+        model=models_with_source("reference"),
+    localrule: True
+    conda:
+        ENV_ANALYSIS
+    shell:
+        "jouleflow campaign fetch-reference {input.bundled} {output} --spec {input.spec} > {log} 2>&1"
+
+
+rule measure:
+    input:
+        spec=ancient(SPEC),
+        after=ancient(smaller_batch_run),
+    output:
+        update(directory(RUN)),
+    params:
+        identity=run_identity,
+        after=lambda wildcards, input: f"--after {input.after}" if input.after else "",
+        kind=lambda wildcards: point_of(wildcards).modality,
+    log:
+        f"logs/measure/{POINT}.log",
+    wildcard_constraints:
+        model=models_with_source("measure"),
+    conda:
+        measure_env()
+    resources:
+        gpu=measure_resource("gpu"),
+        gpu_model=measure_resource("gpu_model"),
+        runtime=measure_resource("runtime"),
+        mem_mb=measure_resource("mem_mb"),
+        cpus_per_task=config["measurement"]["cpus_per_task"],
+    shell:
+        "jouleflow campaign measure {input.spec} {output} --kind {params.kind} {params.after} > {log} 2>&1"

@@ -1,0 +1,23 @@
+# The HTML report: `snakemake --report results/report.html` after a run (or `--report report.zip`).
+# It collects every output flagged report() above (tables, figures, grid), with the captions in
+# report/, grouped by category, plus the workflow description report/workflow.rst.
+# This rule writes the provenance table the report opens with: which run came from where.
+
+
+rule provenance_table:
+    input:
+        jobs=f"{RESULTS}/grid/jobs.tsv",
+        runs=expand_points(RUN),
+    output:
+        report(
+            f"{RESULTS}/tables/provenance.csv",
+            caption="../report/provenance.rst",
+            category="Campaign",
+            labels={"table": "provenance"},
+        ),
+    log:
+        "logs/provenance_table.log",
+    conda:
+        ENV_ANALYSIS
+    shell:
+        "jouleflow campaign provenance --jobs {input.jobs} -o {output} > {log} 2>&1"

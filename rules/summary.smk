@@ -1,0 +1,44 @@
+# The grid as tables, and the campaign summary: one row per run, the union of all runs.
+
+
+rule grid_table:
+    output:
+        jobs=report(
+            f"{RESULTS}/grid/jobs.tsv",
+            caption="../report/grid.rst",
+            category="Campaign",
+            labels={"table": "planned runs"},
+        ),
+        skipped=report(
+            f"{RESULTS}/grid/skipped.tsv",
+            caption="../report/skipped.rst",
+            category="Campaign",
+            labels={"table": "skipped points"},
+        ),
+    params:
+        digest=grid_digest(),
+    log:
+        "logs/grid_table.log",
+    localrule: True
+    run:
+        write_grid_tables(output.jobs, output.skipped, log[0])
+
+
+rule summary:
+    input:
+        jobs=f"{RESULTS}/grid/jobs.tsv",
+        energy=expand_points(ENERGY),
+    output:
+        parquet=SUMMARY,
+        csv=report(
+            f"{RESULTS}/summary/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"table": "summary"},
+        ),
+    log:
+        "logs/summary.log",
+    conda:
+        ENV_ANALYSIS
+    shell:
+        "jouleflow summarize --jobs {input.jobs} -o {output.parquet} --csv {output.csv} > {log} 2>&1"

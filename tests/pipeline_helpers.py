@@ -1,0 +1,201 @@
+"""Run the Snakemake workflow on a copy of the repository through Snakemake's Python API.
+
+Tests copy the workflow (Snakefile, rules, config, envs, report, the jouleflow package and the
+small resources it needs) into a tmp dir, with tests/data/reference-fixture as the bundled
+reference campaign, so nothing in the repository is written. Planned jobs are read from the DAG
+of a dry run (rule name + wildcards), not from logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import (
+    ConfigSettings,
+    DAGSettings,
+    OutputSettings,
+    Quietness,
+    ResourceSettings,
+    StorageSettings,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "data" / "reference-fixture"
+WORKFLOW_PARTS = (
+    "Snakefile",
+    "rules",
+    "config",
+    "envs",
+    "report",
+    "workflow/jouleflow",
+    "resources/mlenergy-v3",
+)
+BASE_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1"
+MEASURE_RULES = {"fetch_reference", "measure"}
+
+# A second model for "add a model" tests: not in the bundle, so it is measured.
+QWEN = "Qwen/Qwen3-8B"
+QWEN_ENTRY = {
+    "architecture": "dense",
+    "total_params_b": 8.2,
+    "active_params_b": 8.2,
+    "precision": "bf16",
+    "load_format": "dummy",
+    "max_model_len": 20480,
+}
+BASE_SWEEP = {
+    "name": "llama-3.1-8b-h100",
+    "models": ["meta-llama/Llama-3.1-8B-Instruct"],
+    "tasks": ["lm-arena-chat"],
+    "gpus": ["H100"],
+    "parallelism": ["tp1"],
+    "batch_sizes": [64, 128, 256],
+}
+QWEN_SWEEP = {
+    "name": "qwen3-8b-h100",
+    "source": "measure",
+    "models": [QWEN],
+    "tasks": ["lm-arena-chat"],
+    "gpus": ["H100"],
+    "parallelism": ["tp1"],
+    "batch_sizes": [32, 64],
+}
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A runnable copy of the workflow with the fixture as resources/reference."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in WORKFLOW_PARTS:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / part)
+    shutil.copytree(FIXTURE / "runs", dest / "resources" / "reference" / "runs")
+    # The added model of the tests draws its output lengths from Llama's published histograms.
+    histograms = dest / "resources" / "mlenergy-v3" / "models"
+    shutil.copy2(
+        histograms / "meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json",
+        histograms / "Qwen__Qwen3-8B__lm-arena-chat.json",
+    )
+    _write_launcher(dest)
+    return dest
+
+
+def _write_launcher(dest: Path) -> None:
+    """`jouleflow` on PATH for the rules' shell commands: the copied package, this interpreter."""
+    bin_dir = dest / ".test-bin"
+    bin_dir.mkdir(exist_ok=True)
+    launcher = bin_dir / "jouleflow"
+    launcher.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{dest / "workflow"}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" -m jouleflow "$@"\n'
+    )
+    launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR)
+
+
+@contextmanager
+def _on_path(workdir: Path):
+    old = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{workdir / '.test-bin'}{os.pathsep}{old}"
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = old
+
+
+def _api_run(
+    workdir: Path,
+    executor: str,
+    config: Mapping[str, Any] | None,
+    targets: Iterable[str],
+    forcerun: Iterable[str] = (),
+):
+    quiet = {Quietness.ALL} if executor == "dryrun" else {Quietness.PROGRESS}
+    configfiles = [_overrides_file(workdir, config)] if config else []
+    with _on_path(workdir), SnakemakeApi(OutputSettings(quiet=quiet, dryrun=executor == "dryrun")) as api:
+        wf = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=configfiles),
+            storage_settings=StorageSettings(),
+            snakefile=workdir / "Snakefile",
+            workdir=workdir,
+        )
+        dag = wf.dag(DAGSettings(targets=set(targets), forcerun=set(forcerun)))
+        dag.execute_workflow(executor=executor)
+        return [
+            (job.rule.name, dict(job.wildcards_dict))
+            for job in wf._workflow.dag.needrun_jobs(exclude_finished=False)
+        ]
+
+
+def _overrides_file(workdir: Path, config: Mapping[str, Any]) -> Path:
+    """Config changes go in a file, as a user's `--configfile` would (merged over config/config.yaml)."""
+    text = yaml.safe_dump(dict(config), sort_keys=True)
+    path = workdir / "config" / f"test-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    path.write_text(text)
+    return path
+
+
+def plan(
+    workdir: Path, config: Mapping[str, Any] | None = None, targets: Iterable[str] = ()
+) -> list[tuple[str, dict]]:
+    """The jobs a dry run would execute: (rule, wildcards) pairs."""
+    return _api_run(workdir, "dryrun", config, targets)
+
+
+def execute(
+    workdir: Path,
+    config: Mapping[str, Any] | None = None,
+    targets: Iterable[str] = (),
+    forcerun: Iterable[str] = (),
+) -> None:
+    """Really run the workflow (local executor, one core)."""
+    _api_run(workdir, "local", config, targets, forcerun)
+
+
+def run_dirs(
+    key: str = BASE_KEY, batches: Iterable[int] = (64, 128, 256), results: str = "results"
+) -> list[str]:
+    return [f"{results}/runs/{key}/{b}" for b in batches]
+
+
+def rules_of(jobs: list[tuple[str, dict]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for rule, _ in jobs:
+        counts[rule] = counts.get(rule, 0) + 1
+    return counts
+
+
+def points_of(jobs: list[tuple[str, dict]], rules: Iterable[str]) -> set[str]:
+    """Run keys (task/model/gpu/parallelism/batch) of the planned jobs of these rules."""
+    rules = set(rules)
+    return {
+        "/".join(w[k] for k in ("task", "model", "gpu", "parallelism", "batch"))
+        for rule, w in jobs
+        if rule in rules
+    }
+
+
+def with_qwen() -> dict[str, Any]:
+    """Config overrides that add Qwen3-8B (measured) next to the bundled Llama sweep."""
+    return {"models": {QWEN: QWEN_ENTRY}, "sweeps": [BASE_SWEEP, QWEN_SWEEP]}
+
+
+def analysis_cli_available() -> bool:
+    """The energy, frontier and plot CLIs (other modules) are registered in this source tree."""
+    from jouleflow.cli import build_parser
+
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    return {"energy", "frontier", "recommend", "plot"} <= commands

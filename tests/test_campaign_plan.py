@@ -1,0 +1,80 @@
+"""`jouleflow campaign plan` and the shipped configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from jouleflow.config import load_config
+from jouleflow.grid import build_grid
+from pipeline_helpers import copy_workflow
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
+
+
+def plan_cli(workdir: Path, *configfiles: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(workdir / "workflow")}
+    args = [a for f in configfiles for a in ("--configfile", str(f))]
+    return subprocess.run(
+        [sys.executable, "-m", "jouleflow", "campaign", "plan", *args, "--jobs", "jobs.tsv"],
+        cwd=workdir, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+
+
+def test_plan_lists_runs_and_skipped_points(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    default = plan_cli(workdir, workdir / "config" / "config.yaml")
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.splitlines()[0] == "3 run(s) (3 reference); 0 skipped"
+    assert len((workdir / "jobs.tsv").read_text().splitlines()) == 1 + 3
+
+    big = {
+        "models": {"org/huge": {"memory_gb": 400, "precision": "bf16"}},
+        "sweeps": [
+            {"models": ["org/huge"], "tasks": ["lm-arena-chat"], "gpus": ["H100"], "source": "measure",
+             "parallelism": ["tp4", "tp8"], "batch_sizes": [8]},
+        ],
+    }  # fmt: skip
+    extra = workdir / "config" / "huge.yaml"
+    extra.write_text(yaml.safe_dump(big))
+    no_histogram = plan_cli(workdir, workdir / "config" / "config.yaml", extra)
+    assert no_histogram.returncode == 2
+    assert (
+        "tasks.lm-arena-chat.request_set.output_lengths: resources/mlenergy-v3/models/org__huge__lm-arena-chat.json "
+        "does not exist (needed by run lm-arena-chat/org--huge/H100/tp8/8)"
+    ) in no_histogram.stderr
+    histograms = workdir / "resources" / "mlenergy-v3" / "models"
+    (histograms / "org__huge__lm-arena-chat.json").write_bytes(
+        (histograms / "meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json").read_bytes()
+    )
+    done = plan_cli(workdir, workdir / "config" / "config.yaml", extra)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "1 run(s) (1 measure); 1 skipped"
+    assert lines[1].startswith("  skipped lm-arena-chat/org--huge/H100/tp4/8: weights need 400.0 GB")
+
+    extra.write_text(yaml.safe_dump({"sweeps": [{**big["sweeps"][0], "models": ["org/missing"]}]}))
+    bad = plan_cli(workdir, workdir / "config" / "config.yaml", extra)
+    assert bad.returncode == 2 and "sweeps[0].models[0]: unknown model 'org/missing'" in bad.stderr
+
+
+def test_quickstart_measures_a_small_grid():
+    config = load_config([REPO / "config" / "config.yaml", REPO / "config" / "quickstart.yaml"], SCHEMA)
+    grid = build_grid(config, REPO)
+    assert {p.source for p in grid.points} == {"measure"}
+    assert sorted(p.batch_size for p in grid.points) == [16, 64]
+    assert config["results_dir"] == "results/quickstart"
+    assert grid.predecessor == {
+        "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1/64": "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1/16"
+    }
+    spec = grid.spec(grid.points[0])
+    assert spec["num_requests"] == 256 and spec["load_format"] == "dummy"
+    assert (
+        spec["synthetic"]["output_lengths"]
+        == "resources/mlenergy-v3/models/meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json"
+    )
+    assert (REPO / spec["synthetic"]["output_lengths"]).is_file()

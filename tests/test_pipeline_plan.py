@@ -1,0 +1,166 @@
+"""What Snakemake plans, read from the DAG of dry runs on a copy of the workflow.
+
+The measurement stage (job specs and reference copies) is executed for real here; the full
+pipeline, which needs the energy, frontier and plot CLIs, is exercised in test_pipeline_reruns.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from pipeline_helpers import (
+    BASE_KEY,
+    BASE_SWEEP,
+    MEASURE_RULES,
+    QWEN,
+    QWEN_ENTRY,
+    QWEN_SWEEP,
+    copy_workflow,
+    execute,
+    plan,
+    points_of,
+    rules_of,
+    run_dirs,
+    with_qwen,
+)
+
+LLAMA_POINTS = {f"{BASE_KEY}/{b}" for b in (64, 128, 256)}
+QWEN_POINTS = {f"lm-arena-chat/Qwen--Qwen3-8B/H100/tp1/{b}" for b in (32, 64)}
+
+
+@pytest.fixture(scope="module")
+def measured_base(tmp_path_factory):
+    """The default config's measurement stage, really executed: three reference runs copied."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("base") / "wf")
+    execute(workdir, targets=run_dirs())
+    return workdir
+
+
+@pytest.fixture
+def base(measured_base, tmp_path):
+    """A private copy of the measured workflow (files, mtimes and Snakemake metadata)."""
+    return shutil.copytree(measured_base, tmp_path / "wf", symlinks=True)
+
+
+def test_default_config_plans_reference_copies_and_analysis_only(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    jobs = plan(workdir)
+    counts = rules_of(jobs)
+    assert "measure" not in counts
+    assert points_of(jobs, ["fetch_reference"]) == LLAMA_POINTS
+    assert points_of(jobs, ["energy"]) == LLAMA_POINTS
+    for aggregate in (
+        "grid_table",
+        "summary",
+        "frontier",
+        "plot_sweep",
+        "plot_frontier",
+        "plot_task_energy",
+    ):
+        assert counts[aggregate] == 1, aggregate
+
+
+def test_reference_copies_are_the_bundled_runs(measured_base):
+    for run in run_dirs():
+        bundled = measured_base / "resources" / "reference" / run.removeprefix("results/")
+        copied = measured_base / run
+        for src in bundled.iterdir():
+            assert (copied / src.name).read_bytes() == src.read_bytes()
+
+
+def test_adding_a_model_plans_only_its_measurements(base):
+    jobs = plan(base, with_qwen())
+    assert points_of(jobs, MEASURE_RULES) == QWEN_POINTS
+    assert points_of(jobs, ["measure"]) == QWEN_POINTS
+    # larger Qwen batch waits for the smaller one (skipped if that one was infeasible)
+    assert points_of(jobs, ["energy"]) >= QWEN_POINTS
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"analysis": {"latency_targets": {"lm-arena-chat": ["40ms"]}}},
+        {"analysis": {"latency_metric": {"lm-arena-chat": "p90_itl_s"}}},
+        {"validity": {"min_steady_s": 30}},
+        {"figures": {"timelines": False}},
+    ],
+    ids=["latency-target", "latency-metric", "validity", "figures"],
+)
+def test_analysis_changes_plan_no_measurement(base, change):
+    jobs = plan(base, change)
+    assert points_of(jobs, MEASURE_RULES) == set()
+
+
+def test_measured_runs_are_kept_when_rerun_is_forced(base):
+    before = {run: sorted((p.name, p.read_bytes()) for p in (base / run).iterdir()) for run in run_dirs()}
+    execute(base, targets=run_dirs(), forcerun=["fetch_reference"])
+    for run in run_dirs():
+        log = base / "logs" / "fetch_reference" / f"{run.removeprefix('results/runs/')}.log"
+        assert "kept as is" in log.read_text()
+        after = sorted(
+            (p.name, p.read_bytes()) for p in (base / run).iterdir() if p.name != ".snakemake_timestamp"
+        )
+        assert after == [item for item in before[run] if item[0] != ".snakemake_timestamp"]
+
+
+def test_infeasible_batch_stops_larger_ones_and_a_config_change_is_refused(base):
+    """Qwen at batch 32 ended infeasible (run dir made by hand, as the measure CLI leaves it); batch 64
+    is then recorded infeasible by Snakemake without starting a server. Changing Qwen's server args
+    afterwards makes Snakemake rerun batch 64's job, whose guard refuses instead of re-measuring."""
+    config = with_qwen()
+    plan(base, config)  # parsing the workflow writes the job specs
+    small, large = (f"lm-arena-chat/Qwen--Qwen3-8B/H100/tp1/{b}" for b in (32, 64))
+    spec = json.loads((base / "results" / "specs" / f"{small}.json").read_text())
+    run = base / "results" / "runs" / small
+    run.mkdir(parents=True)
+    meta = {
+        "schema_version": 1,
+        "status": "infeasible",
+        "reason": "CUDA out of memory at start-up",
+        "config": spec,
+    }
+    (run / "run.json").write_text(json.dumps(meta))
+
+    execute(base, config, targets=[f"results/runs/{large}"])
+    recorded = json.loads((base / "results" / "runs" / large / "run.json").read_text())
+    assert recorded["status"] == "infeasible"
+    assert f"results/runs/{small}" in recorded["reason"] and "CUDA out of memory" in recorded["reason"]
+    assert points_of(plan(base, config), MEASURE_RULES) == set()
+
+    changed = {
+        "models": {QWEN: {**QWEN_ENTRY, "server_args": ["--enforce-eager"]}},
+        "sweeps": [BASE_SWEEP, QWEN_SWEEP],
+    }
+    # batch 32 was not made by Snakemake (no recorded params), batch 64 was: its job is due again
+    assert points_of(plan(base, changed), ["measure"]) == {large}
+    before = (base / "results" / "runs" / large / "run.json").read_bytes()
+    with pytest.raises(Exception, match="did not complete successfully"):
+        execute(base, changed, targets=[f"results/runs/{large}"])
+    assert (base / "results" / "runs" / large / "run.json").read_bytes() == before
+    log = (base / "logs" / "measure" / f"{large}.log").read_text()
+    assert "finished run differs from the config (server_args: run has [" in log
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"analysys": {}}, "'analysys' was unexpected"),
+        ({"models": {"meta-llama/Llama-3.1-8B-Instruct": {"memroy_gb": 3}}}, "'memroy_gb' was unexpected"),
+        ({"sweeps": [{**BASE_SWEEP, "batch_sizes": ["64"]}]}, "On instance['sweeps'][0]['batch_sizes'][0]"),
+        ({"gpus": {"H100": {"memory_gb": "eighty", "tdp_w": 700}}}, "On instance['gpus']['H100']['memory_gb']"),
+        ({"sweeps": [{**BASE_SWEEP, "batch_sizes": []}]}, "On instance['sweeps'][0]['batch_sizes']"),
+        ({"sweeps": [{**BASE_SWEEP, "models": ["org/unregistered"]}]}, "sweeps[0].models[0]: unknown model"),
+        ({"sweeps": [{**BASE_SWEEP, "parallelism": ["tp16"]}]}, "sweeps[0].parallelism: 'tp16' needs 16 GPUs"),
+        ({"sweeps": [{**BASE_SWEEP, "batch_sizes": [512]}]}, "bundle has no run lm-arena-chat/"),
+    ],
+    ids=["unknown-key", "unknown-nested-key", "wrong-type", "wrong-type-gpu", "empty-batches", "no-registry-entry",
+         "parallelism-too-wide", "not-bundled"],
+)  # fmt: skip
+def test_bad_config_fails_naming_the_key(tmp_path, change, named):
+    workdir = copy_workflow(tmp_path / "wf")
+    with pytest.raises(Exception) as info:
+        plan(workdir, change)
+    assert named in str(info.value)
+    assert not (workdir / "results").exists()

@@ -1,0 +1,121 @@
+"""The whole pipeline on the hand-made reference campaign: results, reproducibility and reruns.
+
+Needs the energy, frontier and plot CLIs (other modules of the package); skipped where they are
+not registered. Expected energies come from the fixture's own physics (tests/make_reference_fixture.py):
+in the steady window every step moves B requests one token in step_time(B) s at power_at(B) W.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import polars as pl
+import pytest
+from make_reference_fixture import power_at, step_time
+from pipeline_helpers import (
+    BASE_KEY,
+    MEASURE_RULES,
+    analysis_cli_available,
+    copy_workflow,
+    execute,
+    plan,
+    with_qwen,
+)
+
+pytestmark = pytest.mark.skipif(
+    not analysis_cli_available(), reason="needs the energy, frontier and plot CLIs"
+)
+
+LLAMA = "meta-llama--Llama-3.1-8B-Instruct"
+QWEN = "Qwen--Qwen3-8B"
+
+
+def job_set(jobs):
+    """(rule, what) pairs: the run key for per-run rules, the group for per-group ones."""
+    out = set()
+    for rule, w in jobs:
+        if "batch" in w:
+            out.add((rule, f"{w['task']}/{w['model']}/{w['gpu']}/{w['parallelism']}/{w['batch']}"))
+        elif "model" in w:
+            out.add((rule, f"{w['task']}/{w['model']}"))
+        else:
+            out.add((rule, ""))
+    return out
+
+
+def results_files(workdir):
+    return {
+        p.relative_to(workdir).as_posix(): p.read_bytes()
+        for p in sorted((workdir / "results").rglob("*"))
+        if p.is_file() and p.name != ".snakemake_timestamp"
+    }
+
+
+@pytest.fixture(scope="module")
+def completed(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("full") / "wf")
+    execute(workdir)
+    return workdir
+
+
+@pytest.fixture
+def done(completed, tmp_path):
+    return shutil.copytree(completed, tmp_path / "wf", symlinks=True)
+
+
+def test_summary_has_the_fixtures_energy(completed):
+    summary = pl.read_parquet(completed / "results" / "summary" / "summary.parquet").sort("batch_size")
+    assert summary.get_column("batch_size").to_list() == [64, 128, 256]
+    assert summary.get_column("valid").to_list() == [True, True, True]
+    for row in summary.iter_rows(named=True):
+        b = row["batch_size"]
+        assert row["energy_per_token_j"] == pytest.approx(power_at(b) * step_time(b) / b, rel=5e-3)
+        assert row["median_itl_s"] == pytest.approx(step_time(b), rel=1e-4)  # unix-time float resolution
+        assert row["gpu_tdp_w"] == 700.0 and row["architecture"] == "dense"
+    for figure in ("sweep", "frontier"):
+        assert (completed / "results" / "figures" / figure / "lm-arena-chat" / f"{LLAMA}.svg").is_file()
+
+
+def test_a_fresh_clone_regenerates_every_result_byte_for_byte(completed, tmp_path):
+    fresh = copy_workflow(tmp_path / "fresh")
+    jobs = plan(fresh)
+    assert {rule for rule, _ in jobs} & MEASURE_RULES == {"fetch_reference"}
+    execute(fresh)
+    assert results_files(fresh) == results_files(completed)
+
+
+def test_complete_campaign_has_nothing_to_do(done):
+    assert plan(done) == []
+
+
+def test_adding_a_model_reruns_its_jobs_and_the_aggregates_only(done):
+    qwen = {f"lm-arena-chat/{QWEN}/H100/tp1/{b}" for b in (32, 64)}
+    groups = {f"lm-arena-chat/{LLAMA}", f"lm-arena-chat/{QWEN}"}
+    expected = (
+        {("measure", k) for k in qwen}
+        | {("energy", k) for k in qwen}
+        | {("plot_timeline", k) for k in qwen}
+        | {("plot_sweep", g) for g in groups}
+        | {("plot_frontier", g) for g in groups}
+        | {
+            (rule, "")
+            for rule in ("grid_table", "summary", "provenance_table", "frontier", "plot_task_energy", "all")
+        }
+    )
+    assert job_set(plan(done, with_qwen())) == expected
+
+
+def test_changing_a_latency_target_reruns_recommendations_only(done):
+    jobs = plan(done, {"analysis": {"latency_targets": {"lm-arena-chat": ["40ms"]}}})
+    assert job_set(jobs) == {
+        ("analysis_targets", ""),
+        ("frontier", ""),
+        ("plot_frontier", f"lm-arena-chat/{LLAMA}"),
+        ("all", ""),
+    }
+
+
+def test_changing_a_validity_threshold_reruns_energy_not_measurements(done):
+    jobs = job_set(plan(done, {"validity": {"min_steady_s": 30}}))
+    assert {rule for rule, _ in jobs} & MEASURE_RULES == set()
+    assert {k for rule, k in jobs if rule == "energy"} == {f"{BASE_KEY}/{b}" for b in (64, 128, 256)}
