@@ -29,10 +29,8 @@ include: "rules/figures.smk"
 include: "rules/report.smk"
 
 
-# Cross-configuration analyses (GPU generations, precision, scaling), when present.
-if Path(workflow.basedir, "rules", "compare.smk").exists():
-
-    include: "rules/compare.smk"
+# Cross-configuration analyses (GPU generations, precision, scaling, tasks, MoE, TDP).
+include: "rules/compare.smk"
 
 
 rule all:

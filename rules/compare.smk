@@ -4,9 +4,9 @@
 # Nothing here measures: changing an analysis setting reruns only these rules.
 
 COMPARE = config.get("compare") or {}
-COMPARE_DIR = "results/compare"
+COMPARE_DIR = f"{RESULTS}/compare"
 # The campaign's summary table (written by the summary rule) when no other source is configured.
-COMPARE_CAMPAIGN_SUMMARY = "results/summary.parquet"
+COMPARE_CAMPAIGN_SUMMARY = SUMMARY
 
 
 include: "compare_functions.smk"

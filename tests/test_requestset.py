@@ -23,6 +23,7 @@ HIST_FILE = (
     Path(__file__).resolve().parents[1]
     / "resources"
     / "mlenergy-v3"
+    / "models"
     / "meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json"
 )
 
