@@ -23,7 +23,8 @@ rule plot_sweep:
         ENV_ANALYSIS
     shell:
         "jouleflow plot sweep --summary {input.summary} --task {wildcards.task} "
-        "--model {params.group[model]} --precision {params.group[precision]} -o {output.png} > {log} 2>&1"
+        "--model {params.group[model]} --precision {params.group[precision]} --allow-empty "
+        "-o {output.png} > {log} 2>&1"
 
 
 rule plot_frontier:
@@ -50,12 +51,13 @@ rule plot_frontier:
     shell:
         "jouleflow plot frontier --summary {input.summary} --task {wildcards.task} "
         "--model {params.group[model]} --precision {params.group[precision]} "
-        "--latency-metric {params.metric} {params.target} -o {output.png} > {log} 2>&1"
+        "--latency-metric {params.metric} {params.target} --allow-empty -o {output.png} > {log} 2>&1"
 
 
 rule plot_timeline:
     input:
         run=RUN,
+        energy=ENERGY,
     output:
         png=report(
             f"{RESULTS}/figures/timeline/{POINT}.png",
@@ -70,7 +72,7 @@ rule plot_timeline:
     conda:
         ENV_ANALYSIS
     shell:
-        "jouleflow plot timeline {input.run} -o {output.png} > {log} 2>&1"
+        "jouleflow plot timeline {input.run} --energy {input.energy} -o {output.png} > {log} 2>&1"
 
 
 rule plot_task_energy:

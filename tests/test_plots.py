@@ -183,6 +183,20 @@ def test_timeline(tmp_path: Path) -> None:
         assert label in texts
 
 
+def test_timeline_reads_the_window_from_a_given_energy_summary(tmp_path: Path) -> None:
+    """The pipeline keeps summary.json outside the run directory: --energy points at it."""
+    run = make_run_dir(tmp_path)
+    moved = tmp_path / "energy" / "summary.json"
+    moved.parent.mkdir()
+    (run / "summary.json").rename(moved)
+    _, bare = assert_written(plot_timeline(run, tmp_path / "bare" / "timeline"))
+    assert "steady window" not in svg_texts(bare)
+    _, svg = assert_written(plot_timeline(run, tmp_path / "given" / "timeline", moved))
+    assert "steady window" in svg_texts(svg)
+    with pytest.raises(TimelineError, match="nope.json: energy summary is missing"):
+        plot_timeline(run, tmp_path / "x", tmp_path / "nope.json")
+
+
 def test_timeline_errors_name_file_and_column(tmp_path: Path) -> None:
     run = make_run_dir(tmp_path)
     traces.write_json({"steady_start": 1.0}, run / "summary.json")
@@ -221,3 +235,26 @@ def test_cli_plots_are_byte_identical_across_processes(tmp_path: Path) -> None:
     bad = subprocess.run([*base, "plot", "sweep", "--summary", str(summary), "--task", "nope", "--model", SD21, "-o", str(tmp_path / "s")],
                          env=env, capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "unknown task 'nope'" in bad.stderr
+
+
+def test_cli_allow_empty_draws_a_placeholder_for_a_group_without_runs(
+    tmp_path: Path, v2: pl.DataFrame
+) -> None:
+    """All runs of a group infeasible: the pipeline's figure rules must not fail the campaign."""
+    summary = tmp_path / "s.parquet"
+    infeasible = v2.filter(pl.col("model") == SD21).with_columns(
+        status=pl.lit("infeasible"), valid=pl.lit(False)
+    )
+    infeasible.write_parquet(summary)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    for figure in ("sweep", "frontier"):
+        cmd = [sys.executable, "-m", "jouleflow", "plot", figure, "--summary", str(summary),
+               "--task", "text-to-image", "--model", SD21, "-o", str(tmp_path / figure / "f.png")]  # fmt: skip
+        strict = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert strict.returncode == 2
+        assert "nothing to plot" in strict.stderr or "no completed runs" in strict.stderr
+        assert not (tmp_path / figure / "f.png").exists()
+        lenient = subprocess.run([*cmd, "--allow-empty"], env=env, capture_output=True, text=True)
+        assert lenient.returncode == 0, lenient.stderr
+        texts = " ".join(svg_texts(tmp_path / figure / "f.svg"))
+        assert "nothing to plot" in texts and SD21 in texts

@@ -66,6 +66,9 @@ def register(subparsers) -> None:
     timeline = plot_sub.add_parser("timeline", help="power timeline of one run directory")
     timeline.add_argument("run_dir", type=Path)
     timeline.add_argument(
+        "--energy", type=Path, help="summary.json of `jouleflow energy` (default: RUN_DIR/summary.json)"
+    )
+    timeline.add_argument(
         "-o", "--output", type=Path, required=True, help="figure path; .png and .svg are written"
     )
     timeline.set_defaults(func=_plot_timeline)
@@ -89,6 +92,24 @@ def _group_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", type=Path, required=True, help="figure path; .png and .svg are written"
     )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="when the group has nothing to plot, draw a figure saying why instead of failing",
+    )
+
+
+def _or_placeholder(args: argparse.Namespace, draw) -> int:
+    """Run `draw`; with --allow-empty, a group with nothing to plot gets a figure that says so."""
+    from jouleflow.frontier import FrontierError
+    from jouleflow.plots.style import placeholder
+
+    try:
+        return _report(draw())
+    except FrontierError as exc:
+        if not args.allow_empty:
+            raise
+        return _report(placeholder(f"{args.model} · {args.task}", f"nothing to plot: {exc}", args.output))
 
 
 def _duration(text: str, option: str) -> float:
@@ -178,7 +199,10 @@ def _report(paths: list[Path]) -> int:
 def _plot_sweep(args: argparse.Namespace) -> int:
     from jouleflow.plots.sweep import plot_sweep
 
-    return _report(plot_sweep(_summary(args.summary), args.task, args.model, args.output, args.precision))
+    summary = _summary(args.summary)
+    return _or_placeholder(
+        args, lambda: plot_sweep(summary, args.task, args.model, args.output, args.precision)
+    )
 
 
 def _plot_frontier(args: argparse.Namespace) -> int:
@@ -186,22 +210,24 @@ def _plot_frontier(args: argparse.Namespace) -> int:
 
     target = _duration(args.latency_target, "--latency-target") if args.latency_target else None
     summary = _summary(args.summary)
-    paths = plot_frontier(
-        summary,
-        args.task,
-        args.model,
-        args.output,
-        latency_target_s=target,
-        latency_metric=args.latency_metric,
-        precision=args.precision,
+    return _or_placeholder(
+        args,
+        lambda: plot_frontier(
+            summary,
+            args.task,
+            args.model,
+            args.output,
+            latency_target_s=target,
+            latency_metric=args.latency_metric,
+            precision=args.precision,
+        ),
     )
-    return _report(paths)
 
 
 def _plot_timeline(args: argparse.Namespace) -> int:
     from jouleflow.plots.timeline import plot_timeline
 
-    return _report(plot_timeline(args.run_dir, args.output))
+    return _report(plot_timeline(args.run_dir, args.output, args.energy))
 
 
 def _plot_task_energy(args: argparse.Namespace) -> int:

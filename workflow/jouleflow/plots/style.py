@@ -129,6 +129,19 @@ def save(fig: Figure, out: str | Path) -> list[Path]:
     return written
 
 
+@styled
+def placeholder(title: str, message: str, out: str | Path) -> list[Path]:
+    """A figure that says why there is nothing to draw (a group whose runs were all infeasible, say).
+
+    The pipeline draws every figure it planned; an empty group must not fail the whole campaign.
+    """
+    fig, (ax,) = new_figure(5.0, 2.0)
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=9, transform=ax.transAxes)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, out)
+
+
 def log_if_wide(ax: Axes, axis: str, values: Sequence[float], ratio: float = 20.0) -> None:
     """Log scale when the positive values span more than `ratio` (a batch sweep, latencies over decades)."""
     positive = [v for v in values if v is not None and v > 0]

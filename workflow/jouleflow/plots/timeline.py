@@ -15,8 +15,7 @@ class TimelineError(ValueError):
     """A run directory that cannot be plotted; the message names the file and key."""
 
 
-def _steady_window(run_dir: Path) -> tuple[float, float] | None:
-    path = run_dir / traces.SUMMARY_JSON
+def _steady_window(path: Path) -> tuple[float, float] | None:
     if not path.is_file():
         return None
     summary = traces.read_json(path)
@@ -41,9 +40,17 @@ def _run_info(run_dir: Path) -> dict[str, Any]:
 
 
 @styled
-def plot_timeline(run_dir: str | Path, out: str | Path) -> list[Path]:
-    """Per-GPU power (W) over time since the run's start, steady window shaded, running requests on a twin axis."""
+def plot_timeline(
+    run_dir: str | Path, out: str | Path, energy_summary: str | Path | None = None
+) -> list[Path]:
+    """Per-GPU power (W) over time since the run's start, steady window shaded, running requests on a twin axis.
+
+    The window comes from `energy_summary` (a `jouleflow energy` summary.json), by default the
+    run directory's own summary.json; a summary given explicitly must exist.
+    """
     run_dir = Path(run_dir)
+    if energy_summary is not None and not Path(energy_summary).is_file():
+        raise TimelineError(f"{energy_summary}: energy summary is missing")
     if not run_dir.is_dir():
         raise TimelineError(f"{run_dir}: run directory is missing")
     power_path = run_dir / "power.parquet"
@@ -67,7 +74,7 @@ def plot_timeline(run_dir: str | Path, out: str | Path) -> list[Path]:
             lw=0.9,
             label=f"GPU {gpu}",
         )
-    window = _steady_window(run_dir)
+    window = _steady_window(Path(energy_summary) if energy_summary else run_dir / traces.SUMMARY_JSON)
     if window is not None:
         ax.axvspan(window[0] - t0, window[1] - t0, color="#999999", alpha=0.18, lw=0, label="steady window")
     ax.set_xlabel("Time since start (s)")
