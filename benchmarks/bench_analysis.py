@@ -3,7 +3,7 @@
 Synthesizes 2,000 run directories (run.json + summary.json, realistic values, fixed seed) in a temp
 dir, then times: building the summary table from them, the frontier of every (task, model,
 precision), and recommendations for every group × default latency target. Target: ≤ 30 s in all
-on 2 cores. Prints the figures; docs/benchmarks-analysis.md records them.
+on 2 cores. Prints the figures; docs/benchmarks.md records them.
 
     python benchmarks/bench_analysis.py [--runs 2000] [--threads 2] [--repeat 3]
 """
