@@ -4,9 +4,11 @@
 # Nothing here measures: changing an analysis setting reruns only these rules.
 
 COMPARE = config.get("compare") or {}
-COMPARE_DIR = f"{RESULTS}/compare"
-# The campaign's summary table (written by the summary rule) when no other source is configured.
-COMPARE_CAMPAIGN_SUMMARY = SUMMARY
+# Standalone-includable (a paper workflow may include only this file): paths from the config.
+COMPARE_RESULTS = config.get("results_dir", "results")
+COMPARE_DIR = f"{COMPARE_RESULTS}/compare"
+# The campaign's summary table (rules/summary.smk writes it) when no other source is configured.
+COMPARE_CAMPAIGN_SUMMARY = f"{COMPARE_RESULTS}/summary/summary.parquet"
 
 
 include: "compare_functions.smk"
