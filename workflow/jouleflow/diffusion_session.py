@@ -33,7 +33,7 @@ from jouleflow.engines.xdit_protocol import (
     decide_status,
     read_events,
 )
-from jouleflow.gpualloc import AllocatedGpus, allocate_gpus
+from jouleflow.gpualloc import AllocatedGpus, GpuAllocationError, session_gpus
 from jouleflow.provenance import PhaseTimer, base_provenance
 
 log = logging.getLogger(__name__)
@@ -215,10 +215,11 @@ class DiffusionSession:
         try:
             with base.sigterm_raises():
                 prov.update(base_provenance("xfuser"))
-                with allocate_gpus(cfg.effective_num_gpus, cfg.gpu) as alloc:
+                with session_gpus(cfg.effective_num_gpus, cfg.gpu, energy=not cfg.no_energy) as alloc:
                     self.gpus = alloc
-                    prov["allocated_gpus"] = list(alloc)
-                    prov["allocated_device_ids"] = alloc.device_ids
+                    if alloc is not None:
+                        prov["allocated_gpus"] = list(alloc)
+                        prov["allocated_device_ids"] = alloc.device_ids
                     prov["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
                     with self.timer.phase("power_start"):
                         inventory = self.start_power()
@@ -230,7 +231,13 @@ class DiffusionSession:
                     finally:
                         with self.timer.phase("teardown"):
                             check = self.teardown()
-        except (KeyboardInterrupt, DiffusionSessionError, ValueError, FileNotFoundError) as exc:
+        except (
+            KeyboardInterrupt,
+            DiffusionSessionError,
+            GpuAllocationError,
+            ValueError,
+            FileNotFoundError,
+        ) as exc:
             self.teardown()
             _detach(handler)
             writer.abort()

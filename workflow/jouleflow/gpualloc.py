@@ -266,3 +266,25 @@ def _acquire_waiting(
             log.warning("%s: waiting for %d free GPU(s): %s", who, count, state)
             last_log = time.monotonic()
         time.sleep(poll_interval_s)
+
+
+@contextmanager
+def session_gpus(
+    count: int, gpu_type: str | None, *, energy: bool, job: str | None = None
+) -> Iterator[AllocatedGpus | None]:
+    """The GPUs of one measurement session, held for its duration.
+
+    With energy measurement, no visible GPU is an error ("no GPU energy sensor"). Without it
+    (`no_energy`), a machine whose GPUs NVML cannot see is allowed: nothing is allocated (None)
+    and the engine inherits the environment.
+    """
+    try:
+        present = visible_gpus()
+    except GpuAllocationError as exc:
+        if energy:
+            raise GpuAllocationError(f"no GPU energy sensor: {exc}") from exc
+        log.warning("no GPU visible to allocate (%s); running without an allocation", exc)
+        yield None
+        return
+    with allocate_gpus(count, gpu_type, inventory=lambda: present, job=job) as gpus:
+        yield gpus

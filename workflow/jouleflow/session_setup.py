@@ -16,8 +16,7 @@ from pathlib import Path
 from jouleflow import requestset, synthetic, traces
 from jouleflow.dummy_model import ensure_dummy_model
 from jouleflow.engines import base
-from jouleflow.gpu_devices import NoGPUError, visible_gpus
-from jouleflow.gpualloc import AllocatedGpus, GpuAllocationError, allocate_gpus
+from jouleflow.gpualloc import AllocatedGpus, session_gpus
 from jouleflow.llmconfig import LLMJobConfig
 
 log = logging.getLogger(__name__)
@@ -41,25 +40,8 @@ def needs_gpu(cfg: LLMJobConfig) -> bool:
 
 @contextlib.contextmanager
 def gpu_allocation(cfg: LLMJobConfig) -> Iterator[AllocatedGpus | None]:
-    """Disjoint GPUs per local job (file locks), or exactly the GPUs SLURM gave the job.
-
-    Without energy measurement (`no_energy`) a machine whose GPUs NVML cannot see is allowed:
-    then nothing is allocated (None) and the engine gets the inherited environment.
-    """
-    if cfg.no_energy:
-        try:
-            visible_gpus()
-        except NoGPUError as exc:
-            log.warning("no GPU visible to allocate (%s); running without an allocation", exc)
-            yield None
-            return
-    with contextlib.ExitStack() as stack:
-        try:
-            gpus = stack.enter_context(allocate_gpus(cfg.effective_num_gpus, cfg.gpu))
-        except GpuAllocationError as exc:  # bad input for the session, like a missing model
-            if isinstance(exc.__cause__, NoGPUError):
-                raise GpuAllocationError(f"no GPU energy sensor: {exc}") from exc
-            raise
+    """Disjoint GPUs per local job (file locks), or exactly the GPUs SLURM gave the job."""
+    with session_gpus(cfg.effective_num_gpus, cfg.gpu, energy=not cfg.no_energy) as gpus:
         yield gpus
 
 

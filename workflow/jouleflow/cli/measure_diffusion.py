@@ -170,11 +170,12 @@ def run_measure_diffusion(args: argparse.Namespace) -> int:
         DiffusionSessionFailed,
         run_diffusion_session,
     )
+    from jouleflow.gpualloc import GpuAllocationError
     from jouleflow.traces import RunExistsError, read_json
 
     try:
         run_dir = run_diffusion_session(cfg, args.out)
-    except (DiffusionSessionError, RunExistsError) as exc:
+    except (DiffusionSessionError, GpuAllocationError, RunExistsError) as exc:
         raise CLIError(str(exc)) from exc
     except DiffusionSessionFailed as exc:
         print(f"jouleflow measure diffusion: run failed: {exc}", file=sys.stderr)
