@@ -126,7 +126,7 @@ def test_round_trip_chat_and_completions(tmp_path):
 def test_input_tokens_exact_with_a_tokenizer(tmp_path):
     from jouleflow.dummy_model import make_dummy_model
 
-    d = make_dummy_model(HIST_FILE.parents[1] / "models" / "Qwen--Qwen3-8B", tmp_path / "q")
+    d = make_dummy_model(HIST_FILE.parents[2] / "models" / "Qwen--Qwen3-8B", tmp_path / "q")
     specs = synthetic.generate(
         3, fixed_output_len=2, prompt_len="fixed:17", tokenizer_json=d / "tokenizer.json"
     )
