@@ -22,6 +22,7 @@ from typing import Any
 from jouleflow import requestset, traces
 from jouleflow.engines import base
 from jouleflow.gpualloc import GpuAllocationError
+from jouleflow.gpus import gpu_short_name
 from jouleflow.llmconfig import LLMJobConfig, config_hash, parallelism_label
 from jouleflow.load import LoadSettings, LoadStats, run_load, token_columns
 from jouleflow.load import request_rows as load_request_rows
@@ -31,7 +32,6 @@ from jouleflow.session_setup import (
     architecture,
     engine_spec,
     gpu_allocation,
-    gpu_type_label,
     needs_gpu,
     prepare_requests,
     resolve_model,
@@ -282,7 +282,7 @@ class Session:
             energy_source = ENERGY_SOURCE
         gpu_names = {g.get("name") for g in prov.get("gpus") or []}
         if cfg.gpu is None:
-            cfg.gpu = gpu_type_label(next(iter(gpu_names))) if len(gpu_names) == 1 else None
+            cfg.gpu = gpu_short_name(next(iter(gpu_names))) if len(gpu_names) == 1 else None
             if cfg.gpu is None and not needs_gpu(cfg):
                 cfg.gpu = "cpu"
         config = cfg.to_dict()
