@@ -12,7 +12,7 @@ import pytest
 from handmade_runs import constant_power, reference_run, run_json
 from jouleflow import traces
 from jouleflow.energy import analyze_run, summary_row, write_summary
-from jouleflow.run_row import gpu_short_name
+from jouleflow.gpus import gpu_short_name
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -74,3 +74,13 @@ def test_list_error_names_bad_entry() -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_bare_unit_reads_a_plain_number_in_that_unit() -> None:
+    assert parse_duration("20", bare_unit="s") == 20.0
+    assert parse_duration("1.5e1", bare_unit="s") == 15.0
+    assert parse_duration("500ms", bare_unit="s") == pytest.approx(0.5)
+    with pytest.raises(DurationError, match="unknown unit"):
+        parse_duration("20 parsecs", bare_unit="s")
+    with pytest.raises(DurationError, match="'-20'"):  # negative: refused with or without a unit
+        parse_duration("-20", bare_unit="s")

@@ -22,7 +22,13 @@ from jouleflow.engines.xdit import (
     detect_family,
     family_by_name,
 )
-from jouleflow.llmconfig import CONTAINER_RUNTIMES, ConfigError, ContainerConfig
+from jouleflow.llmconfig import (
+    CONTAINER_RUNTIMES,
+    ConfigError,
+    ContainerConfig,
+    build_job_config,
+    is_pos_int,
+)
 
 TASKS = {"text-to-image": "image", "text-to-video": "video"}
 PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -132,10 +138,12 @@ class DiffusionJobConfig:
         need(isinstance(self.model, str) and bool(self.model), "model", "must be a non-empty string")
         need(self.task in TASKS, "task", f"must be one of {tuple(TASKS)}, got {self.task!r}")
         for key in ("batch_size", "ulysses_degree", "ring_degree", "pipefusion_degree"):
-            need(_pos_int(getattr(self, key)), key, f"must be a positive integer, got {getattr(self, key)!r}")
+            need(
+                is_pos_int(getattr(self, key)), key, f"must be a positive integer, got {getattr(self, key)!r}"
+            )
         for key in ("num_gpus", "steps", "height", "width", "num_frames", "num_batches", "num_prompts"):
             value = getattr(self, key)
-            need(value is None or _pos_int(value), key, f"must be a positive integer, got {value!r}")
+            need(value is None or is_pos_int(value), key, f"must be a positive integer, got {value!r}")
         need(
             isinstance(self.warmup_batches, int) and self.warmup_batches >= 0,
             "warmup_batches",
@@ -223,34 +231,6 @@ class DiffusionJobConfig:
         return dataclasses.asdict(self)
 
 
-def _pos_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
 def config_from_dict(data: dict[str, Any], source: str = "config") -> DiffusionJobConfig:
     """Build a config from a mapping, naming unknown/missing keys (and `source`, e.g. the file) in errors."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a job spec must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(DiffusionJobConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
-    kwargs = dict(data)
-    container = kwargs.get("container")
-    if container is not None and not isinstance(container, ContainerConfig):
-        if not isinstance(container, dict):
-            raise ConfigError(f"{source}: container must be a mapping")
-        bad = sorted(set(container) - {f.name for f in dataclasses.fields(ContainerConfig)})
-        if bad:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(f'container.{b}' for b in bad)}")
-        try:
-            kwargs["container"] = ContainerConfig(**container)
-        except TypeError as exc:
-            raise ConfigError(f"{source}: container: {exc}") from exc
-    for key in ("model", "batch_size"):
-        if key not in kwargs:
-            raise ConfigError(f"{source}: missing required key {key}")
-    try:
-        return DiffusionJobConfig(**kwargs)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
+    return build_job_config(DiffusionJobConfig, data, source, {"container": ContainerConfig})

@@ -14,9 +14,9 @@ from jouleflow.diffusion_config import DiffusionJobConfig
 from jouleflow.diffusion_prompts import PromptSet
 from jouleflow.engines.xdit import Generation, PipelineFamily
 from jouleflow.engines.xdit_protocol import EVENTS_FILE, Outcome, WorkerReport, phase_windows
+from jouleflow.gpus import gpu_short_name
 from jouleflow.llmconfig import config_hash
 from jouleflow.provenance import package_version
-from jouleflow.run_row import gpu_short_name
 
 ENERGY_SOURCE = "nvml-via-zeus"
 # Where things ran, not what was measured: left out of the config hash.

@@ -11,7 +11,6 @@ and raised; Ctrl-C / SIGTERM tear everything down and leave no directory.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -35,6 +34,14 @@ from jouleflow.engines.xdit_protocol import (
 )
 from jouleflow.gpualloc import AllocatedGpus, GpuAllocationError, session_gpus
 from jouleflow.provenance import PhaseTimer, base_provenance
+from jouleflow.session_common import (
+    RunFailed,
+    attach_session_log,
+    detach_session_log,
+    failed_run_dir,
+    record_allocation,
+    stop_power,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +54,8 @@ class DiffusionSessionError(RuntimeError):
     """The session could not run (no GPU, bad setup): user-facing, nothing was written."""
 
 
-class DiffusionSessionFailed(RuntimeError):
+class DiffusionSessionFailed(RunFailed):
     """The session ran and failed; `run_dir` holds what was recorded (status "failed")."""
-
-    def __init__(self, reason: str, run_dir: Path) -> None:
-        super().__init__(f"{reason} (details in {run_dir})")
-        self.reason = reason
-        self.run_dir = run_dir
 
 
 @dataclass
@@ -126,12 +128,8 @@ class DiffusionSession:
             self.worker.stop()
         result = None
         if self.sampler is not None:
-            self.power_rows = self.sampler.stop()
-            self.sampler = None
-            if self.check is not None:
-                with contextlib.suppress(Exception):
-                    result = self.check.end()
-                self.check = None
+            self.power_rows, result = stop_power(self.sampler, self.check)
+            self.sampler = self.check = None
         return result
 
     # --- the worker ---------------------------------------------------------------------------
@@ -207,9 +205,7 @@ class DiffusionSession:
         with self.timer.phase("prepare"):
             p = plan(cfg)  # bad input raises here, before anything is written
         writer = traces.RunDirWriter(self.out_dir)
-        handler = logging.FileHandler(writer.path("session.log"))
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("jouleflow").addHandler(handler)
+        handler = attach_session_log(writer)
         prov: dict[str, Any] = {"start_time": time.time()}
         report, timed_out, spec, inventory, check = WorkerReport(), None, None, [], None
         try:
@@ -217,10 +213,7 @@ class DiffusionSession:
                 prov.update(base_provenance("xfuser"))
                 with session_gpus(cfg.effective_num_gpus, cfg.gpu, energy=not cfg.no_energy) as alloc:
                     self.gpus = alloc
-                    if alloc is not None:
-                        prov["allocated_gpus"] = list(alloc)
-                        prov["allocated_device_ids"] = alloc.device_ids
-                    prov["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+                    record_allocation(prov, alloc)
                     with self.timer.phase("power_start"):
                         inventory = self.start_power()
                     try:
@@ -239,7 +232,7 @@ class DiffusionSession:
             FileNotFoundError,
         ) as exc:
             self.teardown()
-            _detach(handler)
+            detach_session_log(handler)
             writer.abort()
             if isinstance(exc, KeyboardInterrupt):
                 log.error("session interrupted: %s; torn down, nothing written", exc)
@@ -249,7 +242,7 @@ class DiffusionSession:
             self.notes.append(traceback.format_exc())
             log.exception("session failed")
             prov["session_error"] = f"{type(exc).__name__}: {exc}"
-        _detach(handler)
+        detach_session_log(handler)
         prov.update(end_time=time.time(), gpus=inventory)
         return self.commit(writer, p, prov, spec, report, timed_out, check)
 
@@ -277,19 +270,13 @@ class DiffusionSession:
             notes=self.notes,
         )  # fmt: skip
         if outcome.status == "failed":
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            writer.final_dir = self.out_dir.with_name(f"{self.out_dir.name}.failed-{stamp}")
+            writer.final_dir = failed_run_dir(self.out_dir)
             path = writer.commit(doc)
             log.error("run failed: %s (kept in %s)", outcome.reason, path)
             raise DiffusionSessionFailed(outcome.reason or "failed", path)
         path = writer.commit(doc)
         log.info("run %s: %s%s", outcome.status, path, f" ({outcome.reason})" if outcome.reason else "")
         return path
-
-
-def _detach(handler: logging.Handler) -> None:
-    logging.getLogger("jouleflow").removeHandler(handler)
-    handler.close()
 
 
 def run_diffusion_session(cfg: DiffusionJobConfig, out_dir: str | Path) -> Path:

@@ -15,9 +15,10 @@ from typing import Any
 import polars as pl
 
 from jouleflow import steady, traces, validity
+from jouleflow.gpus import gpu_short_name
 from jouleflow.latency import latency_summary
 from jouleflow.power_trace import GpuTrace, gpu_traces, window_energy
-from jouleflow.run_row import gpu_short_name, summary_row
+from jouleflow.run_row import summary_row
 from jouleflow.validity import DEFAULT_THRESHOLDS, Flags, Thresholds
 
 SUMMARY_SCHEMA_VERSION = 1

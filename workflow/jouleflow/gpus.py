@@ -1,4 +1,4 @@
-"""GPU names and thermal design power (TDP), for importers and the TDP-based energy estimate.
+"""GPU names: the short type label of a device name, and its thermal design power (TDP).
 
 The TDP is the vendor's maximum board power for the form factor the published data was measured
 on. Sources: NVIDIA data sheets (A100 40GB SXM4: 400 W; H100 SXM5 80GB: 700 W; H200 SXM 141GB:
@@ -19,15 +19,20 @@ class GPUType:
 
 
 # Ordered: the first pattern that matches a full device name wins (PCIe before the generic SXM entry).
+# The model must start a word, so "GH200" (a Grace Hopper superchip, other power limits) is no H200.
 _GPU_PATTERNS: tuple[tuple[re.Pattern[str], GPUType], ...] = (
-    (re.compile(r"A100.*PCIE", re.I), GPUType("A100", 250.0)),
-    (re.compile(r"A100", re.I), GPUType("A100", 400.0)),
-    (re.compile(r"H100.*(PCIE|NVL)", re.I), GPUType("H100", 350.0)),
-    (re.compile(r"H100", re.I), GPUType("H100", 700.0)),
-    (re.compile(r"H200.*NVL", re.I), GPUType("H200", 600.0)),
-    (re.compile(r"H200", re.I), GPUType("H200", 700.0)),
-    (re.compile(r"B200", re.I), GPUType("B200", 1000.0)),
+    (re.compile(r"(?<![A-Z0-9])A100.*PCIE", re.I), GPUType("A100", 250.0)),
+    (re.compile(r"(?<![A-Z0-9])A100", re.I), GPUType("A100", 400.0)),
+    (re.compile(r"(?<![A-Z0-9])H100.*(PCIE|NVL)", re.I), GPUType("H100", 350.0)),
+    (re.compile(r"(?<![A-Z0-9])H100", re.I), GPUType("H100", 700.0)),
+    (re.compile(r"(?<![A-Z0-9])H200.*NVL", re.I), GPUType("H200", 600.0)),
+    (re.compile(r"(?<![A-Z0-9])H200", re.I), GPUType("H200", 700.0)),
+    (re.compile(r"(?<![A-Z0-9])B200", re.I), GPUType("B200", 1000.0)),
 )
+
+# Vendor and product-line words that carry no model information (for GPUs not in the table).
+_NOISE_WORDS = {"NVIDIA", "AMD", "GEFORCE", "INSTINCT", "TESLA", "RADEON"}
+_PREFIX_WORDS = {"RTX", "QUADRO", "TITAN"}  # kept together with the following word: "RTX 4090" -> "RTX4090"
 
 # TDP by short name, for rows that carry only the short name (the SXM board of each generation).
 TDP_BY_SHORT_NAME: dict[str, float] = {"A100": 400.0, "H100": 700.0, "H200": 700.0, "B200": 1000.0}
@@ -43,6 +48,26 @@ def gpu_type(name: str) -> GPUType:
             return kind
     known = ", ".join(sorted(TDP_BY_SHORT_NAME))
     raise KeyError(f"GPU {name!r} is not in jouleflow's GPU table (known: {known})")
+
+
+def gpu_short_name(name: str | None) -> str | None:
+    """The type label a run and the summary table carry: 'NVIDIA H100 80GB HBM3' -> 'H100'.
+
+    GPUs in the table get its short name; others the model word of the device name
+    ('NVIDIA GeForce RTX 4090' -> 'RTX4090', 'AMD Instinct MI300X' -> 'MI300X').
+    """
+    if not name:
+        return None
+    try:
+        return gpu_type(name).short
+    except KeyError:
+        pass
+    words = [w for w in re.split(r"[\s_]+", name.strip()) if w and w.upper() not in _NOISE_WORDS]
+    if not words:
+        return name.strip()
+    if words[0].upper() in _PREFIX_WORDS and len(words) > 1:
+        return (words[0] + words[1].split("-")[0]).upper()
+    return words[0].split("-")[0].upper()
 
 
 def tdp_w(gpu: str) -> float | None:

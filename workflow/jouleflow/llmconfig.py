@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ENGINES = ("vllm", "transformers")
 ENDPOINTS = ("chat", "completions")
@@ -22,6 +22,9 @@ CONTAINER_RUNTIMES = ("apptainer", "singularity", "docker")
 
 class ConfigError(ValueError):
     """A job spec is invalid; the message names the key (and the file when known)."""
+
+
+_Config = TypeVar("_Config")
 
 
 @dataclass
@@ -113,9 +116,13 @@ class LLMJobConfig:
                 raise ConfigError(f"{key}: {msg}")
 
         need(isinstance(self.model, str) and bool(self.model), "model", "must be a non-empty string")
-        need(_pos_int(self.batch_size), "batch_size", f"must be a positive integer, got {self.batch_size!r}")
+        need(
+            is_pos_int(self.batch_size), "batch_size", f"must be a positive integer, got {self.batch_size!r}"
+        )
         for key in ("tensor_parallel", "pipeline_parallel", "data_parallel", "num_requests"):
-            need(_pos_int(getattr(self, key)), key, f"must be a positive integer, got {getattr(self, key)!r}")
+            need(
+                is_pos_int(getattr(self, key)), key, f"must be a positive integer, got {getattr(self, key)!r}"
+            )
         need(self.engine in ENGINES, "engine", f"must be one of {ENGINES}, got {self.engine!r}")
         need(self.endpoint in ENDPOINTS, "endpoint", f"must be one of {ENDPOINTS}, got {self.endpoint!r}")
         need(
@@ -126,7 +133,7 @@ class LLMJobConfig:
         need(self.arrival in ARRIVALS, "arrival", f"must be one of {ARRIVALS}, got {self.arrival!r}")
         if self.arrival == "concurrency":
             need(
-                _pos_int(self.max_concurrency),
+                is_pos_int(self.max_concurrency),
                 "max_concurrency",
                 "must be a positive integer for arrival=concurrency",
             )
@@ -138,7 +145,7 @@ class LLMJobConfig:
             )
         parallel = self.tensor_parallel * self.pipeline_parallel * self.data_parallel
         if self.num_gpus is not None:
-            need(_pos_int(self.num_gpus), "num_gpus", f"must be a positive integer, got {self.num_gpus!r}")
+            need(is_pos_int(self.num_gpus), "num_gpus", f"must be a positive integer, got {self.num_gpus!r}")
             if self.engine == "vllm":
                 need(
                     self.num_gpus == parallel,
@@ -177,7 +184,7 @@ class LLMJobConfig:
         s = self.synthetic
         if self.request_set is None:
             need(
-                s.output_lengths is not None or _pos_int(s.fixed_output_len),
+                s.output_lengths is not None or is_pos_int(s.fixed_output_len),
                 "synthetic",
                 "no request_set: set synthetic.output_lengths (histogram file) or synthetic.fixed_output_len",
             )
@@ -200,43 +207,53 @@ def parallelism_label(tp: int, pp: int, dp: int, ep: bool) -> str:
     return "-".join(parts)
 
 
-def _pos_int(v: Any) -> bool:
+def is_pos_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
 _NESTED = {"container": ContainerConfig, "synthetic": SyntheticConfig}
 
 
-def config_from_dict(data: dict[str, Any], source: str = "config") -> LLMJobConfig:
-    """Build a config from a mapping, naming unknown/missing keys (and `source`, e.g. the file) in errors."""
+def build_job_config(
+    cls: type[_Config], data: dict[str, Any], source: str, nested: dict[str, type]
+) -> _Config:
+    """Build a job-spec dataclass from a mapping; errors name `source` (e.g. the file) and the key.
+
+    `nested` maps the keys whose value is itself a config section to that section's dataclass.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a job spec must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(LLMJobConfig)}
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
     kwargs = dict(data)
-    for key, cls in _NESTED.items():
+    for key, section in nested.items():
         value = kwargs.get(key)
-        if value is None or isinstance(value, cls):
+        if value is None or isinstance(value, section):
             continue
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {key} must be a mapping")
-        sub_known = {f.name for f in dataclasses.fields(cls)}
+        sub_known = {f.name for f in dataclasses.fields(section)}
         bad = sorted(set(value) - sub_known)
         if bad:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(f'{key}.{b}' for b in bad)}")
         try:
-            kwargs[key] = cls(**value)
+            kwargs[key] = section(**value)
         except TypeError as exc:
             raise ConfigError(f"{source}: {key}: {exc}") from exc
     for key in ("model", "batch_size"):
         if key not in kwargs:
             raise ConfigError(f"{source}: missing required key {key}")
     try:
-        return LLMJobConfig(**kwargs)
+        return cls(**kwargs)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> LLMJobConfig:
+    """Build a config from a mapping, naming unknown/missing keys (and `source`, e.g. the file) in errors."""
+    return build_job_config(LLMJobConfig, data, source, _NESTED)
 
 
 def load_job_spec(path: str | Path) -> dict[str, Any]:

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from jouleflow import traces
-
-# Vendor and product-line words that carry no model information.
-_NOISE_WORDS = {"NVIDIA", "AMD", "GEFORCE", "INSTINCT", "TESLA", "RADEON"}
-_PREFIX_WORDS = {"RTX", "QUADRO", "TITAN"}  # kept together with the following word: "RTX 4090" -> "RTX4090"
-
-
-def gpu_short_name(name: str | None) -> str | None:
-    """'NVIDIA H100 80GB HBM3' -> 'H100', 'NVIDIA A100-SXM4-40GB' -> 'A100', 'AMD Instinct MI300X' -> 'MI300X'."""
-    if not name:
-        return None
-    words = [w for w in re.split(r"[\s_]+", name.strip()) if w and w.upper() not in _NOISE_WORDS]
-    if not words:
-        return name.strip()
-    if words[0].upper() in _PREFIX_WORDS and len(words) > 1:
-        return (words[0] + words[1].split("-")[0]).upper()
-    return words[0].split("-")[0].upper()
+from jouleflow.gpus import gpu_short_name
 
 
 def _first_gpu(meta: dict[str, Any]) -> dict[str, Any]:

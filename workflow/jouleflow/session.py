@@ -22,16 +22,24 @@ from typing import Any
 from jouleflow import requestset, traces
 from jouleflow.engines import base
 from jouleflow.gpualloc import GpuAllocationError
+from jouleflow.gpus import gpu_short_name
 from jouleflow.llmconfig import LLMJobConfig, config_hash, parallelism_label
 from jouleflow.load import LoadSettings, LoadStats, run_load, token_columns
 from jouleflow.load import request_rows as load_request_rows
 from jouleflow.provenance import PhaseTimer, base_provenance
 from jouleflow.server_metrics import MetricsScraper
+from jouleflow.session_common import (
+    RunFailed,
+    attach_session_log,
+    detach_session_log,
+    failed_run_dir,
+    record_allocation,
+    stop_power,
+)
 from jouleflow.session_setup import (
     architecture,
     engine_spec,
     gpu_allocation,
-    gpu_type_label,
     needs_gpu,
     prepare_requests,
     resolve_model,
@@ -49,13 +57,8 @@ class SessionError(RuntimeError):
     """The session could not run (no GPU, bad setup): user-facing, nothing was written."""
 
 
-class SessionFailed(RuntimeError):
+class SessionFailed(RunFailed):
     """The session ran and failed; `run_dir` holds what was recorded (status "failed")."""
-
-    def __init__(self, reason: str, run_dir: Path) -> None:
-        super().__init__(f"{reason} (details in {run_dir})")
-        self.reason = reason
-        self.run_dir = run_dir
 
 
 class Session:
@@ -129,21 +132,15 @@ class Session:
             self.server.stop()
         check_result = None
         if self.sampler is not None:
-            self.power_rows = self.sampler.stop()
-            self.sampler = None
-            if self.check is not None:
-                with contextlib.suppress(Exception):
-                    check_result = self.check.end()
-                self.check = None
+            self.power_rows, check_result = stop_power(self.sampler, self.check)
+            self.sampler = self.check = None
         return check_result
 
     # --- the session --------------------------------------------------------------------------
     def run(self, display: bool = True) -> Path:
         cfg = self.cfg
         writer = traces.RunDirWriter(self.out_dir)
-        handler = logging.FileHandler(writer.path("session.log"))
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("jouleflow").addHandler(handler)
+        handler = attach_session_log(writer)
         prov: dict[str, Any] = {"start_time": time.time()}
         status, reason, load_result, check_result, spec, inventory = "ok", None, None, None, None, []
         rs_info: dict | None = None
@@ -156,10 +153,7 @@ class Session:
                     specs, rs_info = prepare_requests(cfg, writer)
                 with gpu_allocation(cfg) if needs_gpu(cfg) else contextlib.nullcontext() as alloc:
                     self.gpus = alloc
-                    if alloc is not None:
-                        prov["allocated_gpus"] = list(alloc)
-                        prov["allocated_device_ids"] = alloc.device_ids
-                    prov["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+                    record_allocation(prov, alloc)
                     with self.timer.phase("power_start"):
                         inventory = self.start_power()
                     try:
@@ -188,8 +182,7 @@ class Session:
         except (KeyboardInterrupt, SessionError, GpuAllocationError, ValueError, FileNotFoundError) as exc:
             # Interrupted or bad input: nothing measured worth keeping (the errors name the thing).
             self.teardown()
-            logging.getLogger("jouleflow").removeHandler(handler)
-            handler.close()
+            detach_session_log(handler)
             writer.abort()
             if isinstance(exc, KeyboardInterrupt):
                 log.error("session interrupted: %s; torn down, nothing written", exc)
@@ -202,8 +195,7 @@ class Session:
         prov["end_time"] = time.time()
         prov["phases"] = self.timer.phases
         prov["gpus"] = inventory
-        logging.getLogger("jouleflow").removeHandler(handler)
-        handler.close()
+        detach_session_log(handler)
         return self._commit(writer, status, reason, prov, spec, load_result, check_result, rs_info)
 
     def _load(self, spec: base.ServerSpec, specs: list[requestset.RequestSpec], display: bool):
@@ -282,7 +274,7 @@ class Session:
             energy_source = ENERGY_SOURCE
         gpu_names = {g.get("name") for g in prov.get("gpus") or []}
         if cfg.gpu is None:
-            cfg.gpu = gpu_type_label(next(iter(gpu_names))) if len(gpu_names) == 1 else None
+            cfg.gpu = gpu_short_name(next(iter(gpu_names))) if len(gpu_names) == 1 else None
             if cfg.gpu is None and not needs_gpu(cfg):
                 cfg.gpu = "cpu"
         config = cfg.to_dict()
@@ -326,9 +318,7 @@ class Session:
                 "aborted": load_result.aborted,
             }
         if status == "failed":
-            writer.final_dir = self.out_dir.with_name(
-                f"{self.out_dir.name}.failed-{time.strftime('%Y%m%dT%H%M%S')}"
-            )
+            writer.final_dir = failed_run_dir(self.out_dir)
             path = writer.commit(doc)
             raise SessionFailed(reason or "failed", path)
         path = writer.commit(doc)

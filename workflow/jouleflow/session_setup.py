@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,14 +23,6 @@ log = logging.getLogger(__name__)
 
 def default_model_cache() -> Path:
     return Path(os.environ.get("JOULEFLOW_MODEL_CACHE") or Path.home() / ".cache" / "jouleflow" / "models")
-
-
-def gpu_type_label(name: str | None) -> str | None:
-    """ "NVIDIA H100 80GB HBM3" -> "H100", "NVIDIA A100-SXM4-40GB" -> "A100"."""
-    if not name:
-        return None
-    words = re.split(r"[\s\-_]+", name.replace("NVIDIA", "").replace("AMD", "").strip())
-    return words[0] if words and words[0] else name
 
 
 def needs_gpu(cfg: LLMJobConfig) -> bool:

@@ -1,7 +1,8 @@
 """Durations with units on the command line and in configs: "5s", "250ms", "1.5min", "2h", "100us".
 
 A bare number is refused on purpose: "50" could mean 50 ms (an ITL deadline) or 50 s (a batch
-latency), and silently guessing would put a recommendation off by a factor of a thousand.
+latency), and silently guessing would put a recommendation off by a factor of a thousand. Only an
+option documented as taking plain seconds passes `bare_unit="s"`.
 """
 
 from __future__ import annotations
@@ -33,22 +34,25 @@ _UNIT_SECONDS: dict[str, float] = {
     "hours": 3600.0,
 }
 
-_DURATION_RE = re.compile(r"^\s*([+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-zµμ]+)\s*$")
+_DURATION_RE = re.compile(r"^\s*([+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-zµμ]+)?\s*$")
 
 
 class DurationError(ValueError):
     """A duration string that cannot be parsed. The message quotes the offending value."""
 
 
-def parse_duration(text: str, *, what: str = "duration") -> float:
+def parse_duration(text: str, *, what: str = "duration", bare_unit: str | None = None) -> float:
     """Parse one duration such as "250ms" or "1.5min" into seconds (a non-negative float).
 
-    `what` names the option or key in the error message, e.g. "--latency-target".
+    `what` names the option or key in the error message, e.g. "--latency-target". `bare_unit`
+    is the unit of a number written without one; None (the default) refuses such a number.
     """
     if not isinstance(text, str):
         raise DurationError(f"{what}: expected a duration string such as '5s' or '250ms', got {text!r}")
     match = _DURATION_RE.match(text)
-    if match is None:
+    if match is not None and match.group(2) is None and bare_unit is not None:
+        return parse_duration(match.group(1) + bare_unit, what=what)
+    if match is None or match.group(2) is None:
         if re.fullmatch(r"\s*[+-]?[\d.eE+-]+\s*", text):
             raise DurationError(
                 f"{what}: {text!r} has no unit; write e.g. '{text.strip()}s' or '{text.strip()}ms'"

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
-
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|min|h)?\s*$")
-_SECONDS_PER_UNIT = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, None: 1.0}
 
 
 def _seconds(text: str) -> float:
-    """A duration: plain seconds or with a unit (20, 20s, 500ms, 1.5min). Private until jouleflow.units lands."""
-    match = _DURATION.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 20, 20s, 500ms, 1.5min)")
-    return float(match.group(1)) * _SECONDS_PER_UNIT[match.group(2)]
+    """A duration: plain seconds or with a unit (20, 20s, 500ms, 1.5min)."""
+    from jouleflow.units import DurationError, parse_duration
+
+    try:
+        return parse_duration(text, bare_unit="s")
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (examples: 20, 20s, 500ms, 1.5min)"
+        ) from exc
 
 
 def register(subparsers) -> None:

@@ -8,26 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from typing import Any
 
-
-def duration(text: str) -> float:
-    """ "5s", "250ms", "1.5min" (jouleflow.units), as an argparse type."""
-    from jouleflow.units import DurationError, parse_duration
-
-    try:
-        return parse_duration(text)
-    except DurationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
+from jouleflow.cli.measure_args import (
+    CONTAINER_FLAGS,
+    duration,
+    key_value,
+    merge_job_spec,
+    print_run_status,
+)
 
 
 def json_value(text: str) -> Any:
@@ -47,28 +37,18 @@ _SYNTHETIC = {
     "prompt_len": "prompt_len",
     "seed": "seed",
 }
-_CONTAINER = {
-    "container_runtime": "runtime",
-    "container_image": "image",
-    "container_bind": "binds",
-    "container_arg": "args",
-}
+# Besides measure_args.NOT_CONFIG: flags handled after the merge, or not part of the job spec.
 _NOT_CONFIG = {
-    "func",
-    "command",
-    "verbose",
-    "config",
-    "out",
     "no_progress",
     "model_cache",
-    "print_config",
-    "measure_kind",
     "sampling_kv",
-    "env_kv",
-    "server_args_str",
     "temperature",
     "top_p",
     "extra_body_json",
+}
+_SECTIONS = {
+    **{dest: ("synthetic", key) for dest, key in _SYNTHETIC.items()},
+    **{dest: ("container", key) for dest, key in CONTAINER_FLAGS.items()},
 }
 
 
@@ -172,27 +152,8 @@ def register(subparsers: Any) -> None:
 
 def job_dict(args: argparse.Namespace) -> dict[str, Any]:
     """Merge the job spec file (if any) and the flags into one job-spec dict."""
-    from jouleflow.llmconfig import load_job_spec
-
     given = vars(args)
-    spec: dict[str, Any] = load_job_spec(given["config"]) if "config" in given else {}
-    for dest, value in given.items():
-        if dest in _NOT_CONFIG:
-            continue
-        if dest in _SYNTHETIC:
-            spec.setdefault("synthetic", {})[_SYNTHETIC[dest]] = value
-        elif dest in _CONTAINER:
-            spec.setdefault("container", {})[_CONTAINER[dest]] = value
-        elif dest == "server_args":
-            spec["server_args"] = list(spec.get("server_args") or []) + value
-        elif dest == "launcher":
-            spec["launcher"] = shlex.split(value)
-        else:
-            spec[dest] = value
-    if "server_args_str" in given:
-        spec["server_args"] = list(spec.get("server_args") or []) + shlex.split(given["server_args_str"])
-    if "env_kv" in given:
-        spec["env"] = {**(spec.get("env") or {}), **dict(given["env_kv"])}
+    spec = merge_job_spec(given, skip=_NOT_CONFIG, sections=_SECTIONS, extra_args="server_args")
     sampling_flags = {k: given[k] for k in ("temperature", "top_p") if k in given}
     sampling_flags.update({k: json_value(v) for k, v in given.get("sampling_kv", [])})
     if sampling_flags:
@@ -245,8 +206,5 @@ def run_measure_llm(args: argparse.Namespace) -> int:
         import signal
 
         return 143 if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM else 130
-    from jouleflow.traces import read_json
-
-    doc = read_json(run_dir / "run.json")
-    print(f"{doc['status']}: {run_dir}" + (f" ({doc['reason']})" if doc.get("reason") else ""))
+    print_run_status(run_dir)
     return 0

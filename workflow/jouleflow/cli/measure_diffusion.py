@@ -9,47 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from typing import Any
 
+from jouleflow.cli.measure_args import CONTAINER_FLAGS, duration, key_value, merge_job_spec, print_run_status
 from jouleflow.engines.xdit import FAMILIES
 
-# flag dest -> container section key
-_CONTAINER = {
-    "container_runtime": "runtime",
-    "container_image": "image",
-    "container_bind": "binds",
-    "container_arg": "args",
-}
-_NOT_CONFIG = {
-    "func",
-    "command",
-    "verbose",
-    "config",
-    "out",
-    "print_config",
-    "measure_kind",
-    "env_kv",
-    "xfuser_args_str",
-}
-
-
-def duration(text: str) -> float:
-    """ "30s", "250ms", "2h" (jouleflow.units) as an argparse type."""
-    from jouleflow.units import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
+_SECTIONS = {dest: ("container", key) for dest, key in CONTAINER_FLAGS.items()}
 
 
 def register_diffusion(kinds: Any) -> None:
@@ -112,26 +78,7 @@ def register_diffusion(kinds: Any) -> None:
 
 def job_dict(args: argparse.Namespace) -> dict[str, Any]:
     """Merge the job spec file (if any) and the flags into one job-spec dict."""
-    from jouleflow.llmconfig import load_job_spec
-
-    given = vars(args)
-    spec: dict[str, Any] = load_job_spec(given["config"]) if "config" in given else {}
-    for dest, value in given.items():
-        if dest in _NOT_CONFIG:
-            continue
-        if dest in _CONTAINER:
-            spec.setdefault("container", {})[_CONTAINER[dest]] = value
-        elif dest == "xfuser_args":
-            spec["xfuser_args"] = list(spec.get("xfuser_args") or []) + value
-        elif dest == "launcher":
-            spec["launcher"] = shlex.split(value)
-        else:
-            spec[dest] = value
-    if "xfuser_args_str" in given:
-        spec["xfuser_args"] = list(spec.get("xfuser_args") or []) + shlex.split(given["xfuser_args_str"])
-    if "env_kv" in given:
-        spec["env"] = {**(spec.get("env") or {}), **dict(given["env_kv"])}
-    return spec
+    return merge_job_spec(vars(args), skip=set(), sections=_SECTIONS, extra_args="xfuser_args")
 
 
 def effective(cfg: Any) -> dict[str, Any]:
@@ -171,7 +118,7 @@ def run_measure_diffusion(args: argparse.Namespace) -> int:
         run_diffusion_session,
     )
     from jouleflow.gpualloc import GpuAllocationError
-    from jouleflow.traces import RunExistsError, read_json
+    from jouleflow.traces import RunExistsError
 
     try:
         run_dir = run_diffusion_session(cfg, args.out)
@@ -183,6 +130,5 @@ def run_measure_diffusion(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:
         print(f"jouleflow measure diffusion: {exc or 'interrupted'}; nothing written", file=sys.stderr)
         return 130 if type(exc) is KeyboardInterrupt else 143
-    doc = read_json(run_dir / "run.json")
-    print(f"{doc['status']}: {run_dir}" + (f" ({doc['reason']})" if doc.get("reason") else ""))
+    print_run_status(run_dir)
     return 0
