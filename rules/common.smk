@@ -141,24 +141,24 @@ def measure_resource(name):
     `slurm` section). Snakemake evaluates a function once per job, so where every measured point
     agrees this is a plain value, or for runtime and memory (which grow with the attempt, so that a
     retry gets more) that value × attempt; else it is looked up per job from the grid row."""
-    values = {resources[name] for resources in _measured_resources()}
+    by_key = _measured_resources()
+    values = {resources[name] for resources in by_key.values()}
     value = next(iter(values), 0)
-    if name in ATTEMPT_SCALED:
-        if len(values) <= 1:
-            return lambda wildcards, attempt: value * attempt
-        return lambda wildcards, attempt: GRID.resources(point_of(wildcards), attempt)[name]
+    scaled = name in ATTEMPT_SCALED
     if len(values) <= 1:
-        return value
-    return lambda wildcards: GRID.resources(point_of(wildcards))[name]
+        return (lambda wildcards, attempt: value * attempt) if scaled else value
+    if scaled:
+        return lambda wildcards, attempt: by_key[point_of(wildcards).key][name] * attempt
+    return lambda wildcards: by_key[point_of(wildcards).key][name]
 
 
-_MEASURED_RESOURCES = []
+_MEASURED_RESOURCES = {}
 
 
 def _measured_resources():
-    """The first attempt's resources of every measured point (computed once per parse)."""
+    """Run key → first-attempt resources of every measured point (computed once per parse)."""
     if not _MEASURED_RESOURCES:
-        _MEASURED_RESOURCES.extend(GRID.resources(p) for p in GRID.points if p.source == "measure")
+        _MEASURED_RESOURCES.update((p.key, GRID.resources(p)) for p in GRID.points if p.source == "measure")
     return _MEASURED_RESOURCES
 
 
