@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from jouleflow.grid import GridError, build_grid  # noqa: E402
 from jouleflow import gridtable  # noqa: E402
+from jouleflow.jobspec import ATTEMPT_SCALED  # noqa: E402
 
 try:
     GRID = build_grid(config)
@@ -136,12 +137,29 @@ def models_with_source(source):
 
 
 def measure_resource(name):
-    """A measurement job's resource: a plain value when every measured point has the same one
-    (cheaper to plan), else per job from the grid row."""
-    values = {GRID.resources(p)[name] for p in GRID.points if p.source == "measure"}
+    """A measurement job's scheduler resource (jobspec.resources; GPUs in the style of the config's
+    `slurm` section). Snakemake evaluates a function once per job, so where every measured point
+    agrees this is a plain value, or for runtime and memory (which grow with the attempt, so that a
+    retry gets more) that value × attempt; else it is looked up per job from the grid row."""
+    by_key = _measured_resources()
+    values = {resources[name] for resources in by_key.values()}
+    value = next(iter(values), 0)
+    scaled = name in ATTEMPT_SCALED
     if len(values) <= 1:
-        return next(iter(values), 0)
-    return lambda wildcards: GRID.resources(point_of(wildcards))[name]
+        return (lambda wildcards, attempt: value * attempt) if scaled else value
+    if scaled:
+        return lambda wildcards, attempt: by_key[point_of(wildcards).key][name] * attempt
+    return lambda wildcards: by_key[point_of(wildcards).key][name]
+
+
+_MEASURED_RESOURCES = {}
+
+
+def _measured_resources():
+    """Run key → first-attempt resources of every measured point (computed once per parse)."""
+    if not _MEASURED_RESOURCES:
+        _MEASURED_RESOURCES.update((p.key, GRID.resources(p)) for p in GRID.points if p.source == "measure")
+    return _MEASURED_RESOURCES
 
 
 def validity_flags():

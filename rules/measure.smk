@@ -49,10 +49,12 @@ rule measure:
     conda:
         measure_env()
     resources:
+        # The GPU request in the cluster's style: gpu + gpu_model, or gres (never both; docs/slurm.md).
         gpu=measure_resource("gpu"),
         gpu_model=measure_resource("gpu_model"),
+        gres=measure_resource("gres"),
         runtime=measure_resource("runtime"),
         mem_mb=measure_resource("mem_mb"),
-        cpus_per_task=config["measurement"]["cpus_per_task"],
+        cpus_per_task=measure_resource("cpus_per_task"),
     shell:
         "jouleflow campaign measure {input.spec} {output} --kind {params.kind} {params.after} > {log} 2>&1"

@@ -255,9 +255,11 @@ def test_job_spec_carries_the_point_and_the_registry(tmp_path):
     assert spec["env"] == {"A": "1"}
     assert spec["synthetic"]["output_lengths"] == "hist/org__small__chat.json"
     assert spec["request_set"] is None and spec["endpoint"] == "chat"
+    # SLURM's default GPU request: --gpus=h100:2 (GRES type names are lower case by default).
     assert grid.resources(point) == {
         "gpu": 2,
-        "gpu_model": "H100",
+        "gpu_model": "h100",
+        "gres": "",
         "runtime": 120,
         "mem_mb": 65536,
         "cpus_per_task": 8,

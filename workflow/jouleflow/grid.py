@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow import jobspec
+from jouleflow.gpurequest import GpuRequestError, gpu_request
 from jouleflow.parallelism import Parallelism, parse_parallelism
 
 # Bytes per weight, to scale a model's memory need when it is run at another precision.
@@ -106,8 +107,9 @@ class Grid:
     def latency_targets(self, task: str) -> list[str]:
         return [str(t) for t in self.config["analysis"]["latency_targets"].get(task, [])]
 
-    def resources(self, point: GridPoint) -> dict[str, Any]:
-        return jobspec.resources(self.config, point)
+    def resources(self, point: GridPoint, attempt: int = 1) -> dict[str, Any]:
+        """The measurement job's scheduler resources (jobspec.resources) at this attempt."""
+        return jobspec.resources(self.config, point, attempt)
 
     def spec(self, point: GridPoint) -> dict[str, Any]:
         """The job spec of `jouleflow measure llm --config` (jobspec.job_spec)."""
@@ -184,6 +186,19 @@ def _check_registry(config: Mapping[str, Any]) -> None:
                 f"tasks.{name}.request_set: synthetic requests need output_lengths (a histogram file) "
                 "or fixed_output_len"
             )
+
+
+def _check_slurm(config: Mapping[str, Any]) -> None:
+    """The `slurm` section must give a valid GPU request for every catalogue GPU type."""
+    settings = config.get("slurm") or {}
+    for name in settings.get("gpu_types") or {}:
+        if name not in config["gpus"]:
+            raise GridError(f"slurm.gpu_types.{name}: unknown GPU type {name!r} (no entry under `gpus:`)")
+    for name in config["gpus"]:
+        try:
+            gpu_request(1, name, settings)
+        except GpuRequestError as exc:
+            raise GridError(str(exc).removeprefix("config ")) from None
 
 
 def _memory_skip(config: Mapping[str, Any], point: GridPoint) -> str | None:
@@ -281,6 +296,7 @@ def build_grid(config: Mapping[str, Any], base_dir: str | Path = ".") -> Grid:
     """Expand the sweeps (a union of products), apply filters and feasibility, check bundled runs."""
     base_dir = Path(base_dir)
     _check_registry(config)
+    _check_slurm(config)
     grid = Grid(config=config, base_dir=base_dir)
     seen: dict[str, GridPoint] = {}
     checked: set[str] = set()

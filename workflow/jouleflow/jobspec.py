@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from jouleflow.gpurequest import gpu_request
+
 if TYPE_CHECKING:
     from jouleflow.grid import GridPoint
 
@@ -29,14 +31,23 @@ DIFFUSION_MEASURED_KEYS = (
 MEASURED_KEYS = (*IDENTITY_KEYS, *LLM_MEASURED_KEYS, *DIFFUSION_MEASURED_KEYS)
 
 
-def resources(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
+# Scheduler resources that grow with the attempt number: a retried job (after a timeout or running
+# out of memory) gets base × attempt.
+ATTEMPT_SCALED = ("runtime", "mem_mb")
+
+
+def resources(config: Mapping[str, Any], point: GridPoint, attempt: int = 1) -> dict[str, Any]:
+    """A measurement job's Snakemake resources: the GPU request in the cluster's style
+    (gpurequest: `gpu` + `gpu_model`, or `gres`, never both), CPUs, memory (MB) and time (min)."""
     meas = config["measurement"]
     model = config["models"][point.model]
-    return {
-        "gpu": point.num_gpus,
-        "gpu_model": point.gpu,
+    base = {
         "runtime": model.get("runtime_min") or meas["runtime_min"],
         "mem_mb": model.get("mem_mb") or meas["mem_mb"],
+    }
+    return {
+        **gpu_request(point.num_gpus, point.gpu, config.get("slurm")),
+        **{key: base[key] * attempt for key in ATTEMPT_SCALED},
         "cpus_per_task": meas["cpus_per_task"],
     }
 
