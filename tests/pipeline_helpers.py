@@ -190,12 +190,3 @@ def points_of(jobs: list[tuple[str, dict]], rules: Iterable[str]) -> set[str]:
 def with_qwen() -> dict[str, Any]:
     """Config overrides that add Qwen3-8B (measured) next to the bundled Llama sweep."""
     return {"models": {QWEN: QWEN_ENTRY}, "sweeps": [BASE_SWEEP, QWEN_SWEEP]}
-
-
-def analysis_cli_available() -> bool:
-    """The energy, frontier and plot CLIs (other modules) are registered in this source tree."""
-    from jouleflow.cli import build_parser
-
-    parser = build_parser()
-    commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    return {"energy", "frontier", "recommend", "plot"} <= commands

@@ -15,15 +15,10 @@ from make_reference_fixture import power_at, step_time
 from pipeline_helpers import (
     BASE_KEY,
     MEASURE_RULES,
-    analysis_cli_available,
     copy_workflow,
     execute,
     plan,
     with_qwen,
-)
-
-pytestmark = pytest.mark.skipif(
-    not analysis_cli_available(), reason="needs the energy, frontier and plot CLIs"
 )
 
 LLAMA = "meta-llama--Llama-3.1-8B-Instruct"

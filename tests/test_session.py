@@ -251,7 +251,6 @@ def test_sigterm_mid_load_tears_down_and_leaves_nothing(tmp_path, model_dir):
         os.killpg(server_pid, 0)  # the server's whole process group is gone
 
 
-@pytest.mark.skipif(not HAVE_POWER, reason="jouleflow.power and tests/fakegpu (helper power) not merged yet")
 def test_fake_gpu_session_records_power(tmp_path, model_dir):
     out = tmp_path / "run"
     r = measure(out, model_dir, env={"FAKE_GPU_POWER_W": "250", "FAKE_GPU_COUNT": "2"}, fake_gpu=True)
@@ -266,7 +265,6 @@ def test_fake_gpu_session_records_power(tmp_path, model_dir):
     assert t[0] <= doc["timing"]["t0"] and t[-1] >= doc["timing"]["t_last_end"]
 
 
-@pytest.mark.skipif(not HAVE_POWER, reason="jouleflow.power (helper power) not merged yet")
 def test_vllm_without_a_gpu_is_a_clear_error(tmp_path, model_dir):
     out = tmp_path / "run"
     r = measure(out, model_dir, env={"FAKE_GPU_INIT_ERROR": "DRIVER_NOT_LOADED"}, fake_gpu=True)
@@ -274,7 +272,6 @@ def test_vllm_without_a_gpu_is_a_clear_error(tmp_path, model_dir):
     assert list(tmp_path.iterdir()) == [model_dir]
 
 
-@pytest.mark.skipif(not HAVE_POWER, reason="needs jouleflow.power and tests/fakegpu")
 def test_allocated_gpu_reaches_the_sampler_and_the_server(tmp_path, model_dir, fake_gpu):
     """With GPU 0 held by another job, the session measures and serves on GPU 1 only."""
     from fakegpu import FakeGPUConfig, subprocess_env

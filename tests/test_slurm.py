@@ -19,14 +19,7 @@ from slurm_helpers import SubmittedJob, add_profile, jobcomp_states, require_slu
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # The pipeline's own test helpers (workflow copy with the reference fixture, the added model).
-pipeline_helpers = pytest.importorskip(
-    "pipeline_helpers", reason="the Snakemake pipeline is not in this tree"
-)
-QWEN, copy_workflow, with_qwen = (
-    pipeline_helpers.QWEN,
-    pipeline_helpers.copy_workflow,
-    pipeline_helpers.with_qwen,
-)
+from pipeline_helpers import QWEN, copy_workflow, with_qwen  # noqa: E402
 
 LLAMA_SLUG = "meta-llama--Llama-3.1-8B-Instruct"
 QWEN_SLUG = QWEN.replace("/", "--")

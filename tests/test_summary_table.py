@@ -28,7 +28,6 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 @pytest.fixture
 def campaign(tmp_path):
     """Three copied runs with their energy summaries kept outside the run directories."""
-    pytest.importorskip("jouleflow.energy", reason="summary rows come from jouleflow.energy.summary_row")
     rows = []
     for batch in (64, 128, 256):
         run = copy_reference(BUNDLE / str(batch), tmp_path / "runs" / str(batch))
