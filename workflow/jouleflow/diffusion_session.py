@@ -39,7 +39,9 @@ from jouleflow.session_common import (
     attach_session_log,
     detach_session_log,
     failed_run_dir,
+    open_power,
     record_allocation,
+    session_gpu_indices,
     stop_power,
 )
 
@@ -100,15 +102,11 @@ class DiffusionSession:
             return []
         from jouleflow import power
 
-        gpus = list(self.gpus) if self.gpus is not None else list(range(self.cfg.effective_num_gpus))
+        gpus = session_gpu_indices(self.gpus, self.cfg.effective_num_gpus)
         try:
-            self.sampler = power.PowerSampler(gpu_indices=gpus, period_s=self.cfg.power_period_s)
-            inventory = power.gpu_inventory(gpus)
-            self.check = power.SessionEnergyCheck(gpus)
+            self.sampler, self.check, inventory = open_power(gpus, self.cfg.power_period_s, self.notes)
         except power.NoGPUError as exc:
             raise DiffusionSessionError(f"no GPU energy sensor for GPUs {gpus}: {exc}") from exc
-        self.check.begin()
-        self.sampler.start()
         return inventory
 
     def check_foreign(self) -> None:
@@ -117,8 +115,7 @@ class DiffusionSession:
         from jouleflow import power
 
         own = {os.getpid()} | (self.worker.group_pids() if self.worker else set())
-        gpus = list(self.gpus) if self.gpus is not None else list(range(self.cfg.effective_num_gpus))
-        for proc in power.foreign_processes(gpus, own):
+        for proc in power.foreign_processes(session_gpu_indices(self.gpus, self.cfg.effective_num_gpus), own):
             if proc not in self.foreign:
                 self.foreign.append(proc)
 

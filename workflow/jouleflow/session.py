@@ -33,7 +33,9 @@ from jouleflow.session_common import (
     attach_session_log,
     detach_session_log,
     failed_run_dir,
+    open_power,
     record_allocation,
+    session_gpu_indices,
     stop_power,
 )
 from jouleflow.session_setup import (
@@ -88,22 +90,12 @@ class Session:
             return []
         from jouleflow import power
 
-        # The allocated GPUs (visible indices); without an allocation, the first num_gpus visible ones.
-        self.gpu_indices = list(self.gpus) if self.gpus is not None else list(range(cfg.effective_num_gpus))
+        self.gpu_indices = session_gpu_indices(self.gpus, cfg.effective_num_gpus)
         try:
-            self.sampler = power.PowerSampler(gpu_indices=self.gpu_indices, period_s=cfg.power_period_s)
-            inventory = power.gpu_inventory(self.gpu_indices)
+            self.sampler, self.check, inventory = open_power(self.gpu_indices, cfg.power_period_s, self.notes)
         except power.NoGPUError as exc:
             hint = "" if needs_gpu(cfg) else " (a CPU engine can run without energy: --no-energy)"
             raise SessionError(f"no GPU energy sensor for GPUs {self.gpu_indices}: {exc}{hint}") from exc
-        try:  # only a cross-check: the sampler's counter is the energy source
-            self.check = power.SessionEnergyCheck(self.gpu_indices)
-            self.check.begin()
-        except ImportError as exc:
-            self.check = None
-            self.notes.append(f"no ZeusMonitor session cross-check: {exc}")
-            log.warning("no ZeusMonitor session cross-check: %s", exc)
-        self.sampler.start()
         return inventory
 
     def check_foreign(self) -> None:

@@ -46,6 +46,33 @@ def record_allocation(prov: dict[str, Any], alloc: Any) -> None:
     prov["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
+def session_gpu_indices(alloc: Any, count: int) -> list[int]:
+    """The session's GPUs as visible indices: the allocation's, else the first `count` visible ones."""
+    return list(alloc) if alloc is not None else list(range(count))
+
+
+def open_power(gpu_indices: list[int], period_s: float, notes: list[str]) -> tuple[Any, Any, list[dict]]:
+    """Start the power sampler (the energy source) and the ZeusMonitor cross-check on the GPUs.
+
+    Returns (sampler, check or None, GPU inventory). Raises power.NoGPUError when a GPU has no
+    sensor. The cross-check is optional: zeus.monitor needs scikit-learn, which GPU hosts may lack;
+    its absence is noted, never fatal.
+    """
+    from jouleflow import power
+
+    sampler = power.PowerSampler(gpu_indices=gpu_indices, period_s=period_s)
+    inventory = power.gpu_inventory(gpu_indices)
+    try:
+        check = power.SessionEnergyCheck(gpu_indices)
+        check.begin()
+    except ImportError as exc:
+        check = None
+        notes.append(f"no ZeusMonitor session cross-check: {exc}")
+        logging.getLogger("jouleflow.session").warning("no ZeusMonitor session cross-check: %s", exc)
+    sampler.start()
+    return sampler, check, inventory
+
+
 def stop_power(sampler: Any, check: Any) -> tuple[list[dict], dict | None]:
     """Stop the power sampler and end the Zeus cross-check: (power rows, check result or None)."""
     rows = sampler.stop()
