@@ -234,3 +234,15 @@ class DiffusionJobConfig:
 def config_from_dict(data: dict[str, Any], source: str = "config") -> DiffusionJobConfig:
     """Build a config from a mapping, naming unknown/missing keys (and `source`, e.g. the file) in errors."""
     return build_job_config(DiffusionJobConfig, data, source, {"container": ContainerConfig})
+
+
+def generation_record(gen: Generation, num_batches: int) -> dict[str, Any]:
+    """Generation settings as recorded in --print-config and run.json (defaults resolved)."""
+    return {
+        "steps": gen.steps,
+        "height": gen.height,
+        "width": gen.width,
+        "num_frames": gen.num_frames,
+        "guidance_scale": gen.guidance_scale,
+        "num_batches": num_batches,
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jouleflow.diffusion_config import DiffusionJobConfig
+from jouleflow.diffusion_config import DiffusionJobConfig, generation_record
 from jouleflow.diffusion_prompts import PromptSet
 from jouleflow.engines.xdit import Generation, PipelineFamily
 from jouleflow.engines.xdit_protocol import EVENTS_FILE, Outcome, WorkerReport, phase_windows
@@ -43,13 +43,8 @@ def run_config(
         num_gpus=cfg.effective_num_gpus,
         parallelism=degrees.label(),
         cfg_degree=degrees.cfg_degree,
-        steps=gen.steps,
-        height=gen.height,
-        width=gen.width,
-        num_frames=gen.num_frames,
-        guidance_scale=gen.guidance_scale,
+        **generation_record(gen, cfg.timed_batches),
         dtype=cfg.dtype,
-        num_batches=cfg.timed_batches,
         num_prompts=cfg.timed_batches * cfg.batch_size,
         load_format=cfg.load_format,
         prompt_set=prompts.record(cfg.batch_size, cfg.timed_batches),

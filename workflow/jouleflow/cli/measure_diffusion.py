@@ -83,18 +83,14 @@ def job_dict(args: argparse.Namespace) -> dict[str, Any]:
 
 def effective(cfg: Any) -> dict[str, Any]:
     """The config with the pipeline's defaults resolved (what --print-config shows)."""
+    from jouleflow.diffusion_config import generation_record
+
     out = cfg.to_dict()
-    gen = cfg.generation()
     out.update(
         pipeline=cfg.family().name,
         num_gpus=cfg.effective_num_gpus,
         parallelism=cfg.parallelism,
-        steps=gen.steps,
-        height=gen.height,
-        width=gen.width,
-        num_frames=gen.num_frames,
-        guidance_scale=gen.guidance_scale,
-        num_batches=cfg.timed_batches,
+        **generation_record(cfg.generation(), cfg.timed_batches),
     )
     return out
 
