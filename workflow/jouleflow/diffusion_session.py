@@ -37,6 +37,7 @@ from jouleflow.provenance import PhaseTimer, base_provenance
 from jouleflow.session_common import (
     RunFailed,
     attach_session_log,
+    collect_foreign,
     detach_session_log,
     failed_run_dir,
     open_power,
@@ -112,12 +113,8 @@ class DiffusionSession:
     def check_foreign(self) -> None:
         if self.sampler is None:
             return
-        from jouleflow import power
-
         own = {os.getpid()} | (self.worker.group_pids() if self.worker else set())
-        for proc in power.foreign_processes(session_gpu_indices(self.gpus, self.cfg.effective_num_gpus), own):
-            if proc not in self.foreign:
-                self.foreign.append(proc)
+        collect_foreign(self.foreign, session_gpu_indices(self.gpus, self.cfg.effective_num_gpus), own)
 
     def teardown(self) -> dict | None:
         """Stop the worker, then the sampler; idempotent. Returns the Zeus cross-check."""

@@ -31,6 +31,7 @@ from jouleflow.server_metrics import MetricsScraper
 from jouleflow.session_common import (
     RunFailed,
     attach_session_log,
+    collect_foreign,
     detach_session_log,
     failed_run_dir,
     open_power,
@@ -101,12 +102,8 @@ class Session:
     def check_foreign(self) -> None:
         if self.sampler is None:
             return
-        from jouleflow import power
-
         own = {os.getpid()} | (self.server.group_pids() if self.server else set())
-        for p in power.foreign_processes(self.gpu_indices, own):
-            if p not in self.foreign:
-                self.foreign.append(p)
+        collect_foreign(self.foreign, self.gpu_indices, own)
 
     # --- teardown -----------------------------------------------------------------------------
     def teardown(self) -> dict | None:

@@ -73,6 +73,15 @@ def open_power(gpu_indices: list[int], period_s: float, notes: list[str]) -> tup
     return sampler, check, inventory
 
 
+def collect_foreign(foreign: list[dict], gpu_indices: list[int], own_pids: set[int]) -> None:
+    """Add the processes on the session's GPUs that are not ours to `foreign` (each once)."""
+    from jouleflow import power
+
+    for proc in power.foreign_processes(gpu_indices, own_pids):
+        if proc not in foreign:
+            foreign.append(proc)
+
+
 def stop_power(sampler: Any, check: Any) -> tuple[list[dict], dict | None]:
     """Stop the power sampler and end the Zeus cross-check: (power rows, check result or None)."""
     rows = sampler.stop()
