@@ -13,6 +13,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from jouleflow.grid import GridError, build_grid  # noqa: E402
 from jouleflow import gridtable  # noqa: E402
 from jouleflow.jobspec import ATTEMPT_SCALED  # noqa: E402
+from jouleflow.runguard import check_campaign  # noqa: E402
+from jouleflow.traces import is_complete_run, read_run  # noqa: E402
 
 try:
     GRID = build_grid(config)
@@ -22,6 +24,23 @@ except GridError as exc:
 RESULTS = config["results_dir"]
 # The job specs mirror the config (written only where their content changed); see rules/measure.smk.
 gridtable.sync_job_specs(GRID)
+
+
+def finished_runs():
+    """(spec, run dir, source, bundled run) of every grid point, for the run guard."""
+    for p in GRID.points:
+        bundled = str(GRID.reference_run(p)) if p.source == "reference" else None
+        yield GRID.spec(p), gridtable.run_dir(RESULTS, p), p.source, bundled
+
+
+# Every finished run that no longer matches the config, all at once and on every invocation, until
+# the config is reverted or the run moved away (docs/pipeline.md, "Guards").
+STALE = check_campaign(finished_runs())
+if STALE:
+    raise WorkflowError(
+        f"jouleflow: {len(STALE)} finished run(s) no longer match the config; nothing was run:\n  "
+        + "\n  ".join(STALE)
+    )
 # One grid point: runs/{task}/{model}/{gpu}/{parallelism}/{batch}, model slugged (design.md).
 POINT = "{task}/{model}/{gpu}/{parallelism}/{batch}"
 RUN = f"{RESULTS}/runs/{POINT}"
@@ -115,8 +134,15 @@ def bundled_run(wildcards):
 
 
 def smaller_batch_run(wildcards):
-    """The group's next-smaller batch size: measured first, so an infeasible one stops the larger."""
-    pred = GRID.predecessor_run(point_of(wildcards))
+    """The group's next-smaller batch size: measured first, so an infeasible one stops the larger.
+    A finished run keeps the one it was measured after (its spec's `after`, in run.json), so that
+    inserting a batch size below it changes none of its inputs and reruns nothing."""
+    point = point_of(wildcards)
+    run = gridtable.run_dir(RESULTS, point)
+    if is_complete_run(run):
+        recorded = (read_run(run).get("config") or {}).get("after")
+        return [recorded] if recorded and Path(recorded).exists() else []
+    pred = GRID.predecessor_run(point)
     return [pred] if pred else []
 
 

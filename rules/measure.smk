@@ -42,6 +42,7 @@ rule measure:
         identity=run_identity,
         after=lambda wildcards, input: f"--after {input.after}" if input.after else "",
         kind=lambda wildcards: point_of(wildcards).modality,
+        failures=f"{RESULTS}/failures/{POINT}.jsonl",
     log:
         f"logs/measure/{POINT}.log",
     wildcard_constraints:
@@ -56,5 +57,9 @@ rule measure:
         runtime=measure_resource("runtime"),
         mem_mb=measure_resource("mem_mb"),
         cpus_per_task=measure_resource("cpus_per_task"),
+    # Every attempt appends to the log. The measurement stops itself before the job's time limit
+    # (--time-limit-min) and every ending is recorded under results/ (docs/pipeline.md, "Failures").
     shell:
-        "jouleflow campaign measure {input.spec} {output} --kind {params.kind} {params.after} > {log} 2>&1"
+        "(echo \"=== attempt at $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) ===\";"
+        " jouleflow campaign measure {input.spec} {output} --kind {params.kind} {params.after}"
+        " --time-limit-min {resources.runtime} --failure-log {params.failures}) >> {log} 2>&1"

@@ -130,4 +130,4 @@ def test_prepare_requests(tmp_path):
     again = _cli("prepare", "requests", "-o", str(out), "--num-requests", "100", "--output-len", "5")
     assert again.returncode == 2 and "exists" in again.stderr
     r = _cli("prepare", "requests", "-o", str(tmp_path / "y.parquet"), "--output-lengths", str(HIST))
-    assert r.returncode == 2 and "configuration(s) match" in r.stderr
+    assert r.returncode == 2 and "configurations match" in r.stderr

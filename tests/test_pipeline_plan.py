@@ -10,6 +10,7 @@ import json
 import shutil
 
 import pytest
+from jouleflow.runguard import write_skipped_infeasible
 from pipeline_helpers import (
     BASE_KEY,
     BASE_SWEEP,
@@ -106,22 +107,17 @@ def test_measured_runs_are_kept_when_rerun_is_forced(base):
 
 
 def test_infeasible_batch_stops_larger_ones_and_a_config_change_is_refused(base):
-    """Qwen at batch 32 ended infeasible (run dir made by hand, as the measure CLI leaves it); batch 64
-    is then recorded infeasible by Snakemake without starting a server. Changing Qwen's server args
-    afterwards makes Snakemake rerun batch 64's job, whose guard refuses instead of re-measuring."""
+    """Qwen at batch 32 ended infeasible (recorded by the run guard's own writer); batch 64 is then
+    recorded infeasible by Snakemake without starting a server. Changing Qwen's server args
+    afterwards is refused when the workflow is planned, naming both runs and the key, on every
+    invocation, and nothing on disk changes; reverting plans nothing again."""
     config = with_qwen()
     plan(base, config)  # parsing the workflow writes the job specs
     small, large = (f"lm-arena-chat/Qwen--Qwen3-8B/H100/tp1/{b}" for b in (32, 64))
     spec = json.loads((base / "results" / "specs" / f"{small}.json").read_text())
-    run = base / "results" / "runs" / small
-    run.mkdir(parents=True)
-    meta = {
-        "schema_version": 1,
-        "status": "infeasible",
-        "reason": "CUDA out of memory at start-up",
-        "config": spec,
-    }
-    (run / "run.json").write_text(json.dumps(meta))
+    write_skipped_infeasible(
+        spec, base / "results" / "runs" / small, "elsewhere", "CUDA out of memory at start-up"
+    )
 
     execute(base, config, targets=[f"results/runs/{large}"])
     recorded = json.loads((base / "results" / "runs" / large / "run.json").read_text())
@@ -133,14 +129,21 @@ def test_infeasible_batch_stops_larger_ones_and_a_config_change_is_refused(base)
         "models": {QWEN: {**QWEN_ENTRY, "server_args": ["--enforce-eager"]}},
         "sweeps": [BASE_SWEEP, QWEN_SWEEP],
     }
-    # batch 32 was not made by Snakemake (no recorded params), batch 64 was: its job is due again
-    assert points_of(plan(base, changed), ["measure"]) == {large}
-    before = (base / "results" / "runs" / large / "run.json").read_bytes()
-    with pytest.raises(Exception, match="did not complete successfully"):
-        execute(base, changed, targets=[f"results/runs/{large}"])
-    assert (base / "results" / "runs" / large / "run.json").read_bytes() == before
-    log = (base / "logs" / "measure" / f"{large}.log").read_text()
-    assert "finished run differs from the config (server_args: run has [" in log
+    before = {
+        b: (base / "results" / "runs" / k / "run.json").read_bytes() for b, k in ((32, small), (64, large))
+    }
+    for _ in range(3):  # refused every time, not only once
+        with pytest.raises(Exception) as info:
+            plan(base, changed)
+        text = str(info.value)
+        assert "2 finished run(s) no longer match the config" in text
+        assert f"results/runs/{small}" in text and f"results/runs/{large}" in text
+        assert "server_args: run has [" in text and "--enforce-eager" in text
+    after = {
+        b: (base / "results" / "runs" / k / "run.json").read_bytes() for b, k in ((32, small), (64, large))
+    }
+    assert after == before
+    assert points_of(plan(base, config), MEASURE_RULES) == set()  # reverted: nothing to do
 
 
 @pytest.mark.parametrize(

@@ -64,11 +64,49 @@ def test_histogram_sampling_matches_the_published_distribution():
     assert abs(sum(samples) / n - mid_mean) / mid_mean < 0.03
 
 
-def test_missing_configuration_lists_what_exists():
+def test_missing_configuration_lists_what_exists_without_fallback():
     with pytest.raises(
-        synthetic.HistogramError, match=r"no configuration\(s\) match gpu_model=A100.*\('H100', 1, 64\)"
+        synthetic.HistogramError, match=r"no configuration matches gpu_model=A100.*\('H100', 1, 64\)"
     ):
-        synthetic.load_histogram(HIST_FILE, "A100", 1, 64)
+        synthetic.load_histogram(HIST_FILE, "A100", 1, 64, fallback=False)
+
+
+def _published(gpu, num_gpus, max_num_seqs):
+    data = json.loads(Path(HIST_FILE).read_text())
+    if gpu is None:
+        return data["output_length_distribution"]
+    (hit,) = [
+        c
+        for c in data["configurations"]
+        if (c["gpu_model"], c["num_gpus"], c["max_num_seqs"]) == (gpu, num_gpus, max_num_seqs)
+    ]
+    return hit["output_length_distribution"]
+
+
+@pytest.mark.parametrize(
+    "wanted, used, says",
+    [
+        # An unpublished GPU: the same batch size on H100 (the preferred stand-in), not B200's.
+        (("H200", 1, 64), ("H100", 1, 64), "used H100's (same num_gpus and max_num_seqs)"),
+        # B200 published 1024 but H100 did not: the same configuration on B200.
+        (("H200", 1, 1024), ("B200", 1, 1024), "used B200's"),
+        # An unpublished batch size: the nearest published one, the smaller on a tie, the own GPU first.
+        (("H100", 1, 48), ("H100", 1, 32), "nearest published max_num_seqs=32"),
+        (("B200", 1, 100), ("H100", 1, 96), "used H100's at the nearest published max_num_seqs=96"),
+        # No configuration with that GPU count: the pooled model x task distribution.
+        (("H100", 4, 64), (None, None, None), "pooled"),
+    ],
+)
+def test_fallback_rule_picks_a_published_configuration(wanted, used, says):
+    hist = synthetic.load_histogram(HIST_FILE, *wanted)
+    dist = _published(*used)
+    assert (hist.edges, hist.counts) == (list(dist["bins"]), list(dist["counts"]))
+    assert says in hist.fallback and "no published configuration for gpu_model=" in hist.fallback
+
+
+def test_exact_configuration_is_no_fallback():
+    hist = synthetic.load_histogram(HIST_FILE, "H100", 1, 64)
+    assert hist.fallback is None and hist.counts == list(_published("H100", 1, 64)["counts"])
 
 
 def test_bare_histogram_and_bad_files(tmp_path):

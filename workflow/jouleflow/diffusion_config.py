@@ -71,6 +71,8 @@ class DiffusionJobConfig:
     container: ContainerConfig | None = None
     timeout_s: float = 7200.0  # whole worker run: load + warm-up + batches
     power_period_s: float = 0.1
+    # Pipeline bookkeeping, not a measured setting: the run this point was scheduled after.
+    after: str | None = None
     no_energy: bool = False
 
     def __post_init__(self) -> None:

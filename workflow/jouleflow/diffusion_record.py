@@ -20,7 +20,7 @@ from jouleflow.provenance import package_version
 
 ENERGY_SOURCE = "nvml-via-zeus"
 # Where things ran, not what was measured: left out of the config hash.
-UNHASHED = ("model_path", "launcher", "timeout_s")
+UNHASHED = ("model_path", "launcher", "timeout_s", "after")
 
 
 def run_config(

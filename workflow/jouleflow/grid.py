@@ -112,8 +112,12 @@ class Grid:
         return jobspec.resources(self.config, point, attempt)
 
     def spec(self, point: GridPoint) -> dict[str, Any]:
-        """The job spec of `jouleflow measure llm --config` (jobspec.job_spec)."""
-        return jobspec.job_spec(self.config, point)
+        """The job spec of `jouleflow measure llm --config` (jobspec.job_spec), with the run it is
+        scheduled after (measured points of a chained group)."""
+        spec = jobspec.job_spec(self.config, point)
+        if point.source == "measure":
+            spec["after"] = self.predecessor_run(point)
+        return spec
 
     def identity(self, point: GridPoint) -> dict[str, Any]:
         return jobspec.identity(self.config, point)

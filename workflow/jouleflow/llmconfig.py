@@ -94,6 +94,9 @@ class LLMJobConfig:
     no_energy: bool = False
     host: str = "127.0.0.1"
     port: int | None = None  # null = a free port
+    # Pipeline bookkeeping, not a measured setting: the run directory of the next-smaller batch size
+    # this point was scheduled after (recorded in run.json so that a later insertion changes nothing).
+    after: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()

@@ -22,13 +22,22 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jouleflow import __version__
 from jouleflow.jobspec import IDENTITY_KEYS, MEASURED_KEYS
-from jouleflow.traces import RUN_JSON, RunDirWriter, is_complete_run, read_json, read_run, write_json
+from jouleflow.traces import (
+    RUN_JSON,
+    RunDirWriter,
+    TraceError,
+    is_complete_run,
+    read_json,
+    read_run,
+    write_json,
+)
 
 # Written into a copied reference run (and only there), so a copy is never mistaken for a measurement.
 ORIGIN_JSON = "origin.json"
@@ -40,13 +49,19 @@ class StaleRunError(RuntimeError):
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # measure | copy | keep | skip-infeasible
+    action: str  # measure | copy | keep | retry | skip-infeasible
     detail: str = ""
 
 
 def config_hash(config: dict[str, Any]) -> str:
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _normal(value: Any) -> Any:
+    """JSON's view of a value (tuples are lists, keys strings): a spec read from its file and the
+    config a session recorded compare equal when they say the same thing."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _same(wanted: Any, recorded: Any) -> bool:
@@ -58,7 +73,9 @@ def _same(wanted: Any, recorded: Any) -> bool:
 
 def differing_keys(spec: dict[str, Any], recorded: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
     """Keys whose values differ; a key the run did not record is not counted (older schema)."""
-    return [k for k in keys if k in recorded and k in spec and not _same(spec[k], recorded[k])]
+    return [
+        k for k in keys if k in recorded and k in spec and not _same(_normal(spec[k]), _normal(recorded[k]))
+    ]
 
 
 def _origin(run_dir: Path) -> dict[str, Any] | None:
@@ -84,14 +101,70 @@ def decide(
     if source == "reference" and reference_run is None:
         raise ValueError("source 'reference' needs the bundled run directory")
     if is_complete_run(run_dir):
+        if source == "measure" and _status(run_dir) == "failed":
+            # A failed attempt is no result: the job is scheduled again (--forcerun measure, a changed
+            # setting), so measure again, keeping the failed attempt beside it.
+            return Decision("retry", str(run_dir))
         return _check_existing(spec, run_dir, source, reference_run)
     if source == "reference":
         return Decision("copy", str(reference_run))
+    # Only a configuration that does not fit stops the larger batch sizes; a crash or a timeout of
+    # the smaller one says nothing about the larger, which is still tried.
     if predecessor and is_complete_run(predecessor):
         meta = read_run(predecessor)
         if meta.get("status") == "infeasible":
             return Decision("skip-infeasible", str(meta.get("reason") or "infeasible"))
     return Decision("measure")
+
+
+def _status(run_dir: Path) -> str | None:
+    try:
+        return read_run(run_dir).get("status")
+    except TraceError:
+        return None
+
+
+def stale_reason(
+    spec: dict[str, Any], run_dir: str | Path, source: str, reference_run: str | Path | None = None
+) -> str | None:
+    """Why the finished run at run_dir no longer matches its spec (None: it matches, or nothing is
+    there, or it is a failed attempt that will simply be measured again)."""
+    run_dir = Path(run_dir)
+    if not is_complete_run(run_dir) or (source == "measure" and _status(run_dir) == "failed"):
+        return None
+    try:
+        _check_existing(spec, run_dir, source, reference_run)
+    except StaleRunError as exc:
+        return str(exc)
+    return None
+
+
+def check_campaign(runs: Iterable[tuple[dict[str, Any], str, str, str | None]]) -> list[str]:
+    """Every finished run that no longer matches the config: (spec, run_dir, source, bundled run).
+
+    The workflow calls this when it plans, so every mismatch is reported at once, on every
+    invocation, until the config is reverted or the run moved away.
+    """
+    problems = []
+    for spec, run_dir, source, reference_run in runs:
+        reason = stale_reason(spec, run_dir, source, reference_run)
+        if reason:
+            problems.append(reason)
+    return problems
+
+
+def archive_failed(run_dir: str | Path) -> Path:
+    """Move a failed attempt aside (`<batch>.failed-<end time>`), never deleting it."""
+    run_dir = Path(run_dir)
+    end = (read_run(run_dir).get("provenance") or {}).get("end_time") or time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(float(end)))
+    dst = run_dir.with_name(f"{run_dir.name}.failed-{stamp}")
+    n = 1
+    while dst.exists():
+        n += 1
+        dst = run_dir.with_name(f"{run_dir.name}.failed-{stamp}-{n}")
+    os.replace(run_dir, dst)
+    return dst
 
 
 def _check_existing(

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 ENERGY_SOURCE = "nvml-via-zeus"
 # Fields that say where things ran, not what was measured: excluded from the config hash.
-UNHASHED = ("host", "port", "model_path", "launcher", "health_timeout_s")
+UNHASHED = ("host", "port", "model_path", "launcher", "health_timeout_s", "after")
 
 
 class SessionError(RuntimeError):
@@ -140,6 +140,9 @@ class Session:
                     resolve_model(cfg, self.model_cache)
                     self.model_config = validate_engine(cfg)
                     specs, rs_info = prepare_requests(cfg, writer)
+                    fallback = ((rs_info or {}).get("synthetic") or {}).get("histogram_fallback")
+                    if fallback:
+                        self.notes.append(f"output lengths: {fallback}")
                 with gpu_allocation(cfg) if needs_gpu(cfg) else contextlib.nullcontext() as alloc:
                     self.gpus = alloc
                     record_allocation(prov, alloc)
@@ -272,10 +275,11 @@ class Session:
         config["parallelism"] = parallelism_label(
             cfg.tensor_parallel, cfg.pipeline_parallel, cfg.data_parallel, cfg.expert_parallel
         )
-        config["request_set"] = rs_info
+        # `config` stays the job spec's shape (the run guard compares it with the spec, key by key);
+        # what the request set turned out to be is recorded beside it.
         hashed = {k: v for k, v in config.items() if k not in UNHASHED}
         if rs_info:
-            hashed["request_set"] = {"sha256": rs_info["sha256"]}
+            hashed["request_set_sha256"] = rs_info["sha256"]
         prov.update(
             {
                 "load_format": cfg.load_format,
@@ -289,6 +293,7 @@ class Session:
             "reason": reason,
             "config": config,
             "config_hash": config_hash(hashed),
+            "request_set": rs_info,
             "provenance": prov,
             "notes": self.notes,
             "foreign_processes": self.foreign,

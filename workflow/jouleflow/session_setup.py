@@ -81,7 +81,12 @@ def prepare_requests(
         info = {
             "path": "request_set.parquet",
             "sha256": requestset.sha256_file(path),
-            "synthetic": {**vars(s), "histogram": hist.source if hist else None},
+            "synthetic": {
+                **vars(s),
+                "histogram": hist.source if hist else None,
+                # Another configuration's lengths stood in (synthetic.load_histogram's rule), or None.
+                "histogram_fallback": hist.fallback if hist else None,
+            },
         }
     if len(specs) < cfg.num_requests:
         raise requestset.RequestSetError(

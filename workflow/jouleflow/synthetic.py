@@ -43,6 +43,7 @@ class Histogram:
     edges: list[float]  # len(counts) + 1
     counts: list[float]
     source: str  # file and configuration, for provenance
+    fallback: str | None = None  # why another configuration's lengths were used (None: exact match)
 
     def __post_init__(self) -> None:
         if len(self.edges) != len(self.counts) + 1 or not self.counts:
@@ -72,14 +73,29 @@ class Histogram:
         return self._cum
 
 
+# GPUs whose published lengths stand in for a GPU ML.ENERGY did not measure, in order of preference:
+# the lengths depend on the model and sampling, barely on the GPU, and H100 is the most published.
+FALLBACK_GPU_ORDER = ("H100", "B200", "A100")
+
+
 def load_histogram(
-    path: str | Path, gpu_model: str | None, num_gpus: int | None, max_num_seqs: int | None
+    path: str | Path,
+    gpu_model: str | None,
+    num_gpus: int | None,
+    max_num_seqs: int | None,
+    *,
+    fallback: bool = True,
 ) -> Histogram:
-    """The histogram of the configuration matching (gpu_model, num_gpus, max_num_seqs) in an ML.ENERGY file.
+    """The histogram of the configuration (gpu_model, num_gpus, max_num_seqs) in an ML.ENERGY file.
 
     Accepts the v3 models/*.json layout ({"configurations": [{gpu_model, num_gpus, max_num_seqs,
-    output_length_distribution: {bins, counts}}]}) or a bare {"bins", "counts"} object. No exact match
-    is an error listing the configurations the file has.
+    output_length_distribution: {bins, counts}}], "output_length_distribution": pooled}) or a bare
+    {"bins", "counts"} object. Without an exact match and with `fallback` (docs/config.md):
+      1. the same num_gpus and max_num_seqs on another GPU (FALLBACK_GPU_ORDER, then by name);
+      2. else the nearest max_num_seqs with the same num_gpus (the smaller on a tie), same GPU order;
+      3. else the file's pooled distribution of the model x task.
+    The choice is in `Histogram.source` and `Histogram.fallback` (recorded in run.json).
+    No match and no fallback is an error listing the configurations the file has.
     """
     path = Path(path)
     try:
@@ -91,29 +107,77 @@ def load_histogram(
     configs = data.get("configurations") if isinstance(data, dict) else None
     if not isinstance(configs, list):
         raise HistogramError(f"{path}: no 'configurations' list and no top-level bins/counts")
-
-    def matches(c: dict[str, Any]) -> bool:
-        return (
-            (gpu_model is None or str(c.get("gpu_model", "")).lower() == gpu_model.lower())
-            and (num_gpus is None or c.get("num_gpus") == num_gpus)
-            and (max_num_seqs is None or c.get("max_num_seqs") == max_num_seqs)
-        )
-
-    hits = [c for c in configs if isinstance(c, dict) and matches(c) and "output_length_distribution" in c]
-    if len(hits) != 1:
+    usable = [c for c in configs if isinstance(c, dict) and "output_length_distribution" in c]
+    wanted = f"gpu_model={gpu_model} num_gpus={num_gpus} max_num_seqs={max_num_seqs}"
+    hits = [c for c in usable if _matches(c, gpu_model, num_gpus, max_num_seqs)]
+    if len(hits) > 1:
+        raise HistogramError(f"{path}: {len(hits)} configurations match {wanted}; give all three")
+    note = None
+    if not hits and fallback:
+        hits, note = _fallback(usable, data, gpu_model, num_gpus, max_num_seqs)
+        if note:
+            note = f"no published configuration for {wanted}; {note}"
+    if not hits and note is None:
         have = sorted({(c.get("gpu_model"), c.get("num_gpus"), c.get("max_num_seqs")) for c in configs})
-        what = "no" if not hits else f"{len(hits)}"
         raise HistogramError(
-            f"{path}: {what} configuration(s) match gpu_model={gpu_model} num_gpus={num_gpus} "
-            f"max_num_seqs={max_num_seqs}; available (gpu_model, num_gpus, max_num_seqs): {have}"
+            f"{path}: no configuration matches {wanted}; "
+            f"available (gpu_model, num_gpus, max_num_seqs): {have}"
         )
-    dist = hits[0]["output_length_distribution"]
+    chosen = hits[0] if hits else {"output_length_distribution": data.get("output_length_distribution")}
+    dist = chosen["output_length_distribution"]
     try:
         edges, counts = list(dist["bins"]), list(dist["counts"])
     except (KeyError, TypeError) as exc:
         raise HistogramError(f"{path}: output_length_distribution lacks bins/counts") from exc
-    src = f"{path.name}[gpu_model={hits[0].get('gpu_model')},num_gpus={hits[0].get('num_gpus')},max_num_seqs={hits[0].get('max_num_seqs')}]"
-    return Histogram(edges, counts, src)
+    if hits:
+        c = hits[0]
+        src = f"{path.name}[gpu_model={c.get('gpu_model')},num_gpus={c.get('num_gpus')},max_num_seqs={c.get('max_num_seqs')}]"
+    else:
+        src = f"{path.name}[pooled]"
+    return Histogram(edges, counts, src, fallback=note)
+
+
+def _matches(
+    c: dict[str, Any], gpu_model: str | None, num_gpus: int | None, max_num_seqs: int | None
+) -> bool:
+    return (
+        (gpu_model is None or str(c.get("gpu_model", "")).lower() == gpu_model.lower())
+        and (num_gpus is None or c.get("num_gpus") == num_gpus)
+        and (max_num_seqs is None or c.get("max_num_seqs") == max_num_seqs)
+    )
+
+
+def _gpu_rank(c: dict[str, Any], gpu_model: str | None) -> tuple[int, int, str]:
+    """The job's own GPU first, then FALLBACK_GPU_ORDER, then by name."""
+    gpu = str(c.get("gpu_model", "")).lower()
+    order = [g.lower() for g in FALLBACK_GPU_ORDER]
+    own = 0 if gpu_model is not None and gpu == gpu_model.lower() else 1
+    return (own, order.index(gpu) if gpu in order else len(order), gpu)
+
+
+def _fallback(
+    usable: list[dict[str, Any]],
+    data: dict[str, Any],
+    gpu_model: str | None,
+    num_gpus: int | None,
+    max_num_seqs: int | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """(the chosen configuration as a one-element list, or [] for the pooled one; what was done)."""
+    same = [c for c in usable if _matches(c, None, num_gpus, max_num_seqs)]
+    if same:
+        best = min(same, key=lambda c: _gpu_rank(c, gpu_model))
+        return [best], f"used {best.get('gpu_model')}'s (same num_gpus and max_num_seqs)"
+    gpus_ok = [c for c in usable if _matches(c, None, num_gpus, None) and c.get("max_num_seqs")]
+    if gpus_ok and max_num_seqs is not None:
+        dist = min(abs(int(c["max_num_seqs"]) - max_num_seqs) for c in gpus_ok)
+        near = [c for c in gpus_ok if abs(int(c["max_num_seqs"]) - max_num_seqs) == dist]
+        best = min(near, key=lambda c: (int(c["max_num_seqs"]), _gpu_rank(c, gpu_model)))
+        return [best], (
+            f"used {best.get('gpu_model')}'s at the nearest published max_num_seqs={best['max_num_seqs']}"
+        )
+    if isinstance(data.get("output_length_distribution"), dict):
+        return [], "used the model x task's pooled distribution"
+    return [], None
 
 
 def parse_length_distribution(spec: str) -> tuple[str, list[float]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -37,10 +37,21 @@ def register(subparsers) -> None:
     m = sub.add_parser("measure", help="measure one grid point unless a finished run is there")
     m.add_argument("spec", type=Path, metavar="SPEC", help="job spec JSON (jouleflow measure llm --config)")
     m.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    m.add_argument("--after", type=Path, metavar="RUN_DIR", help="next-smaller batch size of the group")
+    m.add_argument(
+        "--after",
+        type=Path,
+        metavar="RUN_DIR",
+        help="next-smaller batch size of the group (default: the spec's)",
+    )
     m.add_argument(
         "--kind", choices=("llm", "diffusion"), default="llm", help="`jouleflow measure` sub-command (llm)"
     )
+    m.add_argument(
+        "--time-limit-min",
+        type=float,
+        help="the job's time limit: the measurement is stopped a margin before it and recorded failed",
+    )
+    m.add_argument("--failure-log", type=Path, help="append one JSON line per failed attempt here")
     m.set_defaults(func=run_measure)
 
     f = sub.add_parser("fetch-reference", help="copy a bundled reference run into place")
@@ -78,21 +89,32 @@ def _load_spec(path: Path) -> dict:
 
 
 def run_measure(args: argparse.Namespace) -> int:
+    from jouleflow import attempt
     from jouleflow.cli import CLIError
-    from jouleflow.runguard import StaleRunError, decide, write_skipped_infeasible
+    from jouleflow.runguard import StaleRunError, archive_failed, decide, write_skipped_infeasible
 
     spec = _load_spec(args.spec)
+    run_dir: Path = args.run_dir
+    after = args.after or spec.get("after")
+    failures = args.failure_log
+    # An attempt killed outright (SIGKILL of the whole job, a lost node) left only its temp dir.
+    for partial in attempt.partials(run_dir):
+        attempt.log_failure(
+            failures, run_dir, "failed", f"an earlier attempt was killed (left {partial.name})"
+        )
     try:
-        decision = decide(spec, args.run_dir, "measure", predecessor=args.after)
+        decision = decide(spec, run_dir, "measure", predecessor=after)
     except StaleRunError as exc:
         raise CLIError(str(exc)) from None
     if decision.action == "keep":
         print(decision.detail, file=sys.stderr)
         return 0
     if decision.action == "skip-infeasible":
-        write_skipped_infeasible(spec, args.run_dir, args.after, decision.detail)
-        print(f"infeasible (not attempted, {args.after} was infeasible): {args.run_dir}", file=sys.stderr)
+        write_skipped_infeasible(spec, run_dir, after, decision.detail)
+        print(f"infeasible (not attempted, {after} was infeasible): {run_dir}", file=sys.stderr)
         return 0
+    if decision.action == "retry":
+        print(f"measuring again; the failed attempt is kept at {archive_failed(run_dir)}", file=sys.stderr)
     argv = [
         sys.executable,
         "-m",
@@ -102,12 +124,41 @@ def run_measure(args: argparse.Namespace) -> int:
         "--config",
         str(args.spec),
         "-o",
-        str(args.run_dir),
+        str(run_dir),
     ]
     print("+ " + " ".join(argv[1:]), file=sys.stderr, flush=True)
-    # exec, not a child: a SLURM cancel (SIGTERM) reaches the measurement, which tears its server down.
-    os.execv(sys.executable, argv)
-    return 0  # not reached
+    deadline_s = attempt.deadline_s(args.time_limit_min) if args.time_limit_min else None
+    before = attempt.failed_siblings(run_dir)
+    salvage = attempt.partials(run_dir)
+    result = attempt.run_child(argv, deadline_s)
+    if is_complete(run_dir):
+        status, reason = attempt.run_status(run_dir)
+        if status == "failed":
+            attempt.log_failure(failures, run_dir, status, reason or "failed")
+        for partial in salvage:  # a killed earlier attempt's logs: reported in the failure log above
+            shutil.rmtree(partial, ignore_errors=True)
+        return 0
+    if result.returncode == attempt.BAD_INPUT and not (result.timed_out or result.interrupted):
+        return attempt.BAD_INPUT  # the child named the key or file; nothing was measured
+    new = sorted(attempt.failed_siblings(run_dir) - before)
+    if new:
+        attempt.adopt(new[-1], run_dir)
+        _, reason = attempt.run_status(run_dir)
+        if result.timed_out or result.interrupted:
+            reason = f"{attempt.describe(result, deadline_s)}; {reason}"
+    else:
+        reason = attempt.describe(result, deadline_s)
+        left = [p for p in attempt.partials(run_dir) if p not in salvage] + salvage
+        attempt.record_failed(spec, run_dir, reason, left, result.started)
+    attempt.log_failure(failures, run_dir, "failed", reason or "failed", returncode=result.returncode)
+    print(f"recorded failed: {run_dir}: {reason}", file=sys.stderr)
+    return 0
+
+
+def is_complete(run_dir: Path) -> bool:
+    from jouleflow.traces import is_complete_run
+
+    return is_complete_run(run_dir)
 
 
 def run_fetch_reference(args: argparse.Namespace) -> int:
