@@ -13,17 +13,18 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from jouleflow.grid import GridError, build_grid  # noqa: E402
 from jouleflow import gridtable  # noqa: E402
 from jouleflow.jobspec import ATTEMPT_SCALED  # noqa: E402
+from jouleflow.localgpu import LocalGpuError, resolve_local  # noqa: E402
 from jouleflow.runguard import check_campaign  # noqa: E402
 from jouleflow.traces import is_complete_run, read_run  # noqa: E402
 
 try:
+    # `gpus: [local]` (the quickstart): the type of this machine's GPUs, as if written there.
+    config["sweeps"] = resolve_local(config)["sweeps"]
     GRID = build_grid(config)
-except GridError as exc:
+except (GridError, LocalGpuError) as exc:
     raise WorkflowError(f"Invalid config: {exc}") from None
 
 RESULTS = config["results_dir"]
-# The job specs mirror the config (written only where their content changed); see rules/measure.smk.
-gridtable.sync_job_specs(GRID)
 
 
 def finished_runs():
@@ -41,6 +42,9 @@ if STALE:
         f"jouleflow: {len(STALE)} finished run(s) no longer match the config; nothing was run:\n  "
         + "\n  ".join(STALE)
     )
+
+# Then the job specs mirror the config (written only where their content changed; rules/measure.smk).
+gridtable.sync_job_specs(GRID)
 # One grid point: runs/{task}/{model}/{gpu}/{parallelism}/{batch}, model slugged (design.md).
 POINT = "{task}/{model}/{gpu}/{parallelism}/{batch}"
 RUN = f"{RESULTS}/runs/{POINT}"
@@ -144,6 +148,18 @@ def smaller_batch_run(wildcards):
         return [recorded] if recorded and Path(recorded).exists() else []
     pred = GRID.predecessor_run(point)
     return [pred] if pred else []
+
+
+def failed_attempt(wildcards):
+    """A failed run is measured again by the next invocation: this params value changes with every
+    failed attempt (Snakemake's params rerun trigger), and is empty for every other run."""
+    run = gridtable.run_dir(RESULTS, point_of(wildcards))
+    if not is_complete_run(run):
+        return ""
+    meta = read_run(run)
+    if meta.get("status") != "failed":
+        return ""
+    return f"failed at {(meta.get('provenance') or {}).get('end_time')}"
 
 
 def measure_env():

@@ -91,4 +91,4 @@ rule plot_task_energy:
     conda:
         ENV_ANALYSIS
     shell:
-        "jouleflow plot task-energy --summary {input.summary} -o {output.png} > {log} 2>&1"
+        "jouleflow plot task-energy --summary {input.summary} --allow-empty -o {output.png} > {log} 2>&1"

@@ -33,5 +33,5 @@ rule frontier:
     conda:
         ENV_ANALYSIS
     shell:
-        "jouleflow frontier --summary {input.summary} -o {output.frontier} "
+        "jouleflow frontier --summary {input.summary} -o {output.frontier} --allow-empty "
         "--recommendations {output.recommendations} {params.targets} > {log} 2>&1"

@@ -87,7 +87,7 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         "max_model_len": model.get("max_model_len"),
         "server_args": server_args,
         "env": {**meas["env"], **model["env"]},
-        "num_requests": task["num_requests"],
+        "num_requests": num_requests(task, point.batch_size),
         "request_set": _fill(rs.get("path"), fields) if rs["kind"] == "parquet" else None,
         "synthetic": {
             "output_lengths": _fill(rs.get("output_lengths"), fields),
@@ -102,6 +102,14 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         "health_timeout_s": meas["health_timeout_s"],
         "power_period_s": meas["power_period_s"],
     }
+
+
+def num_requests(task: Mapping[str, Any], batch_size: int) -> int:
+    """N: the task's num_requests, raised to requests_per_batch x B where that is set. With all N
+    submitted at once, the server runs B requests until fewer than B are left: about
+    (N / B - 1) mean response times, whatever the GPU's speed."""
+    per_batch = task.get("requests_per_batch")
+    return max(task["num_requests"], per_batch * batch_size) if per_batch else task["num_requests"]
 
 
 def diffusion_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:

@@ -133,8 +133,13 @@ def _metric(task: str, rows: pl.DataFrame, latency_metric: str | None) -> str:
     return resolve_latency_metric(latency_metric) if latency_metric else default_latency_metric(task, rows)
 
 
-def frontier_table(summary: pl.DataFrame, latency_metric: str | None = None) -> FrontierTable:
-    """Frontier rows of every (task, model, precision), fastest first, with frontier_rank 1..n."""
+def frontier_table(
+    summary: pl.DataFrame, latency_metric: str | None = None, allow_empty: bool = False
+) -> FrontierTable:
+    """Frontier rows of every (task, model, precision), fastest first, with frontier_rank 1..n.
+
+    No usable row at all is an error, or with `allow_empty` (a campaign whose points all failed
+    still gets its tables) an empty frontier with the same columns."""
     parts, metrics, excluded = [], {}, {}
     for task, rows in _task_partitions(summary):
         metric = _metric(task, rows, latency_metric)
@@ -145,7 +150,14 @@ def frontier_table(summary: pl.DataFrame, latency_metric: str | None = None) -> 
             front.with_columns(latency_metric=pl.lit(metric), latency_s=pl.col(metric).cast(pl.Float64))
         )
     if not parts or all(p.height == 0 for p in parts):
-        raise FrontierError("the summary has no usable rows (ok, valid, with latency and energy)")
+        if not allow_empty:
+            raise FrontierError("the summary has no usable rows (ok, valid, with latency and energy)")
+        empty = summary.head(0).with_columns(
+            latency_metric=pl.lit(None, pl.String),
+            latency_s=pl.lit(None, pl.Float64),
+            frontier_rank=pl.lit(None, pl.Int64),
+        )
+        return FrontierTable(empty, metrics, excluded)
     order = [*GROUP_COLS, "latency_s", ENERGY_COL, "gpu", "num_gpus", "batch_size", "parallelism", "run_dir"]
     frontier = pl.concat([p for p in parts if p.height], how="diagonal_relaxed").sort(order, nulls_last=True)
     frontier = frontier.with_columns(

@@ -22,6 +22,15 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _output_lengths_from(meta: dict[str, Any]) -> str | None:
+    # run.json's `request_set` (older runs recorded it under config)
+    rs = meta.get("request_set") or meta.get("config", {}).get("request_set")
+    synthetic = rs.get("synthetic") if isinstance(rs, dict) else None
+    if not synthetic or not synthetic.get("histogram"):
+        return None
+    return synthetic["histogram"] + (" (fallback)" if synthetic.get("histogram_fallback") else "")
+
+
 def summary_row(run_dir: str | Path, summary_path: str | Path | None = None) -> dict[str, Any]:
     """The run's row in the campaign summary table (every traces.SUMMARY column, nulls where unknown)."""
     run_dir = Path(run_dir)
@@ -55,5 +64,7 @@ def summary_row(run_dir: str | Path, summary_path: str | Path | None = None) -> 
         "energy_per_response_j": summary.get("energy_per_image_j" if diffusion else "energy_per_request_j"),
         "gpu_tdp_w": _float(gpu.get("default_power_limit_w", gpu.get("power_limit_w"))),
         "mean_batch_size": summary.get("mean_batch_size" if diffusion else "mean_running"),
+        "reason": meta.get("reason"),
+        "output_lengths_from": _output_lengths_from(meta),
     }
     return {name: row.get(name) for name in traces.SUMMARY.names}

@@ -129,6 +129,10 @@ SUMMARY = pa.schema(
         ("batch_latency_s", pa.float64()),  # diffusion
         ("mean_batch_size", pa.float64()),  # mean running requests in the steady window
         ("steady_duration_s", pa.float64()),
+        ("reason", pa.string()),  # why a run is infeasible or failed (run.json reason)
+        # the published configuration whose output lengths the request set drew from, "(fallback)" when
+        # it stood in for an unpublished one (synthetic.load_histogram's rule)
+        ("output_lengths_from", pa.string()),
     ]
 )
 

@@ -126,7 +126,7 @@ def run_measure(args: argparse.Namespace) -> int:
         "-o",
         str(run_dir),
     ]
-    print("+ " + " ".join(argv[1:]), file=sys.stderr, flush=True)
+    print("+ " + " ".join(argv[2:]), file=sys.stderr, flush=True)
     deadline_s = attempt.deadline_s(args.time_limit_min) if args.time_limit_min else None
     before = attempt.failed_siblings(run_dir)
     salvage = attempt.partials(run_dir)
@@ -200,12 +200,15 @@ def run_plan(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
     from jouleflow.config import load_config
     from jouleflow.grid import GridError, build_grid
+    from jouleflow.localgpu import LocalGpuError, resolve_local
     from jouleflow.gridtable import JOB_COLUMNS, SKIPPED_COLUMNS, job_rows, skipped_rows, write_tsv
 
     files = args.configfile or [Path("config/config.yaml")]
     try:
-        grid = build_grid(load_config(files, args.schema))
-    except GridError as exc:
+        config = load_config(files, args.schema)
+        config["sweeps"] = resolve_local(config)["sweeps"]
+        grid = build_grid(config)
+    except (GridError, LocalGpuError) as exc:
         raise CLIError(str(exc)) from None
     sources: dict[str, int] = {}
     for point in grid.points:

@@ -41,6 +41,11 @@ def register(subparsers) -> None:
     fr.add_argument(
         "--target", action="append", default=[], metavar="TASK=D1,D2", help="targets for one task"
     )
+    fr.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="no usable run (all failed or invalid): write empty tables instead of failing",
+    )
     fr.set_defaults(func=_frontier)
 
     rec = subparsers.add_parser("recommend", help="minimum-energy configuration under a latency target")
@@ -81,6 +86,11 @@ def register(subparsers) -> None:
     task_energy.add_argument("--gpu", help="only this GPU type (e.g. H100)")
     task_energy.add_argument("--select", choices=("min-energy", "min-latency"), default="min-energy",
                              help="which configuration per model (default: min-energy)")  # fmt: skip
+    task_energy.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="when no run is usable, draw a figure saying why instead of failing",
+    )
     task_energy.set_defaults(func=_plot_task_energy)
 
 
@@ -151,7 +161,7 @@ def _frontier(args: argparse.Namespace) -> int:
     )
 
     summary = _summary(args.summary)
-    table = frontier_table(summary, args.latency_metric)
+    table = frontier_table(summary, args.latency_metric, allow_empty=args.allow_empty)
     traces.write_table(table.frontier.to_arrow(), args.output)
     for line in summarize_exclusions(table):
         print(line, file=sys.stderr)
@@ -234,4 +244,6 @@ def _plot_task_energy(args: argparse.Namespace) -> int:
     from jouleflow.plots.task_energy import plot_task_energy
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-    return _report(plot_task_energy(_summary(args.summary), args.output, tasks, args.gpu, args.select))
+    summary = _summary(args.summary)
+    args.model, args.task = "energy per response", "all tasks"  # the placeholder's title
+    return _or_placeholder(args, lambda: plot_task_energy(summary, args.output, tasks, args.gpu, args.select))
