@@ -4,8 +4,8 @@ The measuring parent launches it through `launcher` in place of `torchrun --modu
 
     python tests/xdit_worker_imitation.py --nproc={nproc} <xfuser options> --jouleflow_spec=FILE
 
-It reads the same spec, starts nproc-1 idle "rank" processes in its process group (as torchrun
-does), sleeps instead of generating, and writes the worker's output protocol (JSON lines, see
+It reads the same spec, starts nproc-1 idle "rank" processes, each in a session of its own (as
+torchrun does), sleeps instead of generating, and writes the worker's output protocol (JSON lines, see
 jouleflow.engines.xdit_protocol) with its own plain `json` code, so a test checks the parent
 against the protocol as documented rather than against the product's own writer.
 
@@ -49,8 +49,10 @@ def main() -> int:
     with open(opts["jouleflow_spec"]) as f:
         spec = json.load(f)
     nproc = int(opts.get("nproc", "1"))
+    # torchrun starts each rank in a session of its own (start_new_session): out of our process group.
     ranks = [
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"]) for _ in range(nproc - 1)
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True)
+        for _ in range(nproc - 1)
     ]
     events = open(spec["events_path"], "a")  # noqa: SIM115 - open for the whole run, like the worker's
     silent = os.environ.get("IMITATION_OOM_SILENT") == "1"

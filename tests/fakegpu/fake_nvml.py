@@ -124,6 +124,7 @@ class FakeGPUConfig:
     processes: str = ""
     init_error: str | None = None
     log: str | None = None
+    energy_fail_after: int | None = None  # energy counter reads that succeed before it raises GPU_IS_LOST
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> FakeGPUConfig:
@@ -137,6 +138,9 @@ class FakeGPUConfig:
             processes=env.get("FAKE_GPU_PROCESSES", ""),
             init_error=env.get("FAKE_GPU_INIT_ERROR") or None,
             log=env.get("FAKE_GPU_LOG") or None,
+            energy_fail_after=int(env["FAKE_GPU_ENERGY_FAIL_AFTER"])
+            if env.get("FAKE_GPU_ENERGY_FAIL_AFTER")
+            else None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -153,6 +157,8 @@ class FakeGPUConfig:
             env["FAKE_GPU_INIT_ERROR"] = self.init_error
         if self.log:
             env["FAKE_GPU_LOG"] = self.log
+        if self.energy_fail_after is not None:
+            env["FAKE_GPU_ENERGY_FAIL_AFTER"] = str(self.energy_fail_after)
         return env
 
 
@@ -191,6 +197,7 @@ class FakeNVML:
             index, pid, mib = (int(x) for x in item.split(":"))
             self.devices[index].processes.append((pid, mib * 2**20))
         self.init_count = 0
+        self.energy_reads = 0
         reset_zeus()
 
     @property
@@ -280,6 +287,15 @@ class FakeNVML:
             dev(handle)
             return types.SimpleNamespace(total=MEMORY_TOTAL_B, free=MEMORY_TOTAL_B, used=0)
 
+        def energy(handle: object) -> int:
+            d, self.energy_reads = dev(handle), self.energy_reads + 1
+            if (
+                self.config.energy_fail_after is not None
+                and self.energy_reads > self.config.energy_fail_after
+            ):
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)  # the sensor breaks mid-run
+            return d.energy_mj(time.time())
+
         def not_supported_c2c(handle: object) -> None:
             dev(handle)
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
@@ -308,7 +324,7 @@ class FakeNVML:
             ),
             "nvmlDeviceGetArchitecture": lambda h: dev(h).arch,
             "nvmlDeviceGetC2cModeInfoV": not_supported_c2c,
-            "nvmlDeviceGetTotalEnergyConsumption": lambda h: dev(h).energy_mj(time.time()),
+            "nvmlDeviceGetTotalEnergyConsumption": energy,
             "nvmlDeviceGetPowerUsage": lambda h: round(1000 * dev(h).profile.power_w(time.time())),
             "nvmlDeviceGetFieldValues": field_values,
             "nvmlDeviceGetTemperature": lambda h, sensor: dev(h).temperature_c(time.time()),

@@ -5,8 +5,11 @@ hook -> power sampler and the whole-session Zeus check -> launch the worker unde
 own process group -> follow its events (progress, foreign GPU processes, overall timeout) -> stop
 everything -> batches.parquet (timed batches only), power.parquet, run.json, renamed into place
 atomically. Out of GPU memory (at load or in any batch) is a result: status "infeasible",
-committed at the final path. Any other failure is committed next to it as `<name>.failed-<time>`
-and raised; Ctrl-C / SIGTERM tear everything down and leave no directory.
+committed at the final path. Any other failure once the worker was launched (it exits early or
+times out, the power sampler breaks down, anything raised) is committed next to it as
+`<name>.failed-<time>` with what was gathered, and raised (details in session.log); session
+failures go through session_common.Failure. Bad input before the launch, and Ctrl-C / SIGTERM
+at any time, tear everything down and leave no directory.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from jouleflow.engines.xdit_protocol import (
 from jouleflow.gpualloc import AllocatedGpus, GpuAllocationError, session_gpus
 from jouleflow.provenance import PhaseTimer, base_provenance
 from jouleflow.session_common import (
+    Failure,
     RunFailed,
     attach_session_log,
     collect_foreign,
@@ -95,6 +99,7 @@ class DiffusionSession:
         self.foreign: list[dict] = []
         self.notes: list[str] = []
         self.gpus: AllocatedGpus | None = None  # held while measuring
+        self.failure = Failure(self.notes)
 
     # --- energy -------------------------------------------------------------------------------
     def start_power(self) -> list[dict]:
@@ -119,11 +124,17 @@ class DiffusionSession:
     def teardown(self) -> dict | None:
         """Stop the worker, then the sampler; idempotent. Returns the Zeus cross-check."""
         if self.worker is not None:
-            self.worker.stop()
+            try:
+                self.worker.stop()
+            except Exception as exc:  # the sampler must still stop and its rows be kept
+                self.failure.add(f"teardown: {type(exc).__name__}: {exc}", traceback.format_exc())
         result = None
         if self.sampler is not None:
-            self.power_rows, result = stop_power(self.sampler, self.check)
-            self.sampler = self.check = None
+            sampler, self.sampler = self.sampler, None
+            self.power_rows, result, failure = stop_power(sampler, self.check)
+            self.check = None
+            if failure:
+                self.failure.add(failure)
         return result
 
     # --- the worker ---------------------------------------------------------------------------
@@ -154,7 +165,7 @@ class DiffusionSession:
                 num_gpus=cfg.effective_num_gpus, run_dir=str(writer.tmp_dir), name=xdit.container_name(),
             )  # fmt: skip
             env = client_env
-        # ServerProcess runs it in its own process group, keeps its log and tears the group down.
+        # ServerProcess keeps its log and tears its tree down (torchrun's ranks too: own sessions).
         spec = base.ServerSpec(
             engine="xdit", argv=argv, host="127.0.0.1", port=0, served_model=cfg.model, env=env,
             metrics_path=None, stop_argv=stop_argv,
@@ -169,6 +180,10 @@ class DiffusionSession:
         deadline = time.monotonic() + self.cfg.timeout_s
         seen, loaded, total = 0, False, self.cfg.timed_batches
         while self.worker.is_alive():
+            failure = self.sampler.failure() if self.sampler is not None else None
+            if failure:  # no energy record any more: stop now, keep what was gathered
+                self.failure.add(f"power sampler failed: {failure}")
+                return read_events(events_path), None
             report = read_events(events_path)
             if report.loaded is not None and not loaded:
                 loaded = True
@@ -199,7 +214,7 @@ class DiffusionSession:
         with self.timer.phase("prepare"):
             p = plan(cfg)  # bad input raises here, before anything is written
         writer = traces.RunDirWriter(self.out_dir)
-        handler = attach_session_log(writer)
+        handler = self.failure.handler = attach_session_log(writer)
         prov: dict[str, Any] = {"start_time": time.time()}
         report, timed_out, spec, inventory, check = WorkerReport(), None, None, [], None
         try:
@@ -218,36 +233,37 @@ class DiffusionSession:
                     finally:
                         with self.timer.phase("teardown"):
                             check = self.teardown()
-        except (
-            KeyboardInterrupt,
-            DiffusionSessionError,
-            GpuAllocationError,
-            ValueError,
-            FileNotFoundError,
-        ) as exc:
-            self.teardown()
-            detach_session_log(handler)
-            writer.abort()
-            if isinstance(exc, KeyboardInterrupt):
-                log.error("session interrupted: %s; torn down, nothing written", exc)
+        except KeyboardInterrupt as exc:
+            self.abort(writer, handler)
+            log.error("session interrupted: %s; torn down, nothing written", exc)
             raise
         except Exception as exc:
+            bad_input = (DiffusionSessionError, GpuAllocationError, ValueError, FileNotFoundError)
+            if isinstance(exc, bad_input) and not (self.worker and self.worker.proc):
+                self.abort(writer, handler)  # the errors name the thing; nothing was measured
+                raise
             self.teardown()
-            self.notes.append(traceback.format_exc())
-            log.exception("session failed")
-            prov["session_error"] = f"{type(exc).__name__}: {exc}"
-        detach_session_log(handler)
+            self.failure.add(f"{type(exc).__name__}: {exc}", traceback.format_exc())
         prov.update(end_time=time.time(), gpus=inventory)
-        return self.commit(writer, p, prov, spec, report, timed_out, check)
+        try:
+            return self.commit(writer, p, prov, spec, report, timed_out, check)
+        finally:
+            detach_session_log(handler)
+
+    def abort(self, writer: traces.RunDirWriter, handler: Any) -> None:
+        self.teardown()
+        detach_session_log(handler)
+        writer.abort()
 
     def commit(self, writer, p: Plan, prov, spec, report: WorkerReport, timed_out, check) -> Path:
         cfg = self.cfg
         exit_code = self.worker.exit_code() if self.worker is not None else None
-        if "session_error" in prov:
-            outcome = Outcome("failed", prov["session_error"])
-        else:
-            log_text = base.tail(writer.path(WORKER_LOG), max_lines=400)
-            outcome = decide_status(report, exit_code, log_text, cfg.timed_batches, timed_out)
+        log_text = base.tail(writer.path(WORKER_LOG), max_lines=400)
+        outcome = decide_status(report, exit_code, log_text, cfg.timed_batches, timed_out)
+        if self.failure.reason:  # the session's own failure comes first: the worker was stopped for it
+            outcome = Outcome("failed", self.failure.reason)
+        elif outcome.status == "failed" and exit_code not in (0, None):
+            self.failure.detail(f"worker.log tail:\n{base.tail(writer.path(WORKER_LOG))}")
         writer.write_trace("batches.parquet", batch_rows(report, interrupted_reason=outcome.reason))
         energy_source = None
         if self.power_rows:

@@ -202,6 +202,14 @@ class PowerSampler:
             for k in range(n)
         ]
 
+    def failure(self) -> str | None:
+        """Why sampling broke down, or None while it works (checked during the load, not only at stop)."""
+        if self._fatal is not None:
+            return str(self._fatal)
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return "the sampling thread ended unexpectedly"
+        return None
+
     def latest(self) -> dict[int, float]:
         """Last instant power per GPU (W), for the live display."""
         return dict(self._latest)

@@ -4,8 +4,12 @@ Order: resolve and validate the config (bad input ends here, nothing written) ->
 hook -> power sampler and the whole-session Zeus check -> launch the engine, wait healthy ->
 metrics scraper -> the load, with a live display -> stop everything -> traces + run.json, renamed
 into place atomically. A start-up OOM is a result (status "infeasible", committed at the final
-path); any other failure is committed next to it as `<name>.failed-<time>` for inspection and
-raised; Ctrl-C / SIGTERM tear everything down and leave no directory.
+path). Every failure once the engine was launched (it fails to start, exits during the load, the
+power sampler breaks down, anything raised) goes through one path, session_common.Failure: the
+load stops, everything is torn down and the traces gathered so far are committed next to the
+final path as `<name>.failed-<time>` with the reason, then SessionFailed is raised (details in
+session.log). Bad input before the launch, and Ctrl-C / SIGTERM at any time, tear everything
+down and leave no directory.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from jouleflow.load import request_rows as load_request_rows
 from jouleflow.provenance import PhaseTimer, base_provenance
 from jouleflow.server_metrics import MetricsScraper
 from jouleflow.session_common import (
+    Failure,
     RunFailed,
     attach_session_log,
     collect_foreign,
@@ -82,6 +87,7 @@ class Session:
         self.gpu_indices: list[int] = []
         self.gpus: Any = None  # gpualloc.AllocatedGpus while the GPUs are held
         self.model_config: dict | None = None
+        self.failure = Failure(self.notes)
 
     # --- energy -------------------------------------------------------------------------------
     def start_power(self) -> list[dict]:
@@ -115,21 +121,50 @@ class Session:
             return self._teardown()
 
     def _teardown(self) -> dict | None:
-        if self.scraper is not None:
-            self.scraper.stop()
-        if self.server is not None:
-            self.server.stop()
+        # Each step runs even if an earlier one raised; what raised is the run's failure.
+        for step in (self.scraper and self.scraper.stop, self.server and self.server.stop):
+            try:
+                if step:
+                    step()
+            except Exception as exc:
+                self.failure.add(f"teardown: {type(exc).__name__}: {exc}", traceback.format_exc())
         check_result = None
         if self.sampler is not None:
-            self.power_rows, check_result = stop_power(self.sampler, self.check)
-            self.sampler = self.check = None
+            sampler, self.sampler = self.sampler, None
+            self.power_rows, check_result, failure = stop_power(sampler, self.check)
+            self.check = None
+            if failure:
+                self.failure.add(failure)
         return check_result
+
+    # --- failures -----------------------------------------------------------------------------
+    def live_failure(self) -> str | None:
+        """Why the load must stop now: the engine exited or the power sampler broke down."""
+        server, sampler = self.server, self.sampler
+        if server is not None and not server.is_alive():
+            return f"{self.cfg.engine} server exited with code {server.exit_code()} during the load"
+        failure = sampler.failure() if sampler is not None else None
+        return f"power sampler failed: {failure}" if failure else None
+
+    def check_after_load(self, load_result: Any) -> None:
+        server = self.server
+        assert server is not None
+        if not all(r.ok for r in load_result.results):
+            server.wait_exit(1.0)  # failed requests may mean the engine is dying: let its exit show
+        reason = self.live_failure() or (
+            f"load aborted: {load_result.aborted}" if load_result.aborted else None
+        )
+        if reason:
+            engine_gone = not server.is_alive()
+            self.failure.add(
+                reason, f"server.log tail:\n{base.tail(server.log_path)}" if engine_gone else None
+            )
 
     # --- the session --------------------------------------------------------------------------
     def run(self, display: bool = True) -> Path:
         cfg = self.cfg
         writer = traces.RunDirWriter(self.out_dir)
-        handler = attach_session_log(writer)
+        handler = self.failure.handler = attach_session_log(writer)
         prov: dict[str, Any] = {"start_time": time.time()}
         status, reason, load_result, check_result, spec, inventory = "ok", None, None, None, None, []
         rs_info: dict | None = None
@@ -160,36 +195,42 @@ class Session:
                             prov["health_wait_s"] = self.server.wait_healthy(cfg.health_timeout_s)
                         self.check_foreign()
                         load_result = self._load(spec, specs, display)
+                        self.check_after_load(load_result)
                         self.check_foreign()
-                        if not self.server.is_alive():
-                            status = "failed"
-                            reason = f"{cfg.engine} server exited with code {self.server.exit_code()} during the load"
-                        elif load_result.aborted:
-                            status, reason = "failed", f"load aborted: {load_result.aborted}"
                     except base.ServerStartError as exc:
-                        status, reason = exc.status, exc.reason
-                        log.error("server start %s: %s", exc.status, exc)
+                        if exc.status == "infeasible":
+                            status, reason = exc.status, exc.reason
+                            log.warning("server start infeasible: %s", exc.reason)
+                        else:
+                            self.failure.add(exc.reason)
+                        if exc.log_tail:
+                            self.failure.detail(f"server.log tail:\n{exc.log_tail}")
                     finally:
                         with self.timer.phase("teardown"):
                             check_result = self.teardown()
-        except (KeyboardInterrupt, SessionError, GpuAllocationError, ValueError, FileNotFoundError) as exc:
-            # Interrupted or bad input: nothing measured worth keeping (the errors name the thing).
-            self.teardown()
-            detach_session_log(handler)
-            writer.abort()
-            if isinstance(exc, KeyboardInterrupt):
-                log.error("session interrupted: %s; torn down, nothing written", exc)
+        except KeyboardInterrupt as exc:
+            self.abort(writer, handler)
+            log.error("session interrupted: %s; torn down, nothing written", exc)
             raise
         except Exception as exc:
+            bad_input = (SessionError, GpuAllocationError, ValueError, FileNotFoundError)
+            if isinstance(exc, bad_input) and not (self.server and self.server.proc):
+                self.abort(writer, handler)  # the errors name the thing; nothing was measured
+                raise
             self.teardown()
-            status, reason = "failed", f"{type(exc).__name__}: {exc}"
-            self.notes.append(traceback.format_exc())
-            log.exception("session failed")
+            self.failure.add(f"{type(exc).__name__}: {exc}", traceback.format_exc())
         prov["end_time"] = time.time()
         prov["phases"] = self.timer.phases
         prov["gpus"] = inventory
+        try:
+            return self._commit(writer, status, reason, prov, spec, load_result, check_result, rs_info)
+        finally:
+            detach_session_log(handler)
+
+    def abort(self, writer: traces.RunDirWriter, handler: Any) -> None:
+        self.teardown()
         detach_session_log(handler)
-        return self._commit(writer, status, reason, prov, spec, load_result, check_result, rs_info)
+        writer.abort()
 
     def _load(self, spec: base.ServerSpec, specs: list[requestset.RequestSpec], display: bool):
         cfg = self.cfg
@@ -226,11 +267,9 @@ class Session:
         )
         requests = [s.to_load_request(cfg.endpoint) for s in specs]
         stats = LoadStats()
-        server = self.server
-        assert server is not None
 
         def abort_check() -> str | None:
-            return None if server.is_alive() else f"server exited with code {server.exit_code()}"
+            return self.live_failure()
 
         async def drive():
             from jouleflow.progress import Progress
@@ -254,17 +293,26 @@ class Session:
         log.info("load done: %d ok, %d failed, %d tokens", ok, len(result.results) - ok, stats.tokens)
         return result
 
+    def _write_trace(self, writer: traces.RunDirWriter, name: str, rows: Any) -> None:
+        try:  # one trace that cannot be written must not cost the others
+            writer.write_trace(name, rows() if callable(rows) else rows)
+        except Exception as exc:
+            writer.path(name).unlink(missing_ok=True)
+            self.failure.add(f"cannot write {name}: {type(exc).__name__}: {exc}", traceback.format_exc())
+
     def _commit(self, writer, status, reason, prov, spec, load_result, check_result, rs_info) -> Path:
         cfg = self.cfg
         if load_result is not None:
-            writer.write_trace("requests.parquet", load_request_rows(load_result.results))
-            writer.write_trace("tokens.parquet", token_columns(load_result.results))
+            self._write_trace(writer, "requests.parquet", lambda: load_request_rows(load_result.results))
+            self._write_trace(writer, "tokens.parquet", lambda: token_columns(load_result.results))
         if self.scraper is not None or (spec is not None and spec.metrics_path is None):
-            writer.write_trace("server.parquet", self.scraper.rows if self.scraper else [])
+            self._write_trace(writer, "server.parquet", self.scraper.rows if self.scraper else [])
         energy_source = None
         if self.power_rows:
-            writer.write_trace("power.parquet", self.power_rows)
+            self._write_trace(writer, "power.parquet", self.power_rows)
             energy_source = ENERGY_SOURCE
+        if self.failure.reason:
+            status, reason = "failed", self.failure.reason
         gpu_names = {g.get("name") for g in prov.get("gpus") or []}
         if cfg.gpu is None:
             cfg.gpu = gpu_short_name(next(iter(gpu_names))) if len(gpu_names) == 1 else None
@@ -315,6 +363,7 @@ class Session:
         if status == "failed":
             writer.final_dir = failed_run_dir(self.out_dir)
             path = writer.commit(doc)
+            log.info("failed run kept in %s", path)
             raise SessionFailed(reason or "failed", path)
         path = writer.commit(doc)
         log.info("run %s: %s%s", status, path, f" ({reason})" if reason else "")

@@ -82,14 +82,56 @@ def collect_foreign(foreign: list[dict], gpu_indices: list[int], own_pids: set[i
             foreign.append(proc)
 
 
-def stop_power(sampler: Any, check: Any) -> tuple[list[dict], dict | None]:
-    """Stop the power sampler and end the Zeus cross-check: (power rows, check result or None)."""
-    rows = sampler.stop()
+def stop_power(sampler: Any, check: Any) -> tuple[list[dict], dict | None, str | None]:
+    """Stop the power sampler and end the Zeus cross-check: (power rows, check result, failure).
+
+    Never raises for a sampler breakdown: the rows recorded up to it are returned with the reason.
+    """
+    from jouleflow.power import PowerSamplingError
+
+    try:
+        rows = sampler.stop()
+    except PowerSamplingError:
+        rows = sampler.rows()
     result = None
     if check is not None:
         with contextlib.suppress(Exception):  # only a cross-check: never lose the measured rows
             result = check.end()
-    return rows, result
+    failure = sampler.failure()
+    return rows, result, f"power sampler failed: {failure}" if failure else None
+
+
+class Failure:
+    """Why a run that started failed: the first reason is the run's; later ones become notes.
+
+    Every failure after the engine was launched goes through here, so the session always commits
+    a failed run with what it gathered. `details` (a traceback, a log tail) goes to session.log
+    only; the console gets one line per failure.
+    """
+
+    def __init__(self, notes: list[str], handler: logging.Handler | None = None) -> None:
+        self.notes = notes
+        self.handler = handler
+        self.reason: str | None = None
+
+    def add(self, reason: str, details: str | None = None) -> None:
+        if reason == self.reason or f"also failed: {reason}" in self.notes:
+            return
+        log = logging.getLogger("jouleflow.session")
+        if self.reason is None:
+            self.reason = reason
+            log.error("%s", reason)
+        else:
+            self.notes.append(f"also failed: {reason}")
+            log.error("also failed: %s", reason)
+        if details:
+            self.detail(details)
+
+    def detail(self, text: str) -> None:
+        """Write `text` to session.log only (straight to its handler, past the console)."""
+        if self.handler is not None:
+            log = logging.getLogger("jouleflow.session")
+            self.handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (text,), None))
 
 
 def failed_run_dir(out_dir: Path) -> Path:

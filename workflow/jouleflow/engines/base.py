@@ -1,7 +1,9 @@
 """Serving-engine process management: launch, health wait, teardown of the whole process group.
 
-Every engine (vLLM, transformers serve, ...) is described by a `ServerSpec`; `ServerProcess`
-runs it in its own process group (so its workers die with it), keeps its log, waits on its
+Every engine (vLLM, transformers serve, xDiT's torchrun, ...) is described by a `ServerSpec`;
+`ServerProcess` runs it under a small supervisor (engines/supervisor.py) that leads the engine's
+process group and takes the engine's whole process tree down when the engine exits, when asked
+to stop, or when jouleflow itself dies (even by SIGKILL). It keeps the engine's log, waits on its
 health endpoint with an overall timeout while watching for an early exit, and classifies a
 start-up failure: out of memory / not enough KV cache => "infeasible", anything else => "failed".
 """
@@ -9,18 +11,23 @@ start-up failure: out of memory / not enough KV cache => "infeasible", anything 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from jouleflow.engines import supervisor
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +164,27 @@ def tail(path: Path, max_lines: int = 40, max_bytes: int = 64_000) -> str:
 
 
 class ServerProcess:
-    """One engine server process (and its process group). Use as a context manager."""
+    """One engine server (its supervisor, process group and every descendant). Use as a context manager.
 
-    def __init__(self, spec: ServerSpec, log_path: Path) -> None:
+    `pid` and `pgid` are the supervisor's: it leads the group, exits with the engine's status and
+    kills the engine's tree if this process dies or the engine exits (`orphan_grace_s` of SIGTERM,
+    then SIGKILL). Start it from the main thread: Linux's parent-death signal follows the thread
+    that started the child (a getppid() poll covers other threads, within 0.1 s).
+    """
+
+    def __init__(self, spec: ServerSpec, log_path: Path, orphan_grace_s: float = 10.0) -> None:
         self.spec = spec
         self.log_path = Path(log_path)
+        self.orphan_grace_s = orphan_grace_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.pgid: int | None = None
 
     def start(self) -> None:
         env = {**os.environ, **self.spec.env}
+        exe = self.spec.argv[0]
+        # The supervisor launches the engine, so check here what Popen would have reported.
+        if shutil.which(exe, path=env.get("PATH", os.defpath)) is None:
+            raise ServerStartError("failed", f"cannot launch {exe!r}: not found or not executable")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log_file.write(f"$ {' '.join(self.spec.argv)}\n".encode())
@@ -174,21 +192,24 @@ class ServerProcess:
         log.info(
             "starting %s server on port %d: %s", self.spec.engine, self.spec.port, " ".join(self.spec.argv)
         )
-        try:
-            self.proc = subprocess.Popen(
-                self.spec.argv,
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # its own process group: teardown reaches every worker
-            )
-        except FileNotFoundError as exc:
-            self._log_file.close()
-            raise ServerStartError("failed", f"cannot launch {self.spec.argv[0]!r}: {exc.strerror}") from exc
+        argv = [
+            sys.executable, "-I", "-S", supervisor.__file__, str(os.getpid()), str(self.orphan_grace_s),
+            json.dumps(self.spec.stop_argv), "--", *self.spec.argv,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # its own group: Ctrl-C in a terminal reaches only jouleflow
+        )
         self.pgid = self.proc.pid  # session leader: pgid == pid
         log.info(
-            "%s server pid %d (its own process group); log: %s", self.spec.engine, self.pgid, self.log_path
+            "%s server pid %d (supervisor and process group leader); log: %s",
+            self.spec.engine,
+            self.pgid,
+            self.log_path,
         )
 
     @property
@@ -200,6 +221,14 @@ class ServerProcess:
 
     def is_alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def wait_exit(self, timeout_s: float) -> int | None:
+        """The exit code if the server exits within `timeout_s`, else None (it is left running)."""
+        if self.proc is None:
+            return None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self.proc.wait(timeout=timeout_s)
+        return None
 
     def wait_healthy(self, timeout_s: float, poll_s: float = 0.5) -> float:
         """Block until GET health_path answers 200; returns seconds waited. Raises ServerStartError."""
@@ -233,24 +262,27 @@ class ServerProcess:
                 )
             time.sleep(poll_s)
 
+    def tree_pids(self) -> set[int]:
+        """The supervisor's descendants (in any process group or session) plus its group's members."""
+        if self.proc is None:
+            return set()
+        pids = self._group_members()
+        if self.proc.poll() is None:  # once it is reaped, its pid may name another process
+            pids |= {self.proc.pid, *supervisor.descendants(self.proc.pid)}
+        return pids
+
     def group_alive(self) -> bool:
-        if self.pgid is None:
-            return False
-        try:
-            os.killpg(self.pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        """Whether any process of the server is left: the supervisor, its group or a descendant."""
+        return bool(self.tree_pids())
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """SIGTERM the whole group, SIGKILL what is left after `grace_s`; idempotent."""
+        """SIGTERM the whole tree, SIGKILL what is left after `grace_s`; idempotent."""
         if self.proc is None:
             return
         if self.spec.stop_argv:
             with contextlib.suppress(Exception):
                 subprocess.run(self.spec.stop_argv, timeout=grace_s + 10, capture_output=True)
+        # The supervisor SIGTERMs the descendants outside the group (e.g. torchrun's ranks) itself.
         self._signal_group(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
@@ -259,13 +291,15 @@ class ServerProcess:
             time.sleep(0.1)
         else:
             log.warning("%s server did not exit within %.0f s: SIGKILL", self.spec.engine, grace_s)
-            self._signal_group(signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
-            # Reap anything left of the group (children reparented to init are not ours to wait on).
-            end = time.monotonic() + 5
-            while self.group_alive() and time.monotonic() < end:
-                time.sleep(0.05)
+            # The tree is listed while the supervisor lives: once it is gone they are out of reach.
+            end = time.monotonic() + 10
+            while time.monotonic() < end:
+                supervisor.signal_all(self.tree_pids(), signal.SIGKILL)
+                self._signal_group(signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=0.1)
+                if not self.group_alive():
+                    break
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=1)
         with contextlib.suppress(Exception):
@@ -277,8 +311,7 @@ class ServerProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pgid, sig)
 
-    def group_pids(self) -> set[int]:
-        """PIDs in the server's process group (for telling its GPU processes from foreign ones)."""
+    def _group_members(self) -> set[int]:
         pids: set[int] = set()
         if self.pgid is None:
             return pids
@@ -291,6 +324,10 @@ class ServerProcess:
             except (ProcessLookupError, PermissionError):
                 continue
         return pids
+
+    def group_pids(self) -> set[int]:
+        """PIDs of the server's processes (for telling its GPU processes from foreign ones)."""
+        return self.tree_pids()
 
     def __enter__(self) -> ServerProcess:
         self.start()

@@ -22,7 +22,8 @@ import jouleflow
 # The worker's module; the default launcher runs it with `torchrun --module`.
 WORKER_MODULE = "jouleflow.engines.xdit_worker"
 # `{nproc}` in a launcher item is replaced by the world size. `--standalone` picks a free rendezvous
-# port, so two jobs on one host never collide.
+# port, so two jobs on one host never collide. torchrun starts each rank in a session of its own:
+# base.ServerProcess's supervisor (a child subreaper) still reaches them, also if jouleflow dies.
 TORCHRUN_ARGS = ("--standalone", "--nproc_per_node={nproc}", "--module", WORKER_MODULE)
 # The worker's own option, next to xfuser's (FlexibleArgumentParser turns dashes into underscores).
 SPEC_OPTION = "--jouleflow_spec"
