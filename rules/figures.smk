@@ -72,7 +72,7 @@ rule plot_timeline:
     conda:
         ENV_ANALYSIS
     shell:
-        "jouleflow plot timeline {input.run} --energy {input.energy} -o {output.png} > {log} 2>&1"
+        "jouleflow plot timeline {input.run} --energy {input.energy} --allow-empty -o {output.png} > {log} 2>&1"
 
 
 rule plot_task_energy:

@@ -34,7 +34,9 @@ def detect_types() -> list[str]:
 
         pynvml.nvmlInit()
     except Exception as exc:  # NVMLError, or nvidia-ml-py missing
-        raise LocalGpuError(f"sweeps[*].gpus: `local` needs an NVIDIA GPU on this machine, NVML says: {exc}") from exc
+        raise LocalGpuError(
+            f"sweeps[*].gpus: `local` needs an NVIDIA GPU on this machine, NVML says: {exc}"
+        ) from exc
     try:
         indices = list(range(pynvml.nvmlDeviceGetCount()))
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")

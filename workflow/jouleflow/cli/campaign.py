@@ -200,8 +200,8 @@ def run_plan(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
     from jouleflow.config import load_config
     from jouleflow.grid import GridError, build_grid
-    from jouleflow.localgpu import LocalGpuError, resolve_local
     from jouleflow.gridtable import JOB_COLUMNS, SKIPPED_COLUMNS, job_rows, skipped_rows, write_tsv
+    from jouleflow.localgpu import LocalGpuError, resolve_local
 
     files = args.configfile or [Path("config/config.yaml")]
     try:

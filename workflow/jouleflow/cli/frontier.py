@@ -76,6 +76,11 @@ def register(subparsers) -> None:
     timeline.add_argument(
         "-o", "--output", type=Path, required=True, help="figure path; .png and .svg are written"
     )
+    timeline.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a run without a power trace (failed, infeasible, no sensor) gets a figure saying why",
+    )
     timeline.set_defaults(func=_plot_timeline)
     task_energy = plot_sub.add_parser("task-energy", help="energy per response by task with the TDP estimate")
     task_energy.add_argument("--summary", type=Path, required=True)
@@ -235,9 +240,28 @@ def _plot_frontier(args: argparse.Namespace) -> int:
 
 
 def _plot_timeline(args: argparse.Namespace) -> int:
-    from jouleflow.plots.timeline import plot_timeline
+    from jouleflow.plots.style import placeholder
+    from jouleflow.plots.timeline import TimelineError, plot_timeline
 
-    return _report(plot_timeline(args.run_dir, args.output, args.energy))
+    try:
+        return _report(plot_timeline(args.run_dir, args.output, args.energy))
+    except TimelineError:
+        power = args.run_dir / "power.parquet"
+        if not (args.allow_empty and args.run_dir.is_dir() and not power.is_file()):
+            raise
+        return _report(
+            placeholder(str(args.run_dir), f"nothing to plot: {_run_outcome(args.run_dir)}", args.output)
+        )
+
+
+def _run_outcome(run_dir: Path) -> str:
+    from jouleflow import traces
+
+    try:
+        meta = traces.read_run(run_dir)
+    except traces.TraceError:
+        return "no power trace"
+    return f"run {meta.get('status')}: {meta.get('reason') or 'no power trace'}"
 
 
 def _plot_task_energy(args: argparse.Namespace) -> int:
