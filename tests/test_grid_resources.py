@@ -9,9 +9,8 @@ import copy
 import re
 
 import pytest
-from jouleflow.config import validate_config
+from jouleflow.config import ConfigSchemaError, validate_config
 from jouleflow.grid import GridError, build_grid
-from snakemake.exceptions import WorkflowError
 from test_grid import BASE, SCHEMA
 
 SWEEP = {
@@ -77,11 +76,11 @@ def test_gpu_types_entry_for_an_unknown_gpu_names_the_key():
 @pytest.mark.parametrize(
     ("slurm", "message"),
     [
-        ({"gpu_request": "tres"}, "'tres' is not one of"),
-        ({"gpu_types": {"H100": "h100:80gb"}}, "does not match"),
-        ({"gpu_type": {"H100": "h100"}}, "'gpu_type' was unexpected"),
+        ({"gpu_request": "tres"}, "slurm.gpu_request: 'tres' is not one of"),
+        ({"gpu_types": {"H100": "h100:80gb"}}, "slurm.gpu_types.H100: 'h100:80gb' does not match"),
+        ({"gpu_type": {"H100": "h100"}}, r"slurm: Additional .*'gpu_type' was unexpected"),
     ],
 )
 def test_schema_rejects_bad_slurm_sections(slurm, message):
-    with pytest.raises(WorkflowError, match=message):  # schema validation
+    with pytest.raises(ConfigSchemaError, match=message):  # schema validation, naming the key
         resources_by_key(slurm=slurm)

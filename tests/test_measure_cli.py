@@ -69,8 +69,8 @@ def test_durations():
         duration("2")
 
 
-def _cli(*argv: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+def _cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO / "workflow")}
     return subprocess.run([sys.executable, "-m", "jouleflow", *argv], capture_output=True, text=True, env=env)
 
 
@@ -100,6 +100,23 @@ def test_print_config_and_config_errors(tmp_path):
     assert r.returncode == 2 and f"{bad}: unknown key(s) max_num_seq" in r.stderr
     r = _cli("measure", "llm", "--model", "m", "--batch-size", "8", "-o", str(tmp_path / "x"))
     assert r.returncode == 2 and "synthetic" in r.stderr and "request_set" in r.stderr
+
+
+def test_print_config_needs_no_run_directory(tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}
+    llm = _cli("measure", "llm", "--model", "m", "--batch-size", "8", "--output-len", "4", "--print-config")
+    assert llm.returncode == 0, llm.stderr
+    assert json.loads(llm.stdout)["batch_size"] == 8
+    pixart = ("--model", "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", "-b", "2")
+    diffusion = _cli("measure", "diffusion", *pixart, "--print-config", env=env)
+    assert diffusion.returncode == 0, diffusion.stderr
+    assert json.loads(diffusion.stdout)["pipeline"] == "pixart-sigma"
+    # Without --print-config, -o is required, as before (and nothing is run).
+    for argv in (("llm", "--model", "m", "--batch-size", "8", "--output-len", "4"), ("diffusion", *pixart)):
+        r = _cli("measure", *argv, env=env)
+        assert r.returncode == 2
+        assert "error: the following arguments are required: -o/--out" in r.stderr
+        assert "Traceback" not in r.stderr
 
 
 def test_prepare_requests(tmp_path):

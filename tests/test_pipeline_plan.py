@@ -157,9 +157,18 @@ def test_infeasible_batch_stops_larger_ones_and_a_config_change_is_refused(base)
         ({"sweeps": [{**BASE_SWEEP, "models": ["org/unregistered"]}]}, "sweeps[0].models[0]: unknown model"),
         ({"sweeps": [{**BASE_SWEEP, "parallelism": ["tp16"]}]}, "sweeps[0].parallelism: 'tp16' needs 16 GPUs"),
         ({"sweeps": [{**BASE_SWEEP, "batch_sizes": [512]}]}, "bundle has no run lm-arena-chat/"),
+        ({"results_dir": ""}, "On instance['results_dir']"),
+        ({"models": {"../../etc": QWEN_ENTRY}}, "models.../../etc: invalid model id '../../etc' (a '..' segment)"),
+        ({"models": {"meta-llama--Llama-3.1-8B-Instruct": QWEN_ENTRY}},
+         "models: 'meta-llama--Llama-3.1-8B-Instruct' and 'meta-llama/Llama-3.1-8B-Instruct' both give run "
+         "directory name 'meta-llama--Llama-3.1-8B-Instruct'"),
+        ({"tasks": {"lm-arena-chat": {"num_requests": 100}}},
+         "tasks.lm-arena-chat.num_requests: 100 requests cannot fill batch size 128 (run "
+         "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1/128"),
     ],
     ids=["unknown-key", "unknown-nested-key", "wrong-type", "wrong-type-gpu", "empty-batches", "no-registry-entry",
-         "parallelism-too-wide", "not-bundled"],
+         "parallelism-too-wide", "not-bundled", "results-dir-empty", "model-id-escapes",
+         "model-ids-collide", "fewer-requests-than-batch"],
 )  # fmt: skip
 def test_bad_config_fails_naming_the_key(tmp_path, change, named):
     workdir = copy_workflow(tmp_path / "wf")

@@ -26,12 +26,33 @@ def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
+class ConfigSchemaError(ValueError):
+    """The config does not match the schema; the message starts with the key at fault."""
+
+
 def validate_config(config: dict[str, Any], schema: str | Path = DEFAULT_SCHEMA) -> dict[str, Any]:
     """Validate in place, filling defaults (snakemake.utils.validate); returns the config."""
+    from jsonschema import ValidationError
     from snakemake.utils import validate  # lazy: only the plan command, tests and benchmarks need it
 
-    validate(config, str(Path(schema).resolve()), set_default=True)
+    try:
+        validate(config, str(Path(schema).resolve()), set_default=True)
+    except Exception as exc:
+        cause = exc.__context__  # Snakemake wraps jsonschema's error in a WorkflowError
+        if not isinstance(cause, ValidationError):
+            raise
+        # A pattern says little to a reader: add what the key's description says it must be.
+        leaf = isinstance(cause.schema, dict) and cause.validator in ("pattern", "minLength")
+        hint = cause.schema.get("description") if leaf else None
+        message = f"{key_path(cause.absolute_path)}: {cause.message}" + (f" ({hint.strip()})" if hint else "")
+        raise ConfigSchemaError(f"{message} [schema {schema}]") from exc
     return config
+
+
+def key_path(path: Sequence[str | int]) -> str:
+    """`sweeps[0].batch_sizes[0]` from jsonschema's path; `config` for the top level."""
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    return text.removeprefix(".") or "config"
 
 
 def load_config(files: Sequence[str | Path], schema: str | Path = DEFAULT_SCHEMA) -> dict[str, Any]:

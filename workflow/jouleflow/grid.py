@@ -3,7 +3,8 @@
 Snakemake builds this at parse time for every invocation (also `snakemake -n` on a 2,000-point
 campaign), so the module is stdlib-only and does no per-point I/O beyond one `stat` for bundled
 reference runs. The config has already been validated against config/schema/config.schema.yaml
-(defaults filled); this module adds the checks a schema cannot express, each naming the key.
+(defaults filled); this module and jouleflow.config_checks add the checks a schema cannot express,
+each naming the key.
 """
 
 from __future__ import annotations
@@ -298,7 +299,11 @@ def _expand_sweep(config: Mapping[str, Any], index: int, sweep: Mapping[str, Any
 
 def build_grid(config: Mapping[str, Any], base_dir: str | Path = ".") -> Grid:
     """Expand the sweeps (a union of products), apply filters and feasibility, check bundled runs."""
+    from jouleflow import config_checks  # it imports this module's GridError and model_slug
+
     base_dir = Path(base_dir)
+    config_checks.check_results_dir(config)
+    config_checks.check_model_ids(config["models"])
     _check_registry(config)
     _check_slurm(config)
     grid = Grid(config=config, base_dir=base_dir)
@@ -339,6 +344,7 @@ def build_grid(config: Mapping[str, Any], base_dir: str | Path = ".") -> Grid:
             _check_request_files(config, point, base_dir, checked)
         grid.points.append(point)
         grid.by_key[point.key] = point
+    config_checks.check_points(config, grid.points, base_dir)
     _link_predecessors(grid)
     return grid
 

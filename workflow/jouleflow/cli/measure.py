@@ -13,10 +13,12 @@ from typing import Any
 
 from jouleflow.cli.measure_args import (
     CONTAINER_FLAGS,
+    OUT_HELP,
     duration,
     key_value,
     merge_job_spec,
     print_run_status,
+    required_out,
 )
 
 
@@ -61,7 +63,7 @@ def register(subparsers: Any) -> None:
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument("--config", help="job spec (YAML or JSON) with the keys below; flags override it")
-    p.add_argument("-o", "--out", required=True, help="run directory to create (never overwritten)")
+    p.add_argument("-o", "--out", help=OUT_HELP)
     g = p.add_argument_group("model and engine")
     g.add_argument("--model", help="HF model id, e.g. meta-llama/Llama-3.1-8B-Instruct")
     g.add_argument(
@@ -187,6 +189,7 @@ def run_measure_llm(args: argparse.Namespace) -> int:
         json.dump(cfg.to_dict(), sys.stdout, indent=2, sort_keys=True)
         print()
         return 0
+    out = required_out(args)
     from jouleflow.gpualloc import GpuAllocationError
     from jouleflow.session import SessionError, SessionFailed, run_llm_session
     from jouleflow.traces import RunExistsError
@@ -194,7 +197,7 @@ def run_measure_llm(args: argparse.Namespace) -> int:
     cache = Path(args.model_cache) if getattr(args, "model_cache", None) else None
     try:
         run_dir = run_llm_session(
-            cfg, args.out, display=not getattr(args, "no_progress", False), model_cache=cache
+            cfg, out, display=not getattr(args, "no_progress", False), model_cache=cache
         )
     except (SessionError, GpuAllocationError, RunExistsError) as exc:
         raise CLIError(str(exc)) from exc

@@ -75,6 +75,19 @@ def merge_job_spec(
     return spec
 
 
+OUT_HELP = "run directory to create (never overwritten); not needed with --print-config"
+
+
+def required_out(args: argparse.Namespace) -> str:
+    """`-o/--out`, which only --print-config can do without (argparse's message and status 2)."""
+    from jouleflow.cli import CLIError
+
+    out = getattr(args, "out", None)
+    if not out:
+        raise CLIError("the following arguments are required: -o/--out (only --print-config runs without it)")
+    return out
+
+
 def print_run_status(run_dir: Any) -> None:
     """One line: the committed run's status, directory and reason."""
     from jouleflow.traces import read_json

@@ -12,7 +12,15 @@ import json
 import sys
 from typing import Any
 
-from jouleflow.cli.measure_args import CONTAINER_FLAGS, duration, key_value, merge_job_spec, print_run_status
+from jouleflow.cli.measure_args import (
+    CONTAINER_FLAGS,
+    OUT_HELP,
+    duration,
+    key_value,
+    merge_job_spec,
+    print_run_status,
+    required_out,
+)
 from jouleflow.engines.xdit import FAMILIES
 
 _SECTIONS = {dest: ("container", key) for dest, key in CONTAINER_FLAGS.items()}
@@ -26,7 +34,7 @@ def register_diffusion(kinds: Any) -> None:
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument("--config", help="job spec (YAML or JSON) with the keys below; flags override it")
-    p.add_argument("-o", "--out", required=True, help="run directory to create (never overwritten)")
+    p.add_argument("-o", "--out", help=OUT_HELP)
     g = p.add_argument_group("model and pipeline")
     g.add_argument("--model", help="HF model id, e.g. PixArt-alpha/PixArt-Sigma-XL-2-1024-MS")
     g.add_argument("--model-path", help="local diffusers model dir (default: the HF id, from the HF cache)")
@@ -108,6 +116,7 @@ def run_measure_diffusion(args: argparse.Namespace) -> int:
         json.dump(effective(cfg), sys.stdout, indent=2, sort_keys=True)
         print()
         return 0
+    out = required_out(args)
     from jouleflow.diffusion_session import (
         DiffusionSessionError,
         DiffusionSessionFailed,
@@ -117,7 +126,7 @@ def run_measure_diffusion(args: argparse.Namespace) -> int:
     from jouleflow.traces import RunExistsError
 
     try:
-        run_dir = run_diffusion_session(cfg, args.out)
+        run_dir = run_diffusion_session(cfg, out)
     except (DiffusionSessionError, GpuAllocationError, RunExistsError) as exc:
         raise CLIError(str(exc)) from exc
     except DiffusionSessionFailed as exc:
