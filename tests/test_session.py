@@ -299,3 +299,13 @@ def test_allocated_gpu_reaches_the_sampler_and_the_server(tmp_path, model_dir, f
     assert doc["provenance"]["allocated_device_ids"] == [1]
     assert set(pq.read_table(out / "power.parquet").column("gpu").to_pylist()) == {1}
     assert "SERVER_SEES_CUDA_VISIBLE_DEVICES=1\n" in (out / "server.log").read_text()
+
+
+def test_a_gpu_type_other_than_the_card_is_bad_input(tmp_path, model_dir):
+    """The spec names the run directory's GPU type: an H200 job on an H100 stops before any server."""
+    out = tmp_path / "run"
+    r = measure(out, model_dir, "--gpu", "H200", fake_gpu=True)
+    assert r.returncode == 2, r.stderr
+    assert "needs GPU type 'H200', but the GPUs present are: 1 x NVIDIA H100 80GB HBM3" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == [model_dir]  # nothing written
