@@ -5,7 +5,11 @@ Never used by the product. It streams `max_tokens` tokens per request in chunks 
 tokens_per_chunk > 1), then a usage chunk (stream_options.include_usage) and `[DONE]`.
 It exposes /health and a vLLM-named /metrics. Per-request behaviour is keyed by the prompt
 (or last message) text: "http500" -> HTTP 500; "stall" -> one chunk, then silence;
-"die" -> one chunk, then the connection is cut.
+"die" -> one chunk, then the connection is cut (an incomplete chunked body); "cut" -> EARLY
+tokens, then the response ends cleanly and the connection closes, with no finish_reason, usage
+or [DONE] (what a proxy closing mid-stream looks like); "length" / "stop" / "abort" -> EARLY
+tokens, then that finish_reason, usage and [DONE] (an engine ending the answer early);
+"bare-done" -> no finish_reason, and a last `data: [DONE]` without its line ending.
 
 Run as a script it mimics `vllm serve MODEL --host H --port P ...` (unknown flags ignored), with
 TEST_SERVER_MODE: "ok" (default), "oom" (prints a CUDA OOM and exits 1 before serving),
@@ -43,6 +47,8 @@ class ServerState:
 
 
 STATE = web.AppKey("state", ServerState)
+EARLY = 3  # tokens streamed before "cut" and the early finish reasons
+EARLY_FINISH = ("length", "stop", "abort")
 
 
 def _text_of(body: dict) -> str:
@@ -62,6 +68,8 @@ async def _completion(request: web.Request) -> web.StreamResponse:
     if text == "http500":
         return web.json_response({"error": {"message": "test failure"}}, status=500)
     n = int(body.get("max_tokens") or 16)
+    if text == "cut" or text in EARLY_FINISH:
+        n = min(n, EARLY)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     state.running += 1
@@ -89,10 +97,18 @@ async def _completion(request: web.Request) -> web.StreamResponse:
                 request.transport.close()
                 return resp
             await asyncio.sleep(state.token_delay_s * k)
+        if text == "cut":  # a clean end of the HTTP body, then close: no finish_reason, no [DONE]
+            resp.force_close()
+            await resp.write_eof()
+            return resp
+        if text == "bare-done":
+            await resp.write(b"data: [DONE]")
+            return resp
+        reason = text if text in EARLY_FINISH else "length"
         await send(
-            {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}
             if chat
-            else {"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
+            else {"choices": [{"index": 0, "text": "", "finish_reason": reason}]}
         )
         if (body.get("stream_options") or {}).get("include_usage"):
             pt = len(text.split())

@@ -121,6 +121,51 @@ def test_errors_are_recorded_per_request_and_nothing_hangs():
     assert stats.failed == 3
 
 
+def test_stream_cut_without_finish_reason_or_done_is_failed():
+    # "cut": 3 tokens, then a clean end of the body and a closed connection, nothing else
+    state = ServerState(token_delay_s=0.001)
+    reqs = [_chat(0, "cut", max_tokens=32), _chat(1, max_tokens=32)]
+    result, stats = run(state, reqs)
+    cut, whole = result.results
+    assert not cut.ok and cut.error == "stream ended without finish_reason/[DONE] after 3 of 32 tokens"
+    assert cut.output_tokens == 3 and cut.chunk_n == [1, 1, 1] and not cut.usage_reported
+    assert cut.t_first_token == cut.chunk_t[0] and cut.finish_reason is None
+    assert whole.ok and whole.output_tokens == 32 and whole.finish_reason == "length"
+    assert stats.failed == 1 and stats.done == 2
+
+
+def test_stream_cut_on_completions_endpoint_without_max_tokens():
+    state = ServerState(token_delay_s=0.001)
+    result, _ = run(state, [LoadRequest(request_id=0, prompt="cut")], endpoint="completions")
+    r = result.results[0]
+    assert not r.ok and r.error == "stream ended without finish_reason/[DONE] after 3 tokens"
+
+
+@pytest.mark.parametrize("reason", ["length", "stop"])
+def test_early_finish_reason_below_max_tokens_is_ok(reason):
+    # The engine ended the answer after 3 of 32 tokens and said so: a complete stream.
+    state = ServerState(token_delay_s=0.001)
+    result, stats = run(state, [_chat(0, reason, max_tokens=32)])
+    r = result.results[0]
+    assert r.ok and r.error is None and r.finish_reason == reason
+    assert r.output_tokens == 3 and r.usage_reported and stats.failed == 0
+
+
+def test_done_sentinel_alone_completes_the_stream_even_without_its_line_ending():
+    state = ServerState(token_delay_s=0.001)
+    result, _ = run(state, [_chat(0, "bare-done", max_tokens=5)])
+    r = result.results[0]
+    assert r.ok and r.error is None and r.finish_reason is None and r.output_tokens == 5
+
+
+def test_abort_finish_reason_is_failed():
+    state = ServerState(token_delay_s=0.001)
+    result, _ = run(state, [_chat(0, "abort", max_tokens=32)])
+    r = result.results[0]
+    assert not r.ok and r.error == "stream finished with finish_reason 'abort' after 3 of 32 tokens"
+    assert r.output_tokens == 3
+
+
 def test_concurrency_mode_limits_in_flight():
     state = ServerState(token_delay_s=0.002)
     result, _ = run(state, [_chat(i) for i in range(12)], arrival="concurrency", max_concurrency=3)

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from jouleflow import steady, traces, validity
+from jouleflow import steady, trace_checks, traces, validity
 from jouleflow.gpus import gpu_short_name
 from jouleflow.latency import latency_summary
 from jouleflow.power_trace import GpuTrace, gpu_traces, window_energy
@@ -309,13 +309,21 @@ def _foreign_flags(meta: dict[str, Any], out: dict[str, Any]) -> None:
 
 def analyze_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
     """summary.json content for a run directory (LLM or diffusion, any status)."""
-    run = load_run(run_dir)
+    checked = trace_checks.check_run(load_run(run_dir))  # before any accounting
+    run = checked.run
     if run.batches is not None:
         from jouleflow.diffusion import analyze_diffusion
 
         out = analyze_diffusion(run, thresholds)
+        edges = run.batches["t_start"].to_list() + run.batches["t_end"].to_list()
     else:
         out = analyze_llm(run, thresholds)
+        edges = [out["steady_start"], out["steady_end"]] if out["steady_start"] is not None else []
+    trace_checks.check_edges(checked, edges)
+    if checked.flags.details:  # first in the list: a broken trace explains the flags that follow
+        for name, detail in out["flag_details"].items():
+            checked.flags.raise_flag(name, detail)
+        finish(out, checked.flags)
     _foreign_flags(run.meta, out)
     return out
 

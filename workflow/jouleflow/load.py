@@ -11,6 +11,12 @@ tokens that decoded to empty text) are spread evenly over the chunks; surplus is
 last chunks (never the first, which fixes the time to first token). Without any usage the chunk
 count is the output count and `usage_reported` is false.
 
+A request is ok only when its stream completed: the server sent a `finish_reason` or the
+`data: [DONE]` sentinel. A stream that just stops (a proxy or the server closing the connection
+cleanly mid-generation) would otherwise look like a short answer; it is failed instead, its tokens
+kept (they cost energy). An early `finish_reason` ("stop", or "length" below max_tokens at the
+context limit) is what the engine decided and stays ok; "abort" and "error" are failures.
+
 The hot path (one call per SSE event) does one json.loads (orjson when installed), a few dict
 lookups and two list appends: it sustains tens of thousands of streamed tokens/s on one core.
 """
@@ -57,6 +63,7 @@ class RequestResult:
     ok: bool = False
     error: str | None = None
     usage_reported: bool = False
+    finish_reason: str | None = None  # not written to requests.parquet
     chunk_t: list[float] = field(default_factory=list)
     chunk_n: list[int] = field(default_factory=list)
 
@@ -159,6 +166,7 @@ async def _stream_one(
     chat: bool,
     timeout: aiohttp.ClientTimeout,
     stats: LoadStats,
+    max_tokens: int | None = None,
 ) -> None:
     ts = res.chunk_t
     ns = res.chunk_n
@@ -174,7 +182,8 @@ async def _stream_one(
             res.error = f"HTTP {resp.status}: {text}"
             return
         buf = b""
-        done = False
+        done = False  # [DONE] seen, or a stream error ends the reading
+        saw_done = False
         async for data in resp.content.iter_any():
             now = time.time()
             buf += data
@@ -187,7 +196,7 @@ async def _stream_one(
                     continue
                 payload = line[5:].strip()
                 if payload == b"[DONE]":
-                    done = True
+                    done = saw_done = True
                     break
                 obj = _loads(payload)
                 n = 0
@@ -201,6 +210,9 @@ async def _stream_one(
                         text = c.get("text")
                     if text:
                         n = 1
+                    fr = c.get("finish_reason")
+                    if fr:
+                        res.finish_reason = fr
                 usage = obj.get("usage")
                 if usage:
                     ct = usage.get("completion_tokens")
@@ -226,6 +238,8 @@ async def _stream_one(
                     stats.tokens += n
             if done:
                 break
+        if not done and buf.startswith(b"data:") and buf[5:].strip() == b"[DONE]":
+            saw_done = True  # a last event without its blank line still ends the stream
     res.t_end = time.time()
     if final_completion is not None:
         res.chunk_n = reconcile_counts(ns, final_completion)
@@ -235,7 +249,19 @@ async def _stream_one(
     else:
         res.output_tokens = sum(ns)
     if res.error is None:
+        res.error = _incomplete_stream(res, saw_done, max_tokens)
+    if res.error is None:
         res.ok = True
+
+
+def _incomplete_stream(res: RequestResult, saw_done: bool, max_tokens: int | None) -> str | None:
+    """Why a stream that ended without an error still did not complete (None when it did)."""
+    after = f"after {res.output_tokens}{'' if max_tokens is None else f' of {max_tokens}'} tokens"
+    if res.finish_reason in ("abort", "error"):
+        return f"stream finished with finish_reason {res.finish_reason!r} {after}"
+    if res.finish_reason is None and not saw_done:
+        return f"stream ended without finish_reason/[DONE] {after}"
+    return None
 
 
 async def _run_request(
@@ -247,13 +273,14 @@ async def _run_request(
     timeout: aiohttp.ClientTimeout,
     stats: LoadStats,
     sem: asyncio.Semaphore | None,
+    max_tokens: int | None = None,
 ) -> None:
     try:
         if sem is None:
-            await _stream_one(session, url, body, res, chat, timeout, stats)
+            await _stream_one(session, url, body, res, chat, timeout, stats, max_tokens)
         else:
             async with sem:
-                await _stream_one(session, url, body, res, chat, timeout, stats)
+                await _stream_one(session, url, body, res, chat, timeout, stats, max_tokens)
     except asyncio.TimeoutError:
         res.error = "timeout: " + ("no data" if res.chunk_t else "no first token") + " within the limit"
     except aiohttp.ClientError as exc:
@@ -300,9 +327,11 @@ async def run_load(
 
         async def dispatch() -> None:
             rng = random.Random(s.seed)
-            for body, res in zip(bodies, results, strict=True):
+            for req, body, res in zip(requests, bodies, results, strict=True):
                 tasks.append(
-                    asyncio.create_task(_run_request(session, url, body, res, chat, timeout, stats, sem))
+                    asyncio.create_task(
+                        _run_request(session, url, body, res, chat, timeout, stats, sem, req.max_tokens)
+                    )
                 )
                 if s.arrival == "poisson" and s.rate:
                     await asyncio.sleep(rng.expovariate(s.rate))

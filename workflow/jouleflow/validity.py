@@ -23,11 +23,13 @@ POWER_TRACE_GAP = "power-trace-gap"
 FOREIGN_PROCESSES = "foreign-processes"
 WINDOW_DISAGREEMENT = "window-disagreement"
 NO_TOKENS = "no-tokens"
+TRACE_INCONSISTENT = "trace-inconsistent"  # the trace files contradict each other (trace_checks)
 # Informational flags: worth knowing, not disqualifying.
 SERVER_WINDOW_MISSING = "server-window-missing"
 ENERGY_COUNTER_RESET_OUTSIDE = "energy-counter-reset-outside-window"
 ENERGY_POWER_MISMATCH = "energy-power-mismatch"
 POWER_LIMIT_UNKNOWN = "power-limit-unknown"
+TRACE_REPAIRED = "trace-repaired"  # rows dropped whose removal gives the exact figures
 
 BLOCKING = frozenset(
     {
@@ -43,6 +45,7 @@ BLOCKING = frozenset(
         FOREIGN_PROCESSES,
         WINDOW_DISAGREEMENT,
         NO_TOKENS,
+        TRACE_INCONSISTENT,
     }
 )
 
