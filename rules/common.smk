@@ -14,7 +14,7 @@ from jouleflow.grid import GridError, build_grid  # noqa: E402
 from jouleflow import gridtable  # noqa: E402
 from jouleflow.jobspec import ATTEMPT_SCALED  # noqa: E402
 from jouleflow.localgpu import LocalGpuError, resolve_local  # noqa: E402
-from jouleflow.runguard import check_campaign  # noqa: E402
+from jouleflow.runguard import check_campaign, latest_failed_attempt  # noqa: E402
 from jouleflow.traces import is_complete_run, read_run  # noqa: E402
 
 try:
@@ -151,15 +151,8 @@ def smaller_batch_run(wildcards):
 
 
 def failed_attempt(wildcards):
-    """A failed run is measured again by the next invocation: this params value changes with every
-    failed attempt (Snakemake's params rerun trigger), and is empty for every other run."""
-    run = gridtable.run_dir(RESULTS, point_of(wildcards))
-    if not is_complete_run(run):
-        return ""
-    meta = read_run(run)
-    if meta.get("status") != "failed":
-        return ""
-    return f"failed at {(meta.get('provenance') or {}).get('end_time')}"
+    """A failed run is measured again by the next invocation (runguard.latest_failed_attempt)."""
+    return latest_failed_attempt(gridtable.run_dir(RESULTS, point_of(wildcards)))
 
 
 def measure_env():

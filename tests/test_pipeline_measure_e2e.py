@@ -317,6 +317,10 @@ def test_kill_9_of_a_measurement_leaves_no_engine_and_is_recorded(campaign):
     after = campaign.snapshot("results/runs")
     unchanged = {k: v for k, v in before.items() if not k.startswith((f"{GROUP}/16/", f"{CRASHY}/"))}
     assert {k: after[k] for k in unchanged} == unchanged
+    # a successful retry is final: no job of that point is due again (the crashing model's still are)
+    dry = campaign.snakemake("-n").stdout
+    assert not re.search(r"model=test--tiny-llama, gpu=H100, parallelism=tp1, batch=\d+", dry)
+    assert re.search(r"model=test--crashy, gpu=H100, parallelism=tp1, batch=2", dry)
 
 
 def _find_cmd(pid: int, word: str) -> bool:

@@ -153,11 +153,27 @@ def check_campaign(runs: Iterable[tuple[dict[str, Any], str, str, str | None]]) 
     return problems
 
 
+def _failed_stamp(run_dir: Path) -> str:
+    end = (read_run(run_dir).get("provenance") or {}).get("end_time") or time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(float(end)))
+
+
+def latest_failed_attempt(run_dir: str | Path) -> str:
+    """When the point's latest failed attempt ended ("" if none): the run itself when it failed, else
+    the newest attempt kept beside it. The workflow passes this as a params value of the run job, so
+    a new failure makes the job due again (the next invocation retries it), and a successful retry
+    leaves the value, and so the job, as they were."""
+    run_dir = Path(run_dir)
+    stamps = [p.name.split(".failed-", 1)[1] for p in run_dir.parent.glob(f"{run_dir.name}.failed-*")]
+    if is_complete_run(run_dir) and _status(run_dir) == "failed":
+        stamps.append(_failed_stamp(run_dir))
+    return max(stamps, default="")
+
+
 def archive_failed(run_dir: str | Path) -> Path:
     """Move a failed attempt aside (`<batch>.failed-<end time>`), never deleting it."""
     run_dir = Path(run_dir)
-    end = (read_run(run_dir).get("provenance") or {}).get("end_time") or time.time()
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(float(end)))
+    stamp = _failed_stamp(run_dir)
     dst = run_dir.with_name(f"{run_dir.name}.failed-{stamp}")
     n = 1
     while dst.exists():
