@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from jouleflow.config import load_config
 from jouleflow.grid import build_grid
+from jouleflow.localgpu import resolve_local
 from pipeline_helpers import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,15 +65,19 @@ def test_plan_lists_runs_and_skipped_points(tmp_path):
 
 def test_quickstart_measures_a_small_grid():
     config = load_config([REPO / "config" / "config.yaml", REPO / "config" / "quickstart.yaml"], SCHEMA)
+    config["sweeps"] = resolve_local(config, types=["H200"])["sweeps"]  # as on an H200 machine
     grid = build_grid(config, REPO)
     assert {p.source for p in grid.points} == {"measure"}
-    assert sorted(p.batch_size for p in grid.points) == [16, 64]
+    assert sorted(p.batch_size for p in grid.points) == [16, 64, 128]
     assert config["results_dir"] == "results/quickstart"
-    assert grid.predecessor == {
-        "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1/64": "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1/16"
-    }
-    spec = grid.spec(grid.points[0])
-    assert spec["num_requests"] == 256 and spec["load_format"] == "dummy"
+    key = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H200/tp1"
+    assert grid.predecessor == {f"{key}/64": f"{key}/16", f"{key}/128": f"{key}/64"}
+    specs = {p.batch_size: grid.spec(p) for p in grid.points}
+    # 16 requests per batch slot, at least 256: a long steady window at every batch size
+    assert {b: s["num_requests"] for b, s in specs.items()} == {16: 256, 64: 1024, 128: 2048}
+    assert specs[128]["after"] == f"results/quickstart/runs/{key}/64" and specs[16]["after"] is None
+    spec = specs[16]
+    assert spec["load_format"] == "dummy" and spec["gpu"] == "H200"
     assert (
         spec["synthetic"]["output_lengths"]
         == "resources/mlenergy-v3/models/meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json"

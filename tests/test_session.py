@@ -207,7 +207,7 @@ def test_bad_input_names_the_thing_and_leaves_nothing(tmp_path, model_dir, args,
     assert list(tmp_path.iterdir()) == [model_dir]
 
 
-def test_sigterm_mid_load_tears_down_and_leaves_nothing(tmp_path, model_dir):
+def test_sigterm_mid_load_tears_down_and_keeps_a_failed_run(tmp_path, model_dir):
     out = tmp_path / "run"
     env = {
         **os.environ,
@@ -247,8 +247,13 @@ def test_sigterm_mid_load_tears_down_and_leaves_nothing(tmp_path, model_dir):
     server_pid = int(session_log.split("server pid ")[1].split()[0])
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "nothing written" in err
-    assert list(tmp_path.iterdir()) == [model_dir]
+    # interrupted mid-load (a cancelled job, a time limit): what was gathered is kept as a failed run
+    assert proc.returncode == 143 and "kept as a failed run in" in err, err
+    (kept,) = [p for p in tmp_path.iterdir() if p != model_dir]
+    assert kept.name.startswith("run.failed-")
+    doc = json.loads((kept / "run.json").read_text())
+    assert doc["status"] == "failed" and doc["reason"] == "interrupted: interrupted by signal SIGTERM"
+    assert (kept / "server.log").is_file() and (kept / "session.log").is_file()
     with pytest.raises(ProcessLookupError):
         os.killpg(server_pid, 0)  # the server's whole process group is gone
 

@@ -208,8 +208,22 @@ class Session:
                         with self.timer.phase("teardown"):
                             check_result = self.teardown()
         except KeyboardInterrupt as exc:
-            self.abort(writer, handler)
-            log.error("session interrupted: %s; torn down, nothing written", exc)
+            if self.server is None:  # nothing launched: nothing measured worth keeping
+                self.abort(writer, handler)
+                log.error("session interrupted: %s; torn down, nothing written", exc)
+                raise
+            # The engine ran (a cancelled job, a time limit): keep what was gathered as a failed run,
+            # so that the pipeline records why the point ended, then stop as interrupted.
+            self.teardown()
+            self.failure.add(f"interrupted: {exc}")
+            prov.update(end_time=time.time(), phases=self.timer.phases, gpus=inventory)
+            try:
+                self._commit(writer, status, reason, prov, spec, load_result, check_result, rs_info)
+            except SessionFailed as failed:
+                exc.kept = failed.run_dir  # type: ignore[attr-defined]  # for the CLI's message
+                log.error("session interrupted: %s; torn down, failed run kept in %s", exc, failed.run_dir)
+            finally:
+                detach_session_log(handler)
             raise
         except Exception as exc:
             bad_input = (SessionError, GpuAllocationError, ValueError, FileNotFoundError)

@@ -205,7 +205,9 @@ def run_measure_llm(args: argparse.Namespace) -> int:
         print(f"jouleflow measure llm: run failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
-        print(f"jouleflow measure llm: {exc or 'interrupted'}; nothing written", file=sys.stderr)
+        kept = getattr(exc, "kept", None)
+        what = f"what was gathered is kept as a failed run in {kept}" if kept else "nothing written"
+        print(f"jouleflow measure llm: {exc or 'interrupted'}; {what}", file=sys.stderr)
         import signal
 
         return 143 if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM else 130
