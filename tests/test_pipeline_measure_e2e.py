@@ -98,8 +98,10 @@ class Campaign:
         path.write_text(yaml.safe_dump(campaign_config(self.model, self.crash_dir, **kwargs)))
         return path
 
-    def snakemake(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-        cmd = [
+    @staticmethod
+    def command(*args: str) -> list[str]:
+        """The user's command: snakemake --cores all ... --configfile (last: it takes several values)."""
+        return [
             sys.executable,
             "-m",
             "snakemake",
@@ -110,6 +112,9 @@ class Campaign:
             "--configfile",
             "config/e2e.yaml",
         ]
+
+    def snakemake(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        cmd = self.command(*args)
         r = subprocess.run(
             cmd, cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=1200, **kwargs
         )
@@ -266,18 +271,8 @@ def _alive(pid: int) -> bool:
 
 def test_kill_9_of_a_measurement_leaves_no_engine_and_is_recorded(campaign):
     campaign.write_config(tiny_batches=[2, 4, 8, 16], with_crashy=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--cores",
-        "all",
-        "--nocolor",
-        "--configfile",
-        "config/e2e.yaml",
-    ]
     job = subprocess.Popen(
-        cmd,
+        campaign.command(),
         cwd=campaign.workdir,
         env=campaign.env,
         stdout=subprocess.PIPE,
