@@ -68,3 +68,11 @@ def test_quickstart_plans_on_whatever_gpu_the_machine_has(tmp_path):
     assert "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H200/tp1/16" in jobs and "H100" not in jobs
     r = _plan(tmp_path, {"FAKE_GPU_INIT_ERROR": "DRIVER_NOT_LOADED"})
     assert r.returncode == 2 and "`local` needs an NVIDIA GPU on this machine" in r.stderr
+
+
+def test_local_can_be_planned_without_the_gpu(tmp_path):
+    r = _plan(tmp_path, {"FAKE_GPU_INIT_ERROR": "DRIVER_NOT_LOADED", "JOULEFLOW_LOCAL_GPU": "B200"})
+    assert r.returncode == 0, r.stderr
+    assert (
+        "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/B200/tp1/128" in (tmp_path / "jobs.tsv").read_text()
+    )

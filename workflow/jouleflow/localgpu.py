@@ -4,7 +4,8 @@ The quickstart measures on whatever NVIDIA GPU the machine has: its sweep says `
 grid gets the detected type (H100, H200, ...) as if it had been written there, so run directories
 and the summary carry the real type. Detection reads NVML (nvidia-ml-py) for the GPUs this process
 may use (CUDA_VISIBLE_DEVICES, when it lists indices). It runs only for configs that say `local`;
-on a cluster, name the type (the planning host usually has no GPU).
+on a cluster, name the type (the planning host usually has no GPU). JOULEFLOW_LOCAL_GPU=<type>
+plans `local` as that type without asking NVML (a dry run elsewhere).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 from jouleflow.gpus import gpu_short_name
 
 LOCAL = "local"
+# Plans `local` as this GPU type without asking NVML (a dry run on a machine without the GPU).
+LOCAL_ENV = "JOULEFLOW_LOCAL_GPU"
 
 
 class LocalGpuError(ValueError):
@@ -53,7 +56,9 @@ def resolve_local(config: Mapping[str, Any], types: list[str] | None = None) -> 
     out = copy.deepcopy(dict(config))
     if not uses_local(out):
         return out
-    types = detect_types() if types is None else types
+    if types is None:
+        forced = os.environ.get(LOCAL_ENV, "").strip()
+        types = [forced] if forced else detect_types()
     kinds = sorted(set(types))
     if not kinds:
         raise LocalGpuError("sweeps[*].gpus: `local` found no GPU on this machine")
