@@ -63,7 +63,8 @@ def test_plan_lists_runs_and_skipped_points(tmp_path):
     assert bad.returncode == 2 and "sweeps[0].models[0]: unknown model 'org/missing'" in bad.stderr
 
 
-def test_quickstart_measures_a_small_grid():
+def test_quickstart_measures_a_small_grid(monkeypatch):
+    monkeypatch.delenv("JOULEFLOW_LOCAL_GPU", raising=False)  # resolve_local exports what it planned
     config = load_config([REPO / "config" / "config.yaml", REPO / "config" / "quickstart.yaml"], SCHEMA)
     config["sweeps"] = resolve_local(config, types=["H200"])["sweeps"]  # as on an H200 machine
     grid = build_grid(config, REPO)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from jouleflow.localgpu import LocalGpuError, resolve_local
+from jouleflow.localgpu import LOCAL_ENV, LocalGpuError, resolve_local
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
@@ -22,11 +22,18 @@ def _config(gpus):
     }
 
 
+@pytest.fixture(autouse=True)
+def _no_planned_type(monkeypatch):
+    """resolve_local exports the type it planned for the jobs it spawns: undone after each test."""
+    monkeypatch.delenv(LOCAL_ENV, raising=False)
+
+
 def test_local_becomes_the_detected_type_and_nothing_else_changes():
     config = _config(["local", "H100"])
     out = resolve_local(config, types=["H200", "H200"])
     assert [s["gpus"] for s in out["sweeps"]] == [["H200", "H100"], ["H100"]]
     assert config["sweeps"][0]["gpus"] == ["local", "H100"]  # the input is not modified
+    assert os.environ[LOCAL_ENV] == "H200"  # what jobs that parse the workflow again will plan
     assert resolve_local(_config(["local", "H100"]), types=["H100"])["sweeps"][0]["gpus"] == ["H100"]
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,6 +25,13 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parent
 KEY = f"{TASK}/test--{{name}}/H100/tp1/2"
+
+
+def slurm_gpu_count() -> int:
+    """GPUs of the local node's GRES (`sinfo -o %G`, e.g. gpu:h100:2)."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%G"], capture_output=True, text=True, timeout=30).stdout
+    counts = [int(m) for m in re.findall(r"gpu:[^:,\s]*:?(\d+)", out)]
+    return max(counts, default=1)
 
 
 def _shadow_transformers(root: Path, body: str) -> Path:
@@ -55,6 +64,8 @@ def failed_on_slurm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
     fake = os.pathsep.join([str(TESTS / "fakegpu"), str(workdir / "workflow")])
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = fake
+    # as many fake GPUs as the node's fake GRES, whose indices SLURM hands out in CUDA_VISIBLE_DEVICES
+    os.environ["FAKE_GPU_COUNT"] = str(slurm_gpu_count())
     try:
         result = snakemake(
             workdir,
@@ -65,6 +76,7 @@ def failed_on_slurm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
             path_prefix=workdir / ".test-bin",
         )
     finally:
+        os.environ.pop("FAKE_GPU_COUNT", None)
         if old is None:
             os.environ.pop("PYTHONPATH")
         else:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow import __version__
-from jouleflow.traces import RunDirWriter, is_complete_run, read_run
+from jouleflow.traces import RUN_JSON, RunDirWriter, is_complete_run, read_run, write_json
 
 # Exit code of the `jouleflow` CLI for bad input (argparse and CLIError): the job fails, no record.
 BAD_INPUT = 2
@@ -125,12 +125,19 @@ def partials(run_dir: Path) -> list[Path]:
     return sorted(run_dir.parent.glob(f".{run_dir.name}.partial-*"))
 
 
-def adopt(failed: Path, run_dir: Path) -> Path:
-    """Move the session's own failed run into the point's place."""
+def adopt(failed: Path, run_dir: Path, why: str | None = None) -> str:
+    """Move the session's own failed run into the point's place; returns its reason. `why` (a time
+    limit the session could not know of) goes in front of the session's reason, before the move."""
+    meta = read_run(failed)
+    reason = meta.get("reason") or "failed"
+    if why:
+        reason = f"{why}; {reason}"
+        write_json({**meta, "reason": reason, "notes": [*(meta.get("notes") or []), f"supervisor: {why}"]},
+                   failed / RUN_JSON)  # fmt: skip
     if run_dir.exists() and not is_complete_run(run_dir):
         shutil.rmtree(run_dir)  # an empty leftover (Snakemake creates output dirs' parents)
     os.replace(failed, run_dir)
-    return run_dir
+    return reason
 
 
 def record_failed(

@@ -73,6 +73,9 @@ def resolve_local(config: Mapping[str, Any], types: list[str] | None = None) -> 
             f"gpus.{kind}: this machine's GPUs are {kind}, which has no entry under `gpus:` "
             f"(add `{kind}: {{memory_gb: ..., tdp_w: ..., per_node: {len(types)}}}`)"
         )
+    # Jobs parse the workflow again (a SLURM job step on another node, with other visible GPUs):
+    # they inherit the environment, so they plan the same type as this process did.
+    os.environ[LOCAL_ENV] = kind
     for sweep in out["sweeps"]:
         gpus = sweep.get("gpus") or []
         sweep["gpus"] = list(dict.fromkeys(kind if g == LOCAL else g for g in gpus))

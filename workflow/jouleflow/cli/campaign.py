@@ -142,10 +142,9 @@ def run_measure(args: argparse.Namespace) -> int:
         return attempt.BAD_INPUT  # the child named the key or file; nothing was measured
     new = sorted(attempt.failed_siblings(run_dir) - before)
     if new:
-        attempt.adopt(new[-1], run_dir)
-        _, reason = attempt.run_status(run_dir)
-        if result.timed_out or result.interrupted:
-            reason = f"{attempt.describe(result, deadline_s)}; {reason}"
+        reason = attempt.adopt(
+            new[-1], run_dir, attempt.describe(result, deadline_s) if result.timed_out else None
+        )
     else:
         reason = attempt.describe(result, deadline_s)
         left = [p for p in attempt.partials(run_dir) if p not in salvage] + salvage
