@@ -116,7 +116,7 @@ def _group_args(parser: argparse.ArgumentParser) -> None:
 
 def _or_placeholder(args: argparse.Namespace, draw) -> int:
     """Run `draw`; with --allow-empty, a group with nothing to plot gets a figure that says so."""
-    from jouleflow.frontier import FrontierError
+    from jouleflow.analysis.frontier import FrontierError
     from jouleflow.plots.style import placeholder
 
     try:
@@ -137,7 +137,7 @@ def _duration(text: str, option: str) -> float:
 
 
 def _summary(path: Path):
-    from jouleflow.summary_io import SummaryError, read_summary
+    from jouleflow.analysis.summary_io import SummaryError, read_summary
 
     try:
         return read_summary(path)
@@ -156,7 +156,7 @@ def _import_mlenergy(args: argparse.Namespace) -> int:
 
 def _frontier(args: argparse.Namespace) -> int:
     from jouleflow import traces
-    from jouleflow.recommendations import (
+    from jouleflow.analysis.recommendations import (
         frontier_table,
         load_targets,
         recommendation_table,
@@ -190,7 +190,7 @@ def _frontier(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from jouleflow.frontier import TargetUnreachableError, recommend
+    from jouleflow.analysis.frontier import TargetUnreachableError, recommend
 
     target = _duration(args.latency_target, "--latency-target")
     summary = _summary(args.summary)
