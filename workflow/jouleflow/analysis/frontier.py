@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from jouleflow import tasks
 from jouleflow.units import format_duration
 
 ENERGY_COL = "energy_per_response_j"
@@ -44,14 +45,7 @@ LATENCY_COLUMNS: tuple[str, ...] = (
     "batch_latency_s",
 )
 
-# Default latency metric per task (CONTRACTS): the first column of the list that the task's rows
-# actually carry. The fall-backs exist for published data that lacks the preferred metric (ML.ENERGY
-# v2 has only the average TPOT; v3's sourcegraph-fim has only ITL); the metric used is always reported.
-CHAT_TASKS = frozenset({"lm-arena-chat", "gpqa", "chat", "image-chat", "video-chat"})
-CODE_TASKS = frozenset({"sourcegraph-fim", "code"})
-_CHAT_METRICS = ("median_itl_s", "median_tpot_s")
-_CODE_METRICS = ("median_e2e_s", "median_itl_s", "median_tpot_s")
-_DIFFUSION_METRICS = ("batch_latency_s",)
+# Default latency metric per task (CONTRACTS): jouleflow.tasks, shared with the planner.
 
 
 class FrontierError(ValueError):
@@ -75,14 +69,9 @@ def resolve_latency_metric(name: str) -> str:
 
 
 def latency_preferences(task: str, modality: str | None = None) -> tuple[str, ...]:
-    if task in CHAT_TASKS:
-        return _CHAT_METRICS
-    if task in CODE_TASKS:
-        return _CODE_METRICS
-    if modality == "diffusion" or task.startswith(("text-to-", "image-to-")):
-        return _DIFFUSION_METRICS
-    if modality == "llm":
-        return _CHAT_METRICS
+    preferences = tasks.latency_preferences(task, modality)
+    if preferences is not None:
+        return preferences
     raise FrontierError(
         f"task {task!r}: no default latency metric (modality {modality!r}); pass one explicitly"
     )

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from jouleflow.traces import read_json, read_run
+from jouleflow.traces import read_json, read_run, write_csv
 
 COLUMNS = (
     "run_dir", "origin", "status", "reason", "host", "gpu_names", "driver", "engine", "engine_version",
@@ -47,17 +44,5 @@ def provenance_row(run_dir: str | Path) -> dict[str, Any]:
 def write_provenance_csv(run_dirs: Iterable[str | Path], path: str | Path) -> int:
     """Write the table atomically; returns the number of rows."""
     rows = [provenance_row(d) for d in sorted(map(str, run_dirs))]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(COLUMNS), lineterminator="\n")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_csv(rows, COLUMNS, path)
     return len(rows)

@@ -7,7 +7,6 @@ latency target). Targets come from a YAML/JSON mapping (see `load_targets`) or b
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from jouleflow import traces
 from jouleflow.analysis.frontier import (
     ENERGY_COL,
     GROUP_COLS,
@@ -246,15 +246,7 @@ def summarize_exclusions(table: FrontierTable) -> list[str]:
 
 def write_recommendations_csv(df: pl.DataFrame, path: str | Path) -> None:
     """Write the CSV atomically (temp file + rename), so a killed job never leaves half a table."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        df.write_csv(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    traces.write_atomic(path, df.write_csv)
 
 
 def targets_from_cli(entries: Sequence[str]) -> TargetSpec:

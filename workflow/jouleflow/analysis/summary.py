@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from jouleflow.traces import SUMMARY, TraceError, table_from_rows, write_table
+from jouleflow.traces import SUMMARY, TraceError, table_from_rows, write_atomic, write_table
 
 SORT_KEYS = ("task", "model", "precision", "gpu", "num_gpus", "parallelism", "batch_size", "run_dir")
 # Jobs-table columns copied into a row where the run itself left the field empty.
@@ -86,5 +86,4 @@ def write_summary(frame: pl.DataFrame, parquet: str | Path, csv_path: str | Path
     table = frame.to_arrow()
     write_table(table_from_rows(table.to_pydict(), SUMMARY), parquet)
     if csv_path is not None:
-        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-        frame.write_csv(csv_path)
+        write_atomic(csv_path, frame.write_csv)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow.measure.synthetic import PROMPT_WORDS
+from jouleflow.plan.grid import model_slug
 
 # Bundled architecture configs: resources/models/<slug>/config.json in the repository.
 RESOURCES_MODELS = Path(__file__).resolve().parents[3] / "resources" / "models"
@@ -31,13 +32,8 @@ class DummyModelError(ValueError):
     """The HF config cannot make a dummy model; the message names the file."""
 
 
-def slug(model_id: str) -> str:
-    """meta-llama/Llama-3.1-8B-Instruct -> meta-llama--Llama-3.1-8B-Instruct (design.md's run-dir naming)."""
-    return model_id.replace("/", "--")
-
-
 def bundled_config(model_id: str) -> Path | None:
-    path = RESOURCES_MODELS / slug(model_id) / "config.json"
+    path = RESOURCES_MODELS / model_slug(model_id) / "config.json"
     return path if path.is_file() else None
 
 
@@ -168,10 +164,10 @@ def ensure_dummy_model(model_id: str, cache_dir: str | Path) -> Path:
             else []
         )
         raise DummyModelError(
-            f"model {model_id}: no bundled config under resources/models/{slug(model_id)} (bundled: {have}); "
+            f"model {model_id}: no bundled config under resources/models/{model_slug(model_id)} (bundled: {have}); "
             "give --model-path to a dir made by `jouleflow prepare model`"
         )
-    out = Path(cache_dir) / slug(model_id)
+    out = Path(cache_dir) / model_slug(model_id)
     if (out / "tokenizer.json").is_file() and (out / "config.json").read_bytes() == cfg.read_bytes():
         return out
     tmp = out.with_name(out.name + ".tmp")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jouleflow import tasks
 from jouleflow.plan import jobspec
 from jouleflow.plan.gpurequest import GpuRequestError, gpu_request
 from jouleflow.plan.parallelism import Parallelism, parse_parallelism
@@ -23,8 +24,6 @@ from jouleflow.plan.parallelism import Parallelism, parse_parallelism
 BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
 DIFFUSION_PRECISIONS = ("bf16", "fp16", "fp32")
 AXES = ("tasks", "gpus", "parallelism", "batch_sizes", "precisions")
-# Default latency metric per task (CONTRACTS): ITL for chat-like tasks, E2E for code, batch latency for diffusion.
-CODE_TASKS = ("sourcegraph-fim", "code")
 
 
 class GridError(ValueError):
@@ -37,9 +36,10 @@ def model_slug(model_id: str) -> str:
 
 
 def default_latency_metric(task: str, modality: str) -> str:
-    if modality == "diffusion":
-        return "batch_latency_s"
-    return "median_e2e_s" if task in CODE_TASKS else "median_itl_s"
+    """The metric analysis uses for the task (jouleflow.tasks); a config task always has a modality."""
+    preferences = tasks.latency_preferences(task, modality)
+    assert preferences is not None, f"task {task!r}: modality {modality!r}"
+    return preferences[0]
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,12 @@ the registry facts a run directory does not carry (architecture, parameter count
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jouleflow import traces
 from jouleflow.plan.grid import Grid, GridPoint
 
 POINT_COLUMNS = (
@@ -53,20 +51,9 @@ def sync_job_specs(grid: Grid) -> int:
                 continue
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, text)
+        traces.write_text(text, path)
         written += 1
     return written
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _point_fields(point: GridPoint) -> dict[str, Any]:
@@ -108,16 +95,4 @@ def skipped_rows(grid: Grid) -> list[dict[str, Any]]:
 
 def write_tsv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], path: str | Path) -> None:
     """Write a TSV atomically; empty cells for None."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    traces.write_csv(rows, columns, path, delimiter="\t")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from jouleflow.traces import write_atomic
 
 # Column formats for Markdown: "pct" (signed percent), "ratio" (x), "g" (4 significant digits),
 # "int", "str" (default).
@@ -54,34 +54,15 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_text(path: str | Path, text: str) -> None:
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    write_atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
     """CSV of `rows` restricted to `columns` (header only when there are no rows)."""
     data = {c: [row.get(c) for row in rows] for c in columns}
     frame = pl.DataFrame(data, strict=False) if rows else pl.DataFrame({c: [] for c in columns})
-    _atomic_write(Path(path), lambda tmp: frame.write_csv(tmp))
+    write_atomic(Path(path), lambda tmp: frame.write_csv(tmp))
 
 
 def figure_paths(path: str | Path) -> tuple[Path, Path]:
@@ -96,13 +77,13 @@ def save_figure(fig: Any, path: str | Path) -> tuple[Path, Path]:
 
     png, svg = figure_paths(path)
     try:
-        _atomic_write(
+        write_atomic(
             png,
             lambda tmp: fig.savefig(
                 tmp, format="png", dpi=150, bbox_inches="tight", metadata={"Software": None}
             ),
         )
-        _atomic_write(
+        write_atomic(
             svg,
             lambda tmp: fig.savefig(
                 tmp, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None}
