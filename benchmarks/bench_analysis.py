@@ -150,7 +150,7 @@ def _write_run(root: Path, rng: random.Random, p: dict[str, Any]) -> Path:
 
 
 def summary_row_own(run_dir: Path) -> dict[str, Any]:
-    """Our own reading of one run (used when jouleflow.energy.summary_row is not available)."""
+    """Our own reading of one run (used when jouleflow.analysis.energy.summary_row is not available)."""
     run = json.loads((run_dir / "run.json").read_text())
     config = run["config"]
     path = run_dir / "summary.json"
@@ -171,10 +171,10 @@ def summary_row_own(run_dir: Path) -> dict[str, Any]:
 
 def _reader() -> tuple[Any, str]:
     try:
-        energy = importlib.import_module("jouleflow.energy")
-        return energy.summary_row, "jouleflow.energy.summary_row"
+        energy = importlib.import_module("jouleflow.analysis.energy")
+        return energy.summary_row, "jouleflow.analysis.energy.summary_row"
     except (ImportError, AttributeError):
-        return summary_row_own, "benchmark's own reader (jouleflow.energy.summary_row not available)"
+        return summary_row_own, "benchmark's own reader (jouleflow.analysis.energy.summary_row not available)"
 
 
 def timed(func, repeat: int) -> tuple[float, float, Any]:
@@ -208,7 +208,7 @@ def main() -> int:
     os.environ["POLARS_MAX_THREADS"] = str(args.threads)
     import polars as pl  # after POLARS_MAX_THREADS: the pool size is fixed at import
     from jouleflow import traces
-    from jouleflow.recommendations import frontier_table, recommendation_table
+    from jouleflow.analysis.recommendations import frontier_table, recommendation_table
 
     with tempfile.TemporaryDirectory(prefix="jouleflow-bench-") as tmp:
         root = Path(tmp)

@@ -36,7 +36,7 @@ def interpolate(series: list[dict], t: float) -> float:
 
 
 def measure_rate(hz: float, seconds: float, cross_check: bool) -> None:
-    from jouleflow.power import PowerSampler, SessionEnergyCheck
+    from jouleflow.measure.power import PowerSampler, SessionEnergyCheck
 
     sampler = PowerSampler(period_s=1.0 / hz)
     check = None
@@ -111,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.fake:
         install_fake(args.gpus)
-    from jouleflow.power import gpu_inventory
+    from jouleflow.measure.power import gpu_inventory
 
     names = sorted({g["name"] for g in gpu_inventory()})
     print(f"GPUs: {names} ({'fake' if args.fake else 'real'}), python {sys.version.split()[0]}")

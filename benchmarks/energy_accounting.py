@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jouleflow.energy import analyze_run
+from jouleflow.analysis.energy import analyze_run
 from jouleflow.traces import RunDirWriter
 
 

@@ -2,7 +2,7 @@
 
 A separate process serves OpenAI-style SSE streams (one token per chunk, with a usage chunk at the
 end, like vLLM) for `--streams` concurrent requests of `--tokens` tokens each, paced so that the
-aggregate rate is `--rate` tokens/s (0 = as fast as it can). The client is jouleflow.load, exactly
+aggregate rate is `--rate` tokens/s (0 = as fast as it can). The client is jouleflow.measure.load, exactly
 as a session runs it. Reported: tokens recorded, wall time, the client's CPU time, its CPU
 utilisation at the paced rate, and tokens per client CPU-second (what one core sustains).
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from jouleflow.load import LoadRequest, LoadSettings, LoadStats, run_load  # noqa: E402
+from jouleflow.measure.load import LoadRequest, LoadSettings, LoadStats, run_load  # noqa: E402
 
 SERVER = textwrap.dedent(
     """

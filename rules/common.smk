@@ -10,11 +10,11 @@ from snakemake.logging import logger
 # The rules call the `jouleflow` CLI; the grid is built in-process from the same source tree.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from jouleflow.grid import GridError, build_grid  # noqa: E402
-from jouleflow import gridtable  # noqa: E402
-from jouleflow.jobspec import ATTEMPT_SCALED  # noqa: E402
-from jouleflow.localgpu import LocalGpuError, resolve_local  # noqa: E402
-from jouleflow.runguard import check_campaign, latest_failed_attempt  # noqa: E402
+from jouleflow.plan.grid import GridError, build_grid  # noqa: E402
+from jouleflow.plan import gridtable  # noqa: E402
+from jouleflow.plan.jobspec import ATTEMPT_SCALED  # noqa: E402
+from jouleflow.plan.localgpu import LocalGpuError, resolve_local  # noqa: E402
+from jouleflow.plan.runguard import check_campaign, latest_failed_attempt  # noqa: E402
 from jouleflow.traces import is_complete_run, read_run  # noqa: E402
 
 try:

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import yaml
-from jouleflow.config import load_config
-from jouleflow.grid import build_grid
-from jouleflow.localgpu import resolve_local
+from jouleflow.plan.config import load_config
+from jouleflow.plan.grid import build_grid
+from jouleflow.plan.localgpu import resolve_local
 from pipeline_helpers import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]

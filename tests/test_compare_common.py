@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from compare_helpers import frame, row
-from jouleflow.compare import common
-from jouleflow.compare.common import CompareError
+from jouleflow.analysis.compare import common
+from jouleflow.analysis.compare.common import CompareError
 
 
 def test_metric_names_map_to_summary_columns():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from compare_helpers import frame, row
-from jouleflow.compare.common import CompareError, NoComparablePairs
-from jouleflow.compare.gpus import compare_gpus, min_energy_under_deadline
+from jouleflow.analysis.compare.common import CompareError, NoComparablePairs
+from jouleflow.analysis.compare.gpus import compare_gpus, min_energy_under_deadline
 
 
 def hand_made():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from compare_helpers import frame, row
-from jouleflow.compare.common import CompareError, NoComparablePairs
-from jouleflow.compare.moe import architecture_kind, compare_moe
-from jouleflow.compare.tdp import compare_tdp, parse_tdp
+from jouleflow.analysis.compare.common import CompareError, NoComparablePairs
+from jouleflow.analysis.compare.moe import architecture_kind, compare_moe
+from jouleflow.analysis.compare.tdp import compare_tdp, parse_tdp
 
 
 def moe_frame():

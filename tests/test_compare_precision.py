@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from compare_helpers import frame, row
-from jouleflow.compare.common import CompareError, NoComparablePairs
-from jouleflow.compare.precision import Bucket, compare_precision, pair_fp8_bf16, parse_buckets
+from jouleflow.analysis.compare.common import CompareError, NoComparablePairs
+from jouleflow.analysis.compare.precision import Bucket, compare_precision, pair_fp8_bf16, parse_buckets
 
 BUCKETS = [Bucket(8, 16), Bucket(17, 64), Bucket(65, 256)]
 

@@ -7,10 +7,10 @@ import statistics
 from compare_helpers import frame, row
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from jouleflow.compare.common import NoComparablePairs, change_stats
-from jouleflow.compare.gpus import compare_gpus
-from jouleflow.compare.precision import Bucket, compare_precision
-from jouleflow.compare.scaling import compare_scaling
+from jouleflow.analysis.compare.common import NoComparablePairs, change_stats
+from jouleflow.analysis.compare.gpus import compare_gpus
+from jouleflow.analysis.compare.precision import Bucket, compare_precision
+from jouleflow.analysis.compare.scaling import compare_scaling
 
 positive = st.floats(min_value=1e-3, max_value=1e4, allow_nan=False, allow_infinity=False)
 latency = st.floats(min_value=1e-3, max_value=1.0, allow_nan=False, allow_infinity=False)

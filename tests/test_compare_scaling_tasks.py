@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from compare_helpers import frame, row
-from jouleflow.compare.common import CompareError, NoComparablePairs
-from jouleflow.compare.scaling import compare_scaling
-from jouleflow.compare.tasks import compare_tasks
+from jouleflow.analysis.compare.common import CompareError, NoComparablePairs
+from jouleflow.analysis.compare.scaling import compare_scaling
+from jouleflow.analysis.compare.tasks import compare_tasks
 
 
 def scaling_frame():

@@ -14,11 +14,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 from compare_v3_loader import v3_frame
-from jouleflow.compare.gpus import compare_gpus
-from jouleflow.compare.moe import compare_moe
-from jouleflow.compare.precision import Bucket, compare_precision
-from jouleflow.compare.scaling import compare_scaling
-from jouleflow.compare.tasks import compare_tasks
+from jouleflow.analysis.compare.gpus import compare_gpus
+from jouleflow.analysis.compare.moe import compare_moe
+from jouleflow.analysis.compare.precision import Bucket, compare_precision
+from jouleflow.analysis.compare.scaling import compare_scaling
+from jouleflow.analysis.compare.tasks import compare_tasks
 
 BUCKETS = [Bucket(8, 16), Bucket(17, 64), Bucket(65, 256)]
 

@@ -1,6 +1,6 @@
 """Bad campaign inputs fail at planning, naming the key: `jouleflow campaign plan` on a copy of the
 workflow (the same build_grid as Snakemake's; tests/test_pipeline_plan.py runs some through
-Snakemake), plus jouleflow.config_checks' rules one by one."""
+Snakemake), plus jouleflow.plan.config_checks' rules one by one."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 
 import pytest
 import yaml
-from jouleflow.config_checks import model_id_problem
-from jouleflow.grid import GridError
+from jouleflow.plan.config_checks import model_id_problem
+from jouleflow.plan.grid import GridError
 from pipeline_helpers import QWEN_ENTRY, copy_workflow
 from test_campaign_plan import plan_cli
 from test_grid import BASE, grid_of

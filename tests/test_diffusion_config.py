@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from jouleflow.diffusion_config import DiffusionJobConfig, config_from_dict
-from jouleflow.llmconfig import ConfigError
+from jouleflow.measure.diffusion_config import DiffusionJobConfig, config_from_dict
+from jouleflow.measure.jobconfig import ConfigError
 
 PIXART = "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS"
 COGVIDEO = "zai-org/CogVideoX-2b"

@@ -8,7 +8,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from jouleflow.diffusion_prompts import BUNDLED, PromptSetError, load_prompt_set
+from jouleflow.measure.diffusion_prompts import BUNDLED, PromptSetError, load_prompt_set
 
 
 def test_text_file_one_prompt_per_line(tmp_path):

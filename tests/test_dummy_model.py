@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from jouleflow.dummy_model import DummyModelError, ensure_dummy_model, make_dummy_model
+from jouleflow.measure.dummy_model import DummyModelError, ensure_dummy_model, make_dummy_model
 from tokenizers import Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -100,8 +100,8 @@ def test_measure_and_account_on_cpu(tmp_path):
         "torch/transformers[serving] not installed (pip install torch==2.13.0 'transformers[serving]')",
     )
     _require(
-        _have("jouleflow.power") and (TESTS / "fakegpu" / "sitecustomize.py").is_file(),
-        "jouleflow.power / tests/fakegpu not available",
+        _have("jouleflow.measure.power") and (TESTS / "fakegpu" / "sitecustomize.py").is_file(),
+        "jouleflow.measure.power / tests/fakegpu not available",
     )
     model = make_tiny_llama(tmp_path / "tiny-llama")
     run = tmp_path / "runs" / "tiny"

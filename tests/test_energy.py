@@ -12,9 +12,9 @@ from handmade_runs import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jouleflow import latency
-from jouleflow.energy import analyze_run
-from jouleflow.power_trace import GpuTrace, counter_energy, gpu_traces, power_integral, window_energy
+from jouleflow.analysis import latency
+from jouleflow.analysis.energy import analyze_run
+from jouleflow.analysis.power_trace import GpuTrace, counter_energy, gpu_traces, power_integral, window_energy
 
 
 def trace(t, e, p=None, gpu=0):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from handmade_runs import constant_power, reference_run, run_json
 from jouleflow import traces
-from jouleflow.energy import analyze_run, summary_row, write_summary
+from jouleflow.analysis.energy import analyze_run, summary_row, write_summary
 from jouleflow.gpus import gpu_short_name
 
 REPO = Path(__file__).resolve().parents[1]

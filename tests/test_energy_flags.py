@@ -12,8 +12,8 @@ from handmade_runs import (
     run_json,
     server_for,
 )
-from jouleflow.energy import analyze_run
-from jouleflow.validity import BLOCKING, Thresholds
+from jouleflow.analysis.energy import analyze_run
+from jouleflow.analysis.validity import BLOCKING, Thresholds
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from jouleflow.engines.base import ServerProcess, ServerSpec, free_port
+from jouleflow.measure.engines.base import ServerProcess, ServerSpec, free_port
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -78,7 +78,7 @@ def run_driver(tmp_path: Path, argv: list[str], token: str, orphan_grace_s: floa
         f"""
         import time
         from pathlib import Path
-        from jouleflow.engines.base import ServerProcess, ServerSpec, free_port
+        from jouleflow.measure.engines.base import ServerProcess, ServerSpec, free_port
         spec = ServerSpec(engine="t", argv={argv!r}, host="127.0.0.1", port=free_port(), served_model="m",
                           env={{"JOULEFLOW_TEST_TREE": {token!r}}})
         server = ServerProcess(spec, Path({str(tmp_path / "s.log")!r}), orphan_grace_s={orphan_grace_s!r})
@@ -183,7 +183,7 @@ def test_sigkill_of_jouleflow_measure_mid_load_leaves_no_engine(tmp_path):
 
 def test_supervisor_exits_when_started_by_a_parent_already_gone(tmp_path):
     """The race before the death signal is armed: an orphaned supervisor starts nothing."""
-    from jouleflow.engines import supervisor
+    from jouleflow.measure.engines import supervisor
 
     token = uuid.uuid4().hex
     gone = subprocess.Popen(["true"])

@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from jouleflow.dummy_model import make_dummy_model
-from jouleflow.engines import container, transformers_serve, vllm
-from jouleflow.engines.vllm import ModelValidationError
-from jouleflow.llmconfig import ConfigError, LLMJobConfig, config_from_dict, parallelism_label
+from jouleflow.measure.dummy_model import make_dummy_model
+from jouleflow.measure.engines import container, transformers_serve, vllm
+from jouleflow.measure.engines.vllm import ModelValidationError
+from jouleflow.measure.jobconfig import ConfigError, LLMJobConfig, config_from_dict, parallelism_label
 
 LLAMA8B = Path(__file__).resolve().parents[1] / "resources" / "models" / "meta-llama--Llama-3.1-8B-Instruct"
 QWEN_MOE = Path(__file__).resolve().parents[1] / "resources" / "models" / "Qwen--Qwen3-30B-A3B-Instruct-2507"

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from jouleflow import traces
-from jouleflow.frontier import (
+from jouleflow.analysis.frontier import (
     Exclusions,
     FrontierError,
     TargetUnreachableError,
@@ -18,7 +18,7 @@ from jouleflow.frontier import (
     resolve_latency_metric,
     usable_rows,
 )
-from jouleflow.recommendations import (
+from jouleflow.analysis.recommendations import (
     frontier_table,
     load_targets,
     recommendation_table,

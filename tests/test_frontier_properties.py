@@ -7,7 +7,7 @@ from itertools import pairwise
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jouleflow.frontier import TargetUnreachableError, frontier_flags, pareto_front, recommend
+from jouleflow.analysis.frontier import TargetUnreachableError, frontier_flags, pareto_front, recommend
 
 # Small integer grids make ties and duplicates common, which is where frontier code goes wrong.
 coords = st.one_of(st.integers(1, 8).map(float), st.floats(0.001, 1e4, allow_nan=False, allow_infinity=False))

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from jouleflow.gpualloc import (
+from jouleflow.measure.gpualloc import (
     AllocatedGpus,
     GpuAllocationError,
     VisibleGpu,

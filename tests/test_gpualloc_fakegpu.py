@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fakegpu import FAKEGPU_DIR, FakeGPUConfig
-from jouleflow.gpualloc import GpuAllocationError, allocate_gpus, visible_gpus
+from jouleflow.measure.gpualloc import GpuAllocationError, allocate_gpus, visible_gpus
 
 REPO = Path(__file__).resolve().parents[1]
 A100 = "NVIDIA A100-SXM4-80GB"
@@ -74,7 +74,7 @@ def test_no_nvml_is_a_clear_error(fake_gpu, tmp_path: Path) -> None:
 _JOB = textwrap.dedent(
     """
     import json, sys, time
-    from jouleflow.gpualloc import allocate_gpus
+    from jouleflow.measure.gpualloc import allocate_gpus
     out, hold_s = sys.argv[1], float(sys.argv[2])
     with allocate_gpus(2, "H100", poll_interval_s=0.05) as gpus:
         t0 = time.time()

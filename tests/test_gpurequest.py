@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from jouleflow.gpurequest import GpuRequestError, gpu_request
+from jouleflow.plan.gpurequest import GpuRequestError, gpu_request
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 
 

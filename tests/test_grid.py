@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-from jouleflow.config import validate_config
-from jouleflow.grid import GridError, build_grid, model_slug
-from jouleflow.parallelism import parse_parallelism
+from jouleflow.plan.config import validate_config
+from jouleflow.plan.grid import GridError, build_grid, model_slug
+from jouleflow.plan.parallelism import parse_parallelism
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
@@ -282,7 +282,7 @@ def test_request_files_are_checked_before_anything_runs(tmp_path, request_set, m
 
 
 def test_default_config_is_the_bundled_campaign():
-    from jouleflow.config import load_config
+    from jouleflow.plan.config import load_config
 
     config = load_config([REPO / "config" / "config.yaml"], SCHEMA)
     fixture = REPO / "tests" / "data" / "reference-fixture"
@@ -358,7 +358,7 @@ def test_task_shape_must_match_its_modality():
 
 
 def test_default_config_matches_the_bundled_runs():
-    from jouleflow.config import load_config
+    from jouleflow.plan.config import load_config
 
     grid = build_grid(load_config([REPO / "config" / "config.yaml"], SCHEMA), REPO)
     assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 3

@@ -9,8 +9,8 @@ import copy
 import re
 
 import pytest
-from jouleflow.config import ConfigSchemaError, validate_config
-from jouleflow.grid import GridError, build_grid
+from jouleflow.plan.config import ConfigSchemaError, validate_config
+from jouleflow.plan.grid import GridError, build_grid
 from test_grid import BASE, SCHEMA
 
 SWEEP = {

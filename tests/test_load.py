@@ -8,7 +8,14 @@ import socket
 
 import pytest
 from aiohttp import web
-from jouleflow.load import LoadRequest, LoadSettings, LoadStats, build_body, reconcile_counts, run_load
+from jouleflow.measure.load import (
+    LoadRequest,
+    LoadSettings,
+    LoadStats,
+    build_body,
+    reconcile_counts,
+    run_load,
+)
 from sse_test_server import ServerState, make_app
 
 

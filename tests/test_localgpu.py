@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from jouleflow.localgpu import LOCAL_ENV, LocalGpuError, resolve_local
+from jouleflow.plan.localgpu import LOCAL_ENV, LocalGpuError, resolve_local
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"

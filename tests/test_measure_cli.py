@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from jouleflow.cli import build_parser
 from jouleflow.cli.measure import duration, job_dict
-from jouleflow.requestset import read_request_set
+from jouleflow.measure.requestset import read_request_set
 
 REPO = Path(__file__).resolve().parents[1]
 HIST = REPO / "resources" / "mlenergy-v3" / "models" / "meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json"

@@ -10,7 +10,7 @@ import json
 import shutil
 
 import pytest
-from jouleflow.runguard import write_skipped_infeasible
+from jouleflow.plan.runguard import write_skipped_infeasible
 from pipeline_helpers import (
     BASE_KEY,
     BASE_SWEEP,

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from jouleflow import traces
-from jouleflow.frontier import FrontierError
+from jouleflow.analysis.frontier import FrontierError
 from jouleflow.importers.mlenergy import import_mlenergy
 from jouleflow.plots.frontier_plot import plot_frontier
 from jouleflow.plots.sweep import plot_sweep

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 from fakegpu import FakeGPUConfig, subprocess_env
-from jouleflow.power import NoGPUError, PowerSampler, PowerSamplingError, SessionEnergyCheck
+from jouleflow.measure.power import NoGPUError, PowerSampler, PowerSamplingError, SessionEnergyCheck
 
 pytest_plugins = ["fakegpu.plugin"]
 
@@ -110,7 +110,7 @@ def test_sampling_rate_follows_the_period(fake_gpu):
 
 
 def test_cuda_visible_devices_maps_to_physical_gpus(fake_gpu, monkeypatch):
-    from jouleflow.power import gpu_inventory
+    from jouleflow.measure.power import gpu_inventory
 
     fake_gpu.configure(FakeGPUConfig(count=4, power_w="100;200;300;400"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
@@ -135,7 +135,7 @@ def test_unusable_cuda_visible_devices_is_no_gpu(fake_gpu, monkeypatch, visible)
 
 
 def test_nvml_failure_is_no_gpu_everywhere(fake_gpu):
-    from jouleflow.power import foreign_processes, gpu_inventory
+    from jouleflow.measure.power import foreign_processes, gpu_inventory
 
     fake_gpu.configure(FakeGPUConfig(count=2, init_error="DRIVER_NOT_LOADED"))
     for call in (
@@ -150,7 +150,7 @@ def test_nvml_failure_is_no_gpu_everywhere(fake_gpu):
 
 def test_session_check_catches_zeus_silent_fallback(fake_gpu, monkeypatch):
     """Zeus's ZeusMonitor quietly monitors nothing when NVML fails; the check must not pass then."""
-    import jouleflow.power as power
+    import jouleflow.measure.power as power
     from zeus.monitor import ZeusMonitor
 
     fake_gpu.configure(FakeGPUConfig(count=1, init_error="DRIVER_NOT_LOADED"))
@@ -231,8 +231,8 @@ def test_transient_read_errors_are_counted_and_persistent_ones_fail(fake_gpu, mo
 
 
 def test_foreign_processes(fake_gpu):
-    from jouleflow.gpu_devices import is_own_process
-    from jouleflow.power import foreign_processes
+    from jouleflow.measure.gpu_devices import is_own_process
+    from jouleflow.measure.power import foreign_processes
 
     fake_gpu.configure(FakeGPUConfig(count=2))
     script = "import subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c','import time;time.sleep(30)']); print(p.pid, flush=True); time.sleep(30)"
@@ -265,7 +265,7 @@ def test_sitecustomize_installs_the_fake_in_a_subprocess(fake_gpu, tmp_path):
     child = textwrap.dedent(
         """
         import json, os, time
-        from jouleflow.power import PowerSampler, gpu_inventory
+        from jouleflow.measure.power import PowerSampler, gpu_inventory
         with PowerSampler() as s:
             time.sleep(0.3)
         print(json.dumps({"pid": os.getpid(), "rows": s.stop(), "inventory": gpu_inventory()}))
@@ -295,7 +295,7 @@ def test_the_package_never_reaches_the_fake(tmp_path):
         assert "FAKE_GPU" not in text and "fakegpu" not in text and "fake_nvml" not in text, path
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONPATH=str(REPO / "workflow"), FAKE_GPU_COUNT="2", FAKE_GPU_POWER_W="999")
-    child = "from jouleflow.power import NoGPUError, gpu_inventory\ntry:\n    print([g.get('uuid') for g in gpu_inventory()])\nexcept NoGPUError as e:\n    print('NoGPUError', e)"
+    child = "from jouleflow.measure.power import NoGPUError, gpu_inventory\ntry:\n    print([g.get('uuid') for g in gpu_inventory()])\nexcept NoGPUError as e:\n    print('NoGPUError', e)"
     out = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "fa4e0000" not in out.stdout  # the fake's UUIDs

@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from jouleflow import synthetic
-from jouleflow.requestset import (
+from jouleflow.measure import synthetic
+from jouleflow.measure.requestset import (
     RequestSetError,
     RequestSpec,
     read_request_set,
@@ -162,7 +162,7 @@ def test_round_trip_chat_and_completions(tmp_path):
 
 
 def test_input_tokens_exact_with_a_tokenizer(tmp_path):
-    from jouleflow.dummy_model import make_dummy_model
+    from jouleflow.measure.dummy_model import make_dummy_model
 
     d = make_dummy_model(HIST_FILE.parents[2] / "models" / "Qwen--Qwen3-8B", tmp_path / "q")
     specs = synthetic.generate(

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from jouleflow.runguard import (
+from jouleflow.plan.runguard import (
     ORIGIN_JSON,
     StaleRunError,
     copy_reference,

@@ -7,7 +7,7 @@ import threading
 import time
 
 from aiohttp import web
-from jouleflow.server_metrics import MetricsScraper, parse_metrics
+from jouleflow.measure.server_metrics import MetricsScraper, parse_metrics
 
 # Written by hand after vLLM's V1 exposition (0.10+ names; two data-parallel engines), with the
 # histograms and process metrics a real /metrics also carries, which the parser must skip.

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from jouleflow.engines.base import (
+from jouleflow.measure.engines.base import (
     ServerProcess,
     ServerSpec,
     ServerStartError,
@@ -140,7 +140,7 @@ def test_sigterm_to_the_controller_tears_the_server_group_down(tmp_path):
         f"""
         import sys, time
         from pathlib import Path
-        from jouleflow.engines.base import ServerProcess, ServerSpec, sigterm_raises, free_port
+        from jouleflow.measure.engines.base import ServerProcess, ServerSpec, sigterm_raises, free_port
         code = ("import subprocess, sys, time; "
                 "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
                 "print('CHILDPID', c.pid, flush=True); time.sleep(600)")

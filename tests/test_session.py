@@ -22,7 +22,7 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 SERVER = TESTS / "sse_test_server.py"
-HAVE_POWER = importlib.util.find_spec("jouleflow.power") is not None and (TESTS / "fakegpu").is_dir()
+HAVE_POWER = importlib.util.find_spec("jouleflow.measure.power") is not None and (TESTS / "fakegpu").is_dir()
 
 
 @pytest.fixture
@@ -282,7 +282,7 @@ def test_vllm_without_a_gpu_is_a_clear_error(tmp_path, model_dir):
 def test_allocated_gpu_reaches_the_sampler_and_the_server(tmp_path, model_dir, fake_gpu):
     """With GPU 0 held by another job, the session measures and serves on GPU 1 only."""
     from fakegpu import FakeGPUConfig, subprocess_env
-    from jouleflow.gpualloc import allocate_gpus
+    from jouleflow.measure.gpualloc import allocate_gpus
 
     fake_gpu.configure(FakeGPUConfig(count=2, power_w="300"))
     locks = tmp_path / "locks"

@@ -128,8 +128,8 @@ def test_an_error_raised_after_the_launch_is_a_failed_run_not_bad_input(
     tmp_path, fake_gpu, monkeypatch, capsys
 ):
     """A ValueError before the launch is bad input (nothing written); after it, the run has started."""
-    from jouleflow import session
     from jouleflow.cli import build_parser
+    from jouleflow.measure import session
 
     monkeypatch.setenv("JOULEFLOW_GPU_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.setenv("TEST_SERVER_TOKEN_DELAY_S", "0.01")
@@ -179,7 +179,7 @@ def test_power_sampler_failure_mid_diffusion_run_is_a_failed_run(tmp_path):
 
 
 def test_sampler_reports_its_failure_while_running(fake_gpu):
-    from jouleflow.power import PowerSampler, PowerSamplingError
+    from jouleflow.measure.power import PowerSampler, PowerSamplingError
 
     fake_gpu.configure(FakeGPUConfig(energy_fail_after=10))
     sampler = PowerSampler(period_s=0.02, max_consecutive_errors=5)

@@ -1,7 +1,7 @@
 """GPU jobs through the SLURM profile: the request, and what the job then sees.
 
 A tiny workflow whose jobs ask for GPUs exactly as measurement jobs do (resources from
-`jouleflow.gpurequest`), run against the local SLURM (4 fake `gpu:h100` GRES). Inside each job,
+`jouleflow.plan.gpurequest`), run against the local SLURM (4 fake `gpu:h100` GRES). Inside each job,
 `allocate_gpus` runs on the test-only fake GPU (4 fake H100s, installed by its sitecustomize on
 PYTHONPATH, which sbatch --export=ALL carries into the job): the GPUs SLURM gave the job
 (CUDA_VISIBLE_DEVICES) must be the ones it allocates, and concurrent jobs never share one.
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SNAKEFILE = """
 import sys
 sys.path.insert(0, {workflow!r})
-from jouleflow.gpurequest import gpu_request
+from jouleflow.plan.gpurequest import gpu_request
 
 JOBS = {{"a": (2, "gpus"), "b": (2, "gpus"), "c": (1, "gres")}}
 
@@ -47,7 +47,7 @@ rule gpu_job:
 
 PROBE = """
 import json, os, sys, time
-from jouleflow.gpualloc import allocate_gpus
+from jouleflow.measure.gpualloc import allocate_gpus
 count, out = int(sys.argv[1]), sys.argv[2]
 seen = os.environ.get("CUDA_VISIBLE_DEVICES")
 with allocate_gpus(count, "H100") as gpus:

@@ -6,7 +6,7 @@ import pytest
 from handmade_runs import BATCH, SCHEDULE
 from hypothesis import given
 from hypothesis import strategies as st
-from jouleflow import steady
+from jouleflow.analysis import steady
 
 FIRST = [float(f) for f, _ in SCHEDULE]
 END = [float(e) for _, e in SCHEDULE]

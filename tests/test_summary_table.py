@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from jouleflow.runguard import copy_reference
+from jouleflow.plan.runguard import copy_reference
 from jouleflow.traces import RunDirWriter
 
 REPO = Path(__file__).resolve().parents[1]

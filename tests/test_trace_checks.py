@@ -1,4 +1,4 @@
-"""Trace checks before accounting (jouleflow.trace_checks), on corrupted copies of bundled real runs.
+"""Trace checks before accounting (jouleflow.analysis.trace_checks), on corrupted copies of bundled real runs.
 
 Each case copies a bundled run directory, corrupts one Parquet file and analyzes it: the result is
 an error naming the file, a blocking flag, or (where dropping rows gives the exact answer) a
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from jouleflow import trace_checks
-from jouleflow.energy import analyze_run, load_run
+from jouleflow.analysis import trace_checks
+from jouleflow.analysis.energy import analyze_run, load_run
 from jouleflow.traces import TraceError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from jouleflow.engines import xdit
-from jouleflow.engines.xdit import Generation, ParallelDegrees, XDiTConfigError
+from jouleflow.measure.engines import xdit
+from jouleflow.measure.engines.xdit import Generation, ParallelDegrees, XDiTConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,7 +147,7 @@ def test_default_worker_command_is_torchrun_with_the_world_size():
     argv = xdit.worker_argv(None, 4, ["--model=m"], "/runs/x/worker_spec.json")
     assert argv == [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4",
-        "--module", "jouleflow.engines.xdit_worker", "--model=m", "--jouleflow_spec=/runs/x/worker_spec.json",
+        "--module", "jouleflow.measure.engines.xdit_worker", "--model=m", "--jouleflow_spec=/runs/x/worker_spec.json",
     ]  # fmt: skip
     # In a container the host's interpreter means nothing: the image's torchrun runs it.
     in_image = xdit.worker_argv(None, 2, [], "s.json", in_container=True)
@@ -202,7 +202,7 @@ def test_docker_wrapping_binds_the_package_and_run_dir(tmp_path, monkeypatch):
     ]
     assert stop == ["docker", "stop", "-t", "30", "jf-test"]
     assert client_env == {}
-    assert (Path(root) / "jouleflow" / "engines" / "xdit_worker.py").is_file()
+    assert (Path(root) / "jouleflow" / "measure" / "engines" / "xdit_worker.py").is_file()
 
 
 def test_apptainer_wrapping_passes_the_job_gpus_to_the_client(monkeypatch):
@@ -220,8 +220,8 @@ def test_apptainer_wrapping_passes_the_job_gpus_to_the_client(monkeypatch):
 def test_measurement_modules_import_without_torch_or_xfuser():
     code = (
         "import sys\n"
-        "import jouleflow.engines.xdit, jouleflow.engines.xdit_worker, jouleflow.engines.xdit_protocol\n"
-        "import jouleflow.diffusion_session, jouleflow.cli.measure_diffusion\n"
+        "import jouleflow.measure.engines.xdit, jouleflow.measure.engines.xdit_worker, jouleflow.measure.engines.xdit_protocol\n"
+        "import jouleflow.measure.diffusion_session, jouleflow.cli.measure_diffusion\n"
         "bad = sorted(m for m in ('torch', 'xfuser', 'diffusers', 'polars', 'matplotlib') if m in sys.modules)\n"
         "assert not bad, bad\n"
     )

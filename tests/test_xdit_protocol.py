@@ -6,7 +6,7 @@ import json
 
 import pytest
 from jouleflow import traces
-from jouleflow.engines.xdit_protocol import (
+from jouleflow.measure.engines.xdit_protocol import (
     WorkerProtocolError,
     WorkerReport,
     batch_rows,

@@ -6,8 +6,8 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from jouleflow.engines import xdit
-from jouleflow.engines.xdit_worker import SpecError, call_kwargs, is_oom, load_spec, schedule
+from jouleflow.measure.engines import xdit
+from jouleflow.measure.engines.xdit_worker import SpecError, call_kwargs, is_oom, load_spec, schedule
 
 INPUT = SimpleNamespace(
     height=768,

@@ -1,4 +1,4 @@
-"""TEST ONLY: imitates jouleflow's xDiT worker (jouleflow.engines.xdit_worker) without torch or a GPU.
+"""TEST ONLY: imitates jouleflow's xDiT worker (jouleflow.measure.engines.xdit_worker) without torch or a GPU.
 
 The measuring parent launches it through `launcher` in place of `torchrun --module <worker>`:
 
@@ -6,7 +6,7 @@ The measuring parent launches it through `launcher` in place of `torchrun --modu
 
 It reads the same spec, starts nproc-1 idle "rank" processes, each in a session of its own (as
 torchrun does), sleeps instead of generating, and writes the worker's output protocol (JSON lines, see
-jouleflow.engines.xdit_protocol) with its own plain `json` code, so a test checks the parent
+jouleflow.measure.engines.xdit_protocol) with its own plain `json` code, so a test checks the parent
 against the protocol as documented rather than against the product's own writer.
 
 Behaviour, from environment variables:

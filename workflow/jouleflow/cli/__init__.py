@@ -13,8 +13,19 @@ import sys
 
 from jouleflow import __version__
 
-# Modules under jouleflow.cli, each with `register(subparsers)`.
-COMMAND_MODULES = ("measure", "prepare", "energy", "campaign", "frontier", "compare")
+# Modules under jouleflow.cli, one per top-level command (`import_` is `import`; `campaign` also
+# registers `summarize`), each with `register(subparsers)`; the order is the order of --help.
+COMMAND_MODULES = (
+    "measure",
+    "prepare",
+    "energy",
+    "campaign",
+    "import_",
+    "frontier",
+    "recommend",
+    "plot",
+    "compare",
+)
 
 
 class CLIError(Exception):

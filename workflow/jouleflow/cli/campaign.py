@@ -89,9 +89,9 @@ def _load_spec(path: Path) -> dict:
 
 
 def run_measure(args: argparse.Namespace) -> int:
-    from jouleflow import attempt
     from jouleflow.cli import CLIError
-    from jouleflow.runguard import StaleRunError, archive_failed, decide, write_skipped_infeasible
+    from jouleflow.plan import attempt
+    from jouleflow.plan.runguard import StaleRunError, archive_failed, decide, write_skipped_infeasible
 
     spec = _load_spec(args.spec)
     run_dir: Path = args.run_dir
@@ -162,7 +162,7 @@ def is_complete(run_dir: Path) -> bool:
 
 def run_fetch_reference(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
-    from jouleflow.runguard import StaleRunError, copy_reference, decide
+    from jouleflow.plan.runguard import StaleRunError, copy_reference, decide
 
     spec = _load_spec(args.spec) if args.spec else {}
     try:
@@ -181,8 +181,8 @@ def run_fetch_reference(args: argparse.Namespace) -> int:
 
 
 def run_summarize(args: argparse.Namespace) -> int:
+    from jouleflow.analysis.summary import RunEntry, build_summary, read_jobs_table, write_summary
     from jouleflow.cli import CLIError
-    from jouleflow.summary import RunEntry, build_summary, read_jobs_table, write_summary
 
     entries = [RunEntry(d) for d in args.run_dirs]
     if args.jobs:
@@ -197,10 +197,10 @@ def run_summarize(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
-    from jouleflow.config import load_config
-    from jouleflow.grid import GridError, build_grid
-    from jouleflow.gridtable import JOB_COLUMNS, SKIPPED_COLUMNS, job_rows, skipped_rows, write_tsv
-    from jouleflow.localgpu import LocalGpuError, resolve_local
+    from jouleflow.plan.config import load_config
+    from jouleflow.plan.grid import GridError, build_grid
+    from jouleflow.plan.gridtable import JOB_COLUMNS, SKIPPED_COLUMNS, job_rows, skipped_rows, write_tsv
+    from jouleflow.plan.localgpu import LocalGpuError, resolve_local
 
     files = args.configfile or [Path("config/config.yaml")]
     try:
@@ -224,9 +224,9 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_provenance(args: argparse.Namespace) -> int:
+    from jouleflow.analysis.provenance_table import write_provenance_csv
+    from jouleflow.analysis.summary import read_jobs_table
     from jouleflow.cli import CLIError
-    from jouleflow.provenance_table import write_provenance_csv
-    from jouleflow.summary import read_jobs_table
 
     run_dirs = list(args.run_dirs)
     if args.jobs:

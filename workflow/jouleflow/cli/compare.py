@@ -107,7 +107,7 @@ def register(subparsers: Any) -> None:
 
 def _parse(parse: Callable[[], Any]) -> Any:
     """Parse an option value; its error names the item and needs no summary path."""
-    from jouleflow.compare.common import CompareError
+    from jouleflow.analysis.compare.common import CompareError
 
     try:
         return parse()
@@ -116,7 +116,7 @@ def _parse(parse: Callable[[], Any]) -> Any:
 
 
 def _gpus(args: argparse.Namespace) -> int:
-    from jouleflow.compare import common, gpus
+    from jouleflow.analysis.compare import common, gpus
 
     deadlines = _parse(lambda: common.parse_deadlines(args.deadlines))
 
@@ -135,7 +135,7 @@ def _gpus(args: argparse.Namespace) -> int:
 
 
 def _precision(args: argparse.Namespace) -> int:
-    from jouleflow.compare import common, precision
+    from jouleflow.analysis.compare import common, precision
 
     buckets = _parse(lambda: precision.parse_buckets(args.buckets))
 
@@ -153,7 +153,7 @@ def _precision(args: argparse.Namespace) -> int:
 
 
 def _scaling(args: argparse.Namespace) -> int:
-    from jouleflow.compare import common, scaling
+    from jouleflow.analysis.compare import common, scaling
 
     def analyse(df):
         return scaling.compare_scaling(
@@ -164,7 +164,7 @@ def _scaling(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from jouleflow.compare import common, tasks
+    from jouleflow.analysis.compare import common, tasks
 
     def analyse(df):
         return tasks.compare_tasks(
@@ -180,7 +180,7 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _moe(args: argparse.Namespace) -> int:
-    from jouleflow.compare import common, moe
+    from jouleflow.analysis.compare import common, moe
 
     def analyse(df):
         return moe.compare_moe(
@@ -195,7 +195,7 @@ def _moe(args: argparse.Namespace) -> int:
 
 
 def _tdp(args: argparse.Namespace) -> int:
-    from jouleflow.compare import common, tdp
+    from jouleflow.analysis.compare import common, tdp
 
     tdp_w = _parse(lambda: tdp.parse_tdp(args.tdp))
 
@@ -209,7 +209,7 @@ def _run(
     args: argparse.Namespace, analyse: Callable[[Any], Any], columns: tuple[str, ...], title: str
 ) -> int:
     """Load the summary, run the analysis, print and write its outputs."""
-    from jouleflow.compare import common, output
+    from jouleflow.analysis.compare import common, output
 
     try:
         df = common.load_summary(args.summary, include_invalid=args.include_invalid)

@@ -85,10 +85,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from jouleflow.analysis.energy import write_summary
+    from jouleflow.analysis.validity import Thresholds
     from jouleflow.cli import CLIError
-    from jouleflow.energy import write_summary
     from jouleflow.traces import TraceError
-    from jouleflow.validity import Thresholds
 
     try:
         thresholds = Thresholds(

@@ -159,7 +159,7 @@ def job_dict(args: argparse.Namespace) -> dict[str, Any]:
     sampling_flags = {k: given[k] for k in ("temperature", "top_p") if k in given}
     sampling_flags.update({k: json_value(v) for k, v in given.get("sampling_kv", [])})
     if sampling_flags:
-        from jouleflow.llmconfig import LLMJobConfig
+        from jouleflow.measure.jobconfig import LLMJobConfig
 
         default = LLMJobConfig.__dataclass_fields__["sampling"].default_factory()  # type: ignore[misc]
         spec["sampling"] = {**(spec.get("sampling", default)), **sampling_flags}
@@ -178,7 +178,7 @@ def run_measure_llm(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from jouleflow.cli import CLIError
-    from jouleflow.llmconfig import ConfigError, config_from_dict
+    from jouleflow.measure.jobconfig import ConfigError, config_from_dict
 
     try:
         spec = job_dict(args)
@@ -190,8 +190,8 @@ def run_measure_llm(args: argparse.Namespace) -> int:
         print()
         return 0
     out = required_out(args)
-    from jouleflow.gpualloc import GpuAllocationError
-    from jouleflow.session import SessionError, SessionFailed, run_llm_session
+    from jouleflow.measure.gpualloc import GpuAllocationError
+    from jouleflow.measure.session import SessionError, SessionFailed, run_llm_session
     from jouleflow.traces import RunExistsError
 
     cache = Path(args.model_cache) if getattr(args, "model_cache", None) else None

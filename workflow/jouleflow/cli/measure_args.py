@@ -52,7 +52,7 @@ def merge_job_spec(
     list key that `--<extra-args>` (one per flag) and `--<extra-args>-str` (one shell-quoted
     string) append to; `--env KEY=VALUE` flags update `env`.
     """
-    from jouleflow.llmconfig import load_job_spec
+    from jouleflow.measure.jobconfig import load_job_spec
 
     joined = f"{extra_args}_str"
     spec: dict[str, Any] = load_job_spec(given["config"]) if "config" in given else {}

@@ -1,6 +1,6 @@
 """`jouleflow measure diffusion`: one xDiT grid point (batches of prompts, power) into a run directory.
 
-Every job-spec key of jouleflow.diffusion_config has a flag; `--config job.yaml|json` gives a whole
+Every job-spec key of jouleflow.measure.diffusion_config has a flag; `--config job.yaml|json` gives a whole
 spec and flags override it. jouleflow.cli.measure registers this with `register_diffusion(kinds)`.
 Heavy modules are imported in the handler only.
 """
@@ -21,7 +21,7 @@ from jouleflow.cli.measure_args import (
     print_run_status,
     required_out,
 )
-from jouleflow.engines.xdit import FAMILIES
+from jouleflow.measure.engines.xdit import FAMILIES
 
 _SECTIONS = {dest: ("container", key) for dest, key in CONTAINER_FLAGS.items()}
 
@@ -91,7 +91,7 @@ def job_dict(args: argparse.Namespace) -> dict[str, Any]:
 
 def effective(cfg: Any) -> dict[str, Any]:
     """The config with the pipeline's defaults resolved (what --print-config shows)."""
-    from jouleflow.diffusion_config import generation_record
+    from jouleflow.measure.diffusion_config import generation_record
 
     out = cfg.to_dict()
     out.update(
@@ -105,8 +105,8 @@ def effective(cfg: Any) -> dict[str, Any]:
 
 def run_measure_diffusion(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
-    from jouleflow.diffusion_config import config_from_dict
-    from jouleflow.llmconfig import ConfigError
+    from jouleflow.measure.diffusion_config import config_from_dict
+    from jouleflow.measure.jobconfig import ConfigError
 
     try:
         cfg = config_from_dict(job_dict(args), source=getattr(args, "config", "command line"))
@@ -117,12 +117,12 @@ def run_measure_diffusion(args: argparse.Namespace) -> int:
         print()
         return 0
     out = required_out(args)
-    from jouleflow.diffusion_session import (
+    from jouleflow.measure.diffusion_session import (
         DiffusionSessionError,
         DiffusionSessionFailed,
         run_diffusion_session,
     )
-    from jouleflow.gpualloc import GpuAllocationError
+    from jouleflow.measure.gpualloc import GpuAllocationError
     from jouleflow.traces import RunExistsError
 
     try:

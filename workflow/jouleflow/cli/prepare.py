@@ -38,9 +38,9 @@ def register(subparsers: Any) -> None:
 def run_prepare_requests(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jouleflow import synthetic
     from jouleflow.cli import CLIError
-    from jouleflow.requestset import sha256_file, write_request_set
+    from jouleflow.measure import synthetic
+    from jouleflow.measure.requestset import sha256_file, write_request_set
 
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -74,7 +74,7 @@ def run_prepare_requests(args: argparse.Namespace) -> int:
 def run_prepare_model(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jouleflow.dummy_model import bundled_config, make_dummy_model
+    from jouleflow.measure.dummy_model import bundled_config, make_dummy_model
 
     src = Path(args.source)
     if not src.exists():

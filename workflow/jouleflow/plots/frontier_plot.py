@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 from matplotlib.axes import Axes
 
-from jouleflow.frontier import (
+from jouleflow.analysis.frontier import (
     ENERGY_COL,
     FrontierError,
     Recommendation,

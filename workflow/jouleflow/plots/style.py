@@ -21,6 +21,8 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
+from jouleflow.traces import write_atomic  # noqa: E402
+
 # Okabe & Ito (2008) colour-blind-safe palette, black last (reserved for frontier lines and marks).
 PALETTE: tuple[str, ...] = (
     "#0072B2",
@@ -117,13 +119,7 @@ def save(fig: Figure, out: str | Path) -> list[Path]:
             (png, "png", {"Software": "jouleflow"}),
             (svg, "svg", {"Date": None, "Creator": "jouleflow"}),
         ):
-            tmp = path.with_name(f".{path.name}.tmp")
-            try:
-                fig.savefig(tmp, format=fmt, dpi=200, metadata=metadata)
-                tmp.replace(path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            write_atomic(path, functools.partial(fig.savefig, format=fmt, dpi=200, metadata=metadata))
             written.append(path)
     plt.close(fig)
     return written

@@ -9,7 +9,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-from jouleflow.frontier import FrontierError, modality_of, require_columns, select_group
+from jouleflow.analysis.frontier import FrontierError, modality_of, require_columns, select_group
 from jouleflow.plots.style import log_if_wide, new_figure, note_dummy_weights, save, style, styled
 
 SERIES_COLS = ("gpu", "num_gpus", "parallelism")

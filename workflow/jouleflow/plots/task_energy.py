@@ -2,7 +2,7 @@
 
 One panel per task, one horizontal bar per model: by default the model's minimum-energy
 configuration among ok + valid runs (or its minimum-latency one; optionally on one GPU type). Behind it, a wider light bar shows the TDP estimate
-for that same configuration (formula in jouleflow.tdp); the ratio estimate / measured is printed.
+for that same configuration (formula in jouleflow.analysis.tdp); the ratio estimate / measured is printed.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import polars as pl
 
-from jouleflow.frontier import ENERGY_COL, FrontierError, default_latency_metric, require_columns
+from jouleflow.analysis.frontier import ENERGY_COL, FrontierError, default_latency_metric, require_columns
+from jouleflow.analysis.tdp import REQUIRED_COLUMNS, with_tdp_estimate
 from jouleflow.plots.style import PALETTE, new_figure, save, styled
-from jouleflow.tdp import REQUIRED_COLUMNS, with_tdp_estimate
 
 _NEEDED = ("task", "model", "status", "valid", "gpu", "load_format", ENERGY_COL, *REQUIRED_COLUMNS)
 

@@ -1,0 +1,268 @@
+"""FP8 vs BF16 by batch-size bucket.
+
+Each FP8 model (model id ending in `-FP8`) is paired with its BF16 sibling (the same id without
+the suffix, precision bf16/bfloat16) at the same task, GPU type, GPU count, batch size and
+parallelism. Pairs fall into batch-size buckets with inclusive bounds (e.g. 8-16, 17-64, 65-256);
+per bucket: FP8 wins (lower metric), and min / median / max of FP8 / BF16 - 1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from jouleflow.analysis.compare import output
+from jouleflow.analysis.compare.common import (
+    ChangeStats,
+    CompareError,
+    NoComparablePairs,
+    bf16_sibling,
+    change_stats,
+    collapse_repeats,
+    filter_tasks,
+    is_bf16,
+    metric_column,
+    relative_change,
+    require_columns,
+    usable_rows,
+    with_config_keys,
+)
+
+PAIR_KEYS = ("task", "gpu", "num_gpus", "batch_size", "parallelism")
+TABLE_COLUMNS = (
+    "bucket",
+    "task",
+    "model",
+    "fp8_model",
+    "gpu",
+    "num_gpus",
+    "batch_size",
+    "parallelism",
+    "fp8",
+    "bf16",
+    "change",
+    "fp8_wins",
+)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    lo: int
+    hi: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.lo}-{self.hi}"
+
+    def contains(self, batch_size: int) -> bool:
+        return self.lo <= batch_size <= self.hi
+
+
+def parse_buckets(text: str | Sequence[str]) -> list[Bucket]:
+    """`8-16,17-64,65-256` -> buckets; bounds inclusive, non-overlapping."""
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else [str(s).strip() for s in text]
+    buckets = []
+    for item in items:
+        match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", item)
+        if not match:
+            raise CompareError(f"bucket {item!r} is not a range of batch sizes like 8-16")
+        lo, hi = int(match.group(1)), int(match.group(2))
+        if lo > hi:
+            raise CompareError(f"bucket {item!r} has its lower bound above its upper bound")
+        buckets.append(Bucket(lo, hi))
+    if not buckets:
+        raise CompareError("no buckets given")
+    ordered = sorted(buckets, key=lambda b: b.lo)
+    for left, right in zip(ordered, ordered[1:], strict=False):
+        if right.lo <= left.hi:
+            raise CompareError(f"buckets {left.label} and {right.label} overlap")
+    return buckets
+
+
+@dataclass(frozen=True)
+class PrecisionPair:
+    task: str
+    model: str  # the BF16 model id
+    fp8_model: str
+    gpu: str
+    num_gpus: int
+    batch_size: int
+    parallelism: str
+    fp8: float
+    bf16: float
+
+    @property
+    def change(self) -> float:
+        return relative_change(self.fp8, self.bf16)
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "model": self.model,
+            "fp8_model": self.fp8_model,
+            "gpu": self.gpu,
+            "num_gpus": self.num_gpus,
+            "batch_size": self.batch_size,
+            "parallelism": self.parallelism,
+            "fp8": self.fp8,
+            "bf16": self.bf16,
+            "change": self.change,
+            "fp8_wins": self.change < 0,
+        }
+
+
+@dataclass
+class PrecisionResult:
+    metric_column: str
+    buckets: list[Bucket]
+    pairs: list[PrecisionPair]
+
+    def bucket_pairs(self, bucket: Bucket) -> list[PrecisionPair]:
+        return [p for p in self.pairs if bucket.contains(p.batch_size)]
+
+    def bucket_stats(self) -> list[tuple[Bucket, ChangeStats]]:
+        return [(b, change_stats([p.change for p in self.bucket_pairs(b)])) for b in self.buckets]
+
+    @property
+    def outside(self) -> int:
+        """Pairs whose batch size is in no bucket."""
+        return sum(1 for p in self.pairs if not any(b.contains(p.batch_size) for b in self.buckets))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric_column,
+            "buckets": [
+                {
+                    "range": b.label,
+                    "lo": b.lo,
+                    "hi": b.hi,
+                    **s.as_dict(),
+                    "pairs": [p.as_row() for p in self.bucket_pairs(b)],
+                }
+                for b, s in self.bucket_stats()
+            ],
+            "pairs_outside_buckets": self.outside,
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"bucket": b.label, **p.as_row()} for b in self.buckets for p in self.bucket_pairs(b)]
+
+    def markdown(self) -> str:
+        lines = [
+            f"# FP8 vs BF16: {self.metric_column}\n",
+            "Each FP8 model against its BF16 sibling at the same task, GPU type, GPU count, batch size and "
+            "parallelism. Change = FP8/BF16 - 1; negative means FP8 is lower. Bucket bounds are inclusive.\n",
+        ]
+        stats = [{"range": b.label, **s.as_dict()} for b, s in self.bucket_stats()]
+        lines.append(
+            output.markdown_table(
+                stats,
+                ["range", "wins", "total", "median_change", "min_change", "max_change"],
+                {
+                    "wins": "int",
+                    "total": "int",
+                    "median_change": "pct",
+                    "min_change": "pct",
+                    "max_change": "pct",
+                },
+                {"range": "batch size", "wins": "FP8 wins", **output.CHANGE_HEADERS},
+            )
+        )
+        if self.outside:
+            lines.append(f"\n{self.outside} pair(s) have a batch size outside every bucket.\n")
+        lines.append("\n## Pairs\n")
+        lines.append(
+            output.markdown_table(
+                self.rows(),
+                ["bucket", "task", "model", "gpu", "num_gpus", "batch_size", "fp8", "bf16", "change"],
+                {"num_gpus": "int", "batch_size": "int", "fp8": "g", "bf16": "g", "change": "pct"},
+            )
+        )
+        return "\n".join(lines)
+
+    def figure(self, path: str | Path) -> tuple[Path, Path]:
+        groups = [(f"batch {b.label}", [p.change for p in self.bucket_pairs(b)]) for b in self.buckets]
+        fig, ax = output.new_figure(7.0, 1.2 + 0.8 * len(groups))
+        output.dot_plot(ax, groups, f"{self.metric_column}: FP8 vs BF16 (%)")
+        ax.set_title(f"FP8 vs BF16 ({self.metric_column}); dots left of 0: FP8 lower")
+        return output.save_figure(fig, path)
+
+
+def pair_fp8_bf16(
+    df: pl.DataFrame,
+    metric: str,
+    tasks: Sequence[str] | None = None,
+    exclude_models: Sequence[str] = (),
+    min_batch: int | None = None,
+) -> list[PrecisionPair]:
+    """All FP8/BF16 pairs for `metric` (a summary column). Repeated runs of a configuration are averaged."""
+    require_columns(df, ["task", "model", "precision", "gpu", "num_gpus", "batch_size", metric], "precision")
+    df = usable_rows(filter_tasks(with_config_keys(df), tasks), [metric])
+    if min_batch is not None:
+        df = df.filter(pl.col("batch_size") >= min_batch)
+    excluded = set(exclude_models)
+    df = df.filter(~pl.col("model").is_in(list(excluded)))
+    configs = collapse_repeats(df, ["model", "precision", *PAIR_KEYS], [metric]).to_dicts()
+    bf16 = {(r["model"], *(r[k] for k in PAIR_KEYS)): r for r in configs if is_bf16(r["precision"])}
+    pairs = []
+    for row in configs:
+        sibling = bf16_sibling(row["model"])
+        if sibling is None or sibling in excluded:
+            continue
+        base = bf16.get((sibling, *(row[k] for k in PAIR_KEYS)))
+        if base is None:
+            continue
+        pairs.append(
+            PrecisionPair(
+                task=row["task"],
+                model=sibling,
+                fp8_model=row["model"],
+                gpu=row["gpu"],
+                num_gpus=int(row["num_gpus"]),
+                batch_size=int(row["batch_size"]),
+                parallelism=row["parallelism"],
+                fp8=float(row[metric]),
+                bf16=float(base[metric]),
+            )
+        )
+    return sorted(pairs, key=lambda p: (p.batch_size, p.task, p.model, p.gpu, p.num_gpus, p.parallelism))
+
+
+def compare_precision(
+    df: pl.DataFrame,
+    buckets: Sequence[Bucket],
+    metric: str = "energy_per_token",
+    tasks: Sequence[str] | None = None,
+    exclude_models: Sequence[str] = (),
+    min_batch: int | None = None,
+) -> PrecisionResult:
+    """FP8 vs BF16 per batch-size bucket. See the module docstring."""
+    col = metric_column(metric)
+    pairs = pair_fp8_bf16(df, col, tasks, exclude_models, min_batch)
+    if not pairs:
+        fp8_models = (
+            sorted({m for m in df["model"].drop_nulls().to_list() if bf16_sibling(m)})
+            if "model" in df.columns
+            else []
+        )
+        why = (
+            f"FP8 models {', '.join(fp8_models)} have no BF16 sibling at the same task, GPU, count, batch and parallelism"
+            if fp8_models
+            else "the summary has no model whose id ends in -FP8"
+        )
+        if exclude_models or min_batch is not None or tasks:
+            why += f" (after filters: tasks={tasks or 'all'}, excluded={list(exclude_models)}, min batch={min_batch})"
+        raise NoComparablePairs(f"no comparable pairs: {why}")
+    result = PrecisionResult(col, list(buckets), pairs)
+    if all(s.total == 0 for _, s in result.bucket_stats()):
+        sizes = sorted({p.batch_size for p in pairs})
+        raise NoComparablePairs(
+            f"no comparable pairs in the buckets {', '.join(b.label for b in buckets)}: "
+            f"the {len(pairs)} FP8/BF16 pair(s) have batch sizes {', '.join(map(str, sizes))}"
+        )
+    return result

@@ -1,0 +1,246 @@
+"""One model across tasks.
+
+For each GPU type and count on which the model ran two or more tasks, per task: the largest batch
+size measured, and at that batch size the mean output tokens, energy per token and energy per
+response; plus energy per token at the shared batch size (the largest batch size every task has).
+Ratios are against the reference task: the one with the least energy per response unless given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from jouleflow.analysis.compare import output
+from jouleflow.analysis.compare.common import (
+    CompareError,
+    NoComparablePairs,
+    collapse_repeats,
+    filter_tasks,
+    require_columns,
+    usable_rows,
+    with_config_keys,
+)
+
+NEEDED = (
+    "task",
+    "model",
+    "gpu",
+    "num_gpus",
+    "batch_size",
+    "energy_per_token_j",
+    "energy_per_response_j",
+    "mean_output_tokens",
+)
+VALUES = ("energy_per_token_j", "energy_per_response_j", "mean_output_tokens")
+RATIO_OF = ("max_batch", "output_tokens", "jpt_shared", "jpt_max", "jpr")
+TABLE_COLUMNS = (
+    "model",
+    "gpu",
+    "num_gpus",
+    "task",
+    "max_batch",
+    "output_tokens",
+    "shared_batch",
+    "jpt_shared",
+    "jpt_max",
+    "jpr",
+    "reference",
+    *(f"{c}_ratio" for c in RATIO_OF),
+)
+HEADERS = {
+    "max_batch": "max batch",
+    "output_tokens": "mean output tokens",
+    "shared_batch": "shared batch",
+    "jpt_shared": "J/token @ shared",
+    "jpt_max": "J/token @ max batch",
+    "jpr": "J/response",
+}
+
+
+@dataclass
+class TaskGroup:
+    """The model's tasks on one GPU type and count."""
+
+    gpu: str
+    num_gpus: int
+    shared_batch: int | None
+    reference: str
+    rows: list[dict[str, Any]]  # one per task, TABLE_COLUMNS
+
+
+@dataclass
+class TasksResult:
+    model: str
+    groups: list[TaskGroup]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [row for g in self.groups for row in g.rows]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "groups": [
+                {
+                    "gpu": g.gpu,
+                    "num_gpus": g.num_gpus,
+                    "shared_batch": g.shared_batch,
+                    "reference": g.reference,
+                    "tasks": g.rows,
+                }
+                for g in self.groups
+            ],
+        }
+
+    def markdown(self) -> str:
+        lines = [
+            f"# {self.model} across tasks\n",
+            "Per task at its largest measured batch size; J/token also at the largest batch size all tasks share. "
+            "Ratios are against the reference task (least J/response unless chosen).\n",
+        ]
+        fmt = {
+            "max_batch": "int",
+            "output_tokens": "g",
+            "jpt_shared": "g",
+            "jpt_max": "g",
+            "jpr": "g",
+            **{f"{c}_ratio": "ratio" for c in RATIO_OF},
+        }
+        for g in self.groups:
+            lines.append(
+                f"\n## {g.num_gpus}x {g.gpu} (shared batch {g.shared_batch or '—'}, reference {g.reference})\n"
+            )
+            lines.append(
+                output.markdown_table(
+                    g.rows,
+                    [
+                        "task",
+                        "max_batch",
+                        "output_tokens",
+                        "jpt_shared",
+                        "jpt_max",
+                        "jpr",
+                        "output_tokens_ratio",
+                        "jpr_ratio",
+                    ],
+                    fmt,
+                    {**HEADERS, "output_tokens_ratio": "tokens ratio", "jpr_ratio": "J/response ratio"},
+                )
+            )
+        return "\n".join(lines)
+
+    def figure(self, path: str | Path) -> tuple[Path, Path]:
+        fig, axes = output.new_figure_row(1.0 + 4.0 * len(self.groups), 4.0, len(self.groups))
+        for ax, g in zip(axes, self.groups, strict=True):
+            tasks = [r["task"] for r in g.rows]
+            x = list(range(len(tasks)))
+            ax.bar(x, [r["jpr"] for r in g.rows], 0.6, color="tab:blue")
+            for i, r in enumerate(g.rows):
+                jpr = f"{r['jpr']:,.0f}" if r["jpr"] >= 100 else f"{r['jpr']:.3g}"
+                label = f"{jpr} J\n{r['jpt_max']:.3g} J/tok @ b{r['max_batch']}"
+                ax.text(i, r["jpr"], label, ha="center", va="bottom", fontsize=8)
+            ax.set_yscale("log")
+            ax.set_xticks(x)
+            ax.set_xticklabels(tasks, rotation=20, ha="right")
+            ax.set_ylabel("energy per response (J, log)")
+            ax.set_title(f"{g.num_gpus}x {g.gpu}")
+            ax.margins(y=0.25)
+            ax.grid(True, axis="y", alpha=0.3)
+        fig.suptitle(self.model)
+        return output.save_figure(fig, path)
+
+
+def _task_rows(
+    configs: pl.DataFrame, reference: str | None
+) -> tuple[int | None, str, list[dict[str, Any]]] | None:
+    tasks = sorted(set(configs["task"].to_list()))
+    if len(tasks) < 2:
+        return None
+    batches = [set(configs.filter(pl.col("task") == t)["batch_size"].to_list()) for t in tasks]
+    shared = set.intersection(*batches)
+    shared_batch = max(shared) if shared else None
+    rows = []
+    for task in tasks:
+        runs = configs.filter(pl.col("task") == task)
+        max_batch = int(runs["batch_size"].max())
+        at_max = runs.filter(pl.col("batch_size") == max_batch).to_dicts()[0]
+        at_shared = runs.filter(pl.col("batch_size") == shared_batch).to_dicts()[0] if shared_batch else None
+        rows.append(
+            {
+                "task": task,
+                "max_batch": max_batch,
+                "output_tokens": at_max["mean_output_tokens"],
+                "shared_batch": shared_batch,
+                "jpt_shared": at_shared["energy_per_token_j"] if at_shared else None,
+                "jpt_max": at_max["energy_per_token_j"],
+                "jpr": at_max["energy_per_response_j"],
+            }
+        )
+    if reference is not None and reference not in tasks:
+        return None
+    ref_task = reference or min(rows, key=lambda r: (r["jpr"], r["task"]))["task"]
+    ref = next(r for r in rows if r["task"] == ref_task)
+    for row in rows:
+        row["reference"] = ref_task
+        for c in RATIO_OF:
+            row[f"{c}_ratio"] = row[c] / ref[c] if row[c] is not None and ref[c] else None
+    return shared_batch, ref_task, rows
+
+
+def compare_tasks(
+    df: pl.DataFrame,
+    model: str,
+    gpu: str | None = None,
+    num_gpus: int | None = None,
+    tasks: Sequence[str] | None = None,
+    reference: str | None = None,
+) -> TasksResult:
+    """The model's energy across tasks, per GPU type and count. See the module docstring."""
+    require_columns(df, NEEDED, "tasks")
+    models = sorted(set(df["model"].drop_nulls().to_list()))
+    if model not in models:
+        raise CompareError(f"model {model!r} not in the summary; present: {', '.join(models) or '(none)'}")
+    df = with_config_keys(df.filter(pl.col("model") == model))
+    df = usable_rows(
+        filter_tasks(df, tasks), ["energy_per_token_j", "energy_per_response_j", "mean_output_tokens"]
+    )
+    if gpu is not None:
+        present = sorted(set(df["gpu"].to_list()))
+        if gpu not in present:
+            raise CompareError(
+                f"model {model!r} has no usable runs on GPU type {gpu!r}; present: {', '.join(present)}"
+            )
+        df = df.filter(pl.col("gpu") == gpu)
+    if num_gpus is not None:
+        df = df.filter(pl.col("num_gpus") == num_gpus)
+    # Several parallelisms at one batch size: keep the least energy per token (the better setup).
+    configs = collapse_repeats(df, ["gpu", "num_gpus", "task", "batch_size", "parallelism"], VALUES)
+    configs = configs.sort(["energy_per_token_j"]).unique(
+        ["gpu", "num_gpus", "task", "batch_size"], keep="first"
+    )
+    groups = []
+    for (g, n), part in sorted(
+        configs.group_by(["gpu", "num_gpus"]), key=lambda kv: (str(kv[0][0]), kv[0][1])
+    ):
+        built = _task_rows(part, reference)
+        if built is None:
+            continue
+        shared_batch, ref_task, rows = built
+        rows = [{"model": model, "gpu": g, "num_gpus": int(n), **r} for r in rows]
+        groups.append(TaskGroup(str(g), int(n), shared_batch, ref_task, rows))
+    if not groups:
+        where = (
+            ""
+            if gpu is None and num_gpus is None
+            else f" on {num_gpus or 'any number of'} x {gpu or 'any GPU'}"
+        )
+        ref = f" including reference task {reference!r}" if reference else ""
+        raise NoComparablePairs(
+            f"no comparable pairs: model {model!r} has no GPU type and count{where} with two "
+            f"or more tasks{ref}"
+        )
+    return TasksResult(model, groups)

@@ -1,0 +1,145 @@
+"""`jouleflow plot`: figures (PNG + SVG).
+
+Registration imports nothing heavy; the handler imports matplotlib when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from jouleflow.cli import common
+
+
+def register(subparsers) -> None:
+    plot = subparsers.add_parser("plot", help="figures (PNG + SVG)")
+    plot_sub = plot.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+    sweep = plot_sub.add_parser("sweep", help="batch-size sweep panels of one task × model")
+    _group_args(sweep)
+    sweep.set_defaults(func=_plot_sweep)
+    front = plot_sub.add_parser("frontier", help="time–energy frontier of one task × model")
+    _group_args(front)
+    front.add_argument("--latency-target", help="mark the recommendation for this target (e.g. 5s)")
+    front.add_argument("--latency-metric")
+    front.set_defaults(func=_plot_frontier)
+    timeline = plot_sub.add_parser("timeline", help="power timeline of one run directory")
+    timeline.add_argument("run_dir", type=Path)
+    timeline.add_argument(
+        "--energy", type=Path, help="summary.json of `jouleflow energy` (default: RUN_DIR/summary.json)"
+    )
+    timeline.add_argument(
+        "-o", "--output", type=Path, required=True, help="figure path; .png and .svg are written"
+    )
+    timeline.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a run without a power trace (failed, infeasible, no sensor) gets a figure saying why",
+    )
+    timeline.set_defaults(func=_plot_timeline)
+    task_energy = plot_sub.add_parser("task-energy", help="energy per response by task with the TDP estimate")
+    task_energy.add_argument("--summary", type=Path, required=True)
+    task_energy.add_argument(
+        "-o", "--output", type=Path, required=True, help="figure path; .png and .svg are written"
+    )
+    task_energy.add_argument("--tasks", help="comma-separated tasks (default: all)")
+    task_energy.add_argument("--gpu", help="only this GPU type (e.g. H100)")
+    task_energy.add_argument("--select", choices=("min-energy", "min-latency"), default="min-energy",
+                             help="which configuration per model (default: min-energy)")  # fmt: skip
+    task_energy.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="when no run is usable, draw a figure saying why instead of failing",
+    )
+    task_energy.set_defaults(func=_plot_task_energy)
+
+
+def _group_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--summary", type=Path, required=True)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--precision")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="figure path; .png and .svg are written"
+    )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="when the group has nothing to plot, draw a figure saying why instead of failing",
+    )
+
+
+def _or_placeholder(args: argparse.Namespace, draw) -> int:
+    """Run `draw`; with --allow-empty, a group with nothing to plot gets a figure that says so."""
+    from jouleflow.analysis.frontier import FrontierError
+    from jouleflow.plots.style import placeholder
+
+    try:
+        return common.report(draw())
+    except FrontierError as exc:
+        if not args.allow_empty:
+            raise
+        return common.report(
+            placeholder(f"{args.model} · {args.task}", f"nothing to plot: {exc}", args.output)
+        )
+
+
+def _plot_sweep(args: argparse.Namespace) -> int:
+    from jouleflow.plots.sweep import plot_sweep
+
+    summary = common.summary(args.summary)
+    return _or_placeholder(
+        args, lambda: plot_sweep(summary, args.task, args.model, args.output, args.precision)
+    )
+
+
+def _plot_frontier(args: argparse.Namespace) -> int:
+    from jouleflow.plots.frontier_plot import plot_frontier
+
+    target = common.duration(args.latency_target, "--latency-target") if args.latency_target else None
+    summary = common.summary(args.summary)
+    return _or_placeholder(
+        args,
+        lambda: plot_frontier(
+            summary,
+            args.task,
+            args.model,
+            args.output,
+            latency_target_s=target,
+            latency_metric=args.latency_metric,
+            precision=args.precision,
+        ),
+    )
+
+
+def _plot_timeline(args: argparse.Namespace) -> int:
+    from jouleflow.plots.style import placeholder
+    from jouleflow.plots.timeline import TimelineError, plot_timeline
+
+    try:
+        return common.report(plot_timeline(args.run_dir, args.output, args.energy))
+    except TimelineError:
+        power = args.run_dir / "power.parquet"
+        if not (args.allow_empty and args.run_dir.is_dir() and not power.is_file()):
+            raise
+        return common.report(
+            placeholder(str(args.run_dir), f"nothing to plot: {_run_outcome(args.run_dir)}", args.output)
+        )
+
+
+def _run_outcome(run_dir: Path) -> str:
+    from jouleflow import traces
+
+    try:
+        meta = traces.read_run(run_dir)
+    except traces.TraceError:
+        return "no power trace"
+    return f"run {meta.get('status')}: {meta.get('reason') or 'no power trace'}"
+
+
+def _plot_task_energy(args: argparse.Namespace) -> int:
+    from jouleflow.plots.task_energy import plot_task_energy
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    summary = common.summary(args.summary)
+    args.model, args.task = "energy per response", "all tasks"  # the placeholder's title
+    return _or_placeholder(args, lambda: plot_task_energy(summary, args.output, tasks, args.gpu, args.select))

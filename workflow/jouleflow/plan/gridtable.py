@@ -1,0 +1,98 @@
+"""The grid as files: job specs, results/grid/jobs.tsv (planned runs) and skipped.tsv (why not).
+
+jobs.tsv is also the summary step's run list: it names each run directory, its energy summary and
+the registry facts a run directory does not carry (architecture, parameter counts, GPU TDP).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jouleflow import traces
+from jouleflow.plan.grid import Grid, GridPoint
+
+POINT_COLUMNS = (
+    "task", "model", "precision", "gpu", "num_gpus", "parallelism", "batch_size", "source", "sweep",
+)  # fmt: skip
+JOB_COLUMNS = (
+    *POINT_COLUMNS, "run_dir", "energy_json", "architecture", "total_params_b", "active_params_b", "gpu_tdp_w",
+)  # fmt: skip
+SKIPPED_COLUMNS = (*POINT_COLUMNS, "reason")
+
+
+def run_dir(results_dir: str, point: GridPoint) -> str:
+    return f"{results_dir}/runs/{point.key}"
+
+
+def energy_json(results_dir: str, point: GridPoint) -> str:
+    return f"{results_dir}/energy/{point.key}/summary.json"
+
+
+def spec_path(results_dir: str, point: GridPoint) -> str:
+    return f"{results_dir}/specs/{point.key}.json"
+
+
+def sync_job_specs(grid: Grid) -> int:
+    """Write each point's job spec where its content changed; returns the number written.
+
+    The specs mirror the config: the workflow calls this at parse time, so they exist before any
+    job runs and are rewritten only when the config changes what they say. Measurement rules
+    take them as ancient() inputs and rerun on a change of the measured keys only (params).
+    """
+    written = 0
+    for point in grid.points:
+        path = Path(spec_path(grid.config["results_dir"], point))
+        text = json.dumps(grid.spec(point), indent=2, sort_keys=True) + "\n"
+        try:
+            if path.read_text() == text:
+                continue
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        traces.write_text(text, path)
+        written += 1
+    return written
+
+
+def _point_fields(point: GridPoint) -> dict[str, Any]:
+    return {
+        "task": point.task,
+        "model": point.model,
+        "precision": point.precision,
+        "gpu": point.gpu,
+        "num_gpus": point.num_gpus,
+        "parallelism": point.parallelism.label,
+        "batch_size": point.batch_size,
+        "source": point.source,
+        "sweep": point.sweep,
+    }
+
+
+def job_rows(grid: Grid) -> list[dict[str, Any]]:
+    results = grid.config["results_dir"]
+    rows = []
+    for point in grid.points:
+        model = grid.config["models"][point.model]
+        rows.append(
+            {
+                **_point_fields(point),
+                "run_dir": run_dir(results, point),
+                "energy_json": energy_json(results, point),
+                "architecture": model["architecture"],
+                "total_params_b": model.get("total_params_b"),
+                "active_params_b": model.get("active_params_b"),
+                "gpu_tdp_w": grid.config["gpus"][point.gpu]["tdp_w"],
+            }
+        )
+    return rows
+
+
+def skipped_rows(grid: Grid) -> list[dict[str, Any]]:
+    return [{**_point_fields(s.point), "reason": s.reason} for s in grid.skipped]
+
+
+def write_tsv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], path: str | Path) -> None:
+    """Write a TSV atomically; empty cells for None."""
+    traces.write_csv(rows, columns, path, delimiter="\t")

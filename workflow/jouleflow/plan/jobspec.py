@@ -1,0 +1,206 @@
+"""A grid point's job spec (what `jouleflow measure llm --config` reads), the spec values that
+define a measurement, and the scheduler resources of its job. Stdlib only (parsed per Snakemake run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from jouleflow.plan.gpurequest import gpu_request
+
+if TYPE_CHECKING:
+    from jouleflow.plan.grid import GridPoint
+
+# Job-spec keys (run.json `config`) that define a grid point: compared for copied reference runs.
+IDENTITY_KEYS = ("task", "model", "gpu", "num_gpus", "batch_size", "precision")
+# ... plus what changes a measurement: compared for measured runs, and a change reruns the job (whose
+# guard then refuses). model_path is left out on purpose (moving the weights changes nothing
+# measured), and so are timeouts and the power sampling period.
+LLM_MEASURED_KEYS = (
+    "tensor_parallel", "pipeline_parallel", "data_parallel", "expert_parallel", "quantization",
+    "load_format", "engine", "endpoint", "num_requests", "max_model_len", "sampling", "extra_body",
+    "server_args", "env", "request_set", "synthetic",
+)  # fmt: skip
+DIFFUSION_MEASURED_KEYS = (
+    "pipeline", "ulysses_degree", "ring_degree", "cfg_parallel", "pipefusion_degree", "load_format",
+    "steps", "height", "width", "num_frames", "guidance_scale", "seed", "num_batches", "warmup_batches",
+    "prompts", "cycle_prompts", "xfuser_args", "env",
+)  # fmt: skip
+# The guard compares the keys a spec has, so one tuple serves both modalities.
+MEASURED_KEYS = (*IDENTITY_KEYS, *LLM_MEASURED_KEYS, *DIFFUSION_MEASURED_KEYS)
+
+
+# Scheduler resources that grow with the attempt number: a retried job (after a timeout or running
+# out of memory) gets base × attempt.
+ATTEMPT_SCALED = ("runtime", "mem_mb")
+
+
+def resources(config: Mapping[str, Any], point: GridPoint, attempt: int = 1) -> dict[str, Any]:
+    """A measurement job's Snakemake resources: the GPU request in the cluster's style
+    (gpurequest: `gpu` + `gpu_model`, or `gres`, never both), CPUs, memory (MB) and time (min)."""
+    meas = config["measurement"]
+    model = config["models"][point.model]
+    base = {
+        "runtime": model.get("runtime_min") or meas["runtime_min"],
+        "mem_mb": model.get("mem_mb") or meas["mem_mb"],
+    }
+    return {
+        **gpu_request(point.num_gpus, point.gpu, config.get("slurm")),
+        **{key: base[key] * attempt for key in ATTEMPT_SCALED},
+        "cpus_per_task": meas["cpus_per_task"],
+    }
+
+
+def job_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
+    """The job spec of `jouleflow measure <kind> --config`: exactly that command's keys."""
+    if point.modality == "diffusion":
+        return diffusion_spec(config, point)
+    return llm_spec(config, point)
+
+
+def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
+    """`jouleflow measure llm --config` (llmconfig.LLMJobConfig's keys, nothing else)."""
+    model, task, meas = config["models"][point.model], config["tasks"][point.task], config["measurement"]
+    par = point.parallelism
+    fields = _template_fields(point)
+    rs = task["request_set"]
+    server_args = [*meas["server_args"], *model["server_args"]]
+    sampling = dict(task["sampling"])
+    extra_body = sampling.pop("extra_body", {})
+    return {
+        "task": point.task,
+        "model": point.model,
+        "model_path": _fill(model.get("path"), fields),
+        "engine": model.get("engine") or "vllm",
+        "gpu": point.gpu,
+        "num_gpus": point.num_gpus,
+        "batch_size": point.batch_size,
+        "tensor_parallel": par.tensor,
+        "pipeline_parallel": par.pipeline,
+        "data_parallel": par.data,
+        "expert_parallel": par.expert,
+        "precision": point.precision,
+        # Another precision than the checkpoint's: vLLM quantizes online.
+        "quantization": None if point.precision == point.native_precision else point.precision,
+        "load_format": model["load_format"],
+        "max_model_len": model.get("max_model_len"),
+        "server_args": server_args,
+        "env": {**meas["env"], **model["env"]},
+        "num_requests": num_requests(task, point.batch_size),
+        "request_set": _fill(rs.get("path"), fields) if rs["kind"] == "parquet" else None,
+        "synthetic": {
+            "output_lengths": _fill(rs.get("output_lengths"), fields),
+            "fixed_output_len": rs.get("fixed_output_len"),
+            "prompt_len": rs["prompt_len"],
+            "seed": rs["seed"],
+        },
+        "endpoint": task.get("endpoint") or "chat",
+        "sampling": sampling,
+        "extra_body": extra_body,
+        "request_timeout_s": meas["request_timeout_s"],
+        "health_timeout_s": meas["health_timeout_s"],
+        "power_period_s": meas["power_period_s"],
+    }
+
+
+def num_requests(task: Mapping[str, Any], batch_size: int) -> int:
+    """N: the task's num_requests, raised to requests_per_batch x B where that is set. With all N
+    submitted at once, the server runs B requests until fewer than B are left: about
+    (N / B - 1) mean response times, whatever the GPU's speed."""
+    per_batch = task.get("requests_per_batch")
+    return max(task["num_requests"], per_batch * batch_size) if per_batch else task["num_requests"]
+
+
+def diffusion_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
+    """`jouleflow measure diffusion --config` (diffusion_config.DiffusionJobConfig's keys)."""
+    model, task, meas = config["models"][point.model], config["tasks"][point.task], config["measurement"]
+    gen = task["generation"]
+    par = point.parallelism
+    fields = _template_fields(point)
+    return {
+        "task": point.task,
+        "model": point.model,
+        "model_path": _fill(model.get("path"), fields),
+        "pipeline": model.get("pipeline"),
+        "gpu": point.gpu,
+        "num_gpus": point.num_gpus,
+        "batch_size": point.batch_size,
+        "ulysses_degree": par.ulysses,
+        "ring_degree": par.ring,
+        "cfg_parallel": par.cfg == 2,
+        "pipefusion_degree": par.pipefusion,
+        "precision": point.precision,
+        "load_format": model["load_format"],
+        "steps": gen.get("steps"),
+        "height": gen.get("height"),
+        "width": gen.get("width"),
+        "num_frames": gen.get("num_frames"),
+        "guidance_scale": gen.get("guidance_scale"),
+        "seed": gen["seed"],
+        "num_batches": gen["num_batches"],
+        "warmup_batches": gen["warmup_batches"],
+        "prompts": _fill(gen.get("prompts"), fields),
+        "cycle_prompts": gen["cycle_prompts"],
+        "xfuser_args": [*meas["server_args"], *model["server_args"]],
+        "env": {**meas["env"], **model["env"]},
+        "timeout_s": meas["health_timeout_s"] + meas["request_timeout_s"],
+        "power_period_s": meas["power_period_s"],
+    }
+
+
+def identity(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
+    """The spec values whose change must not go unnoticed (a params rerun trigger of the run rules)."""
+    spec = job_spec(config, point)
+    keys = IDENTITY_KEYS if point.source == "reference" else MEASURED_KEYS
+    return {k: spec[k] for k in keys if k in spec}
+
+
+TEMPLATE_FIELDS = ("task", "model", "model_file", "model_slug", "gpu", "num_gpus", "batch_size")
+
+
+def template_error(value: Any) -> str | None:
+    """Why a path template cannot be filled (an unknown {placeholder}), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value.format_map(dict.fromkeys(TEMPLATE_FIELDS, "x"))
+    except KeyError as exc:
+        return f"unknown placeholder {{{exc.args[0]}}} (known: {', '.join(TEMPLATE_FIELDS)})"
+    except (ValueError, IndexError) as exc:
+        return f"not a valid path template ({exc})"
+    return None
+
+
+def request_files(config: Mapping[str, Any], point: GridPoint) -> dict[str, str]:
+    """Files the point's measurement will read, by config key (checked before anything runs)."""
+    task = config["tasks"][point.task]
+    fields = _template_fields(point)
+    if point.modality == "diffusion":
+        prompts = task["generation"].get("prompts")
+        return {f"tasks.{point.task}.generation.prompts": _fill(prompts, fields)} if prompts else {}
+    rs = task["request_set"]
+    key = f"tasks.{point.task}.request_set"
+    if rs["kind"] == "parquet":
+        return {f"{key}.path": _fill(rs["path"], fields)}
+    if rs.get("output_lengths"):
+        return {f"{key}.output_lengths": _fill(rs["output_lengths"], fields)}
+    return {}
+
+
+def _template_fields(point: GridPoint) -> dict[str, str]:
+    return {
+        "task": point.task,
+        "model": point.model,
+        "model_file": point.model.replace("/", "__"),  # ML.ENERGY v3's file naming
+        "model_slug": point.model_slug,
+        "gpu": point.gpu,
+        "num_gpus": str(point.num_gpus),
+        "batch_size": str(point.batch_size),
+    }
+
+
+def _fill(value: Any, fields: Mapping[str, str]) -> Any:
+    if isinstance(value, str) and "{" in value:
+        return value.format_map(fields)
+    return value
