@@ -249,14 +249,16 @@ def _children(pid: int) -> set[int]:
     return out
 
 
-def _find(pattern: str) -> list[int]:
+def _find(pattern: str, cwd: Path) -> list[int]:
+    """Processes whose command line matches, running in this campaign's directory (not another test's)."""
     pids = []
     for p in Path("/proc").glob("[0-9]*"):
         try:
             cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            here = Path(os.readlink(p / "cwd")) == cwd
         except OSError:
             continue
-        if re.search(pattern, cmd):
+        if here and re.search(pattern, cmd):
             pids.append(int(p.name))
     return pids
 
@@ -283,7 +285,7 @@ def test_kill_9_of_a_measurement_leaves_no_engine_and_is_recorded(campaign):
         deadline = time.time() + 300
         measure, engine = None, set()
         while time.time() < deadline and not engine:
-            pids = _find(rf"jouleflow measure llm .*{re.escape(GROUP)}/16\b")
+            pids = _find(rf"jouleflow measure llm .*{re.escape(GROUP)}/16\b", campaign.workdir)
             measure = pids[0] if pids else None
             engine = {p for p in _children(measure) if _find_cmd(p, "serve")} if measure else set()
             time.sleep(0.5)

@@ -1,7 +1,7 @@
 """The measured path's failures under the repository's SLURM profile (scripts/slurm-localhost.sh).
 
 Two measured models whose engines never serve, through `snakemake --profile slurm` with the
-test-only fake GPU: one crashes at start-up, one hangs past the job's time limit (1 min). Each
+test-only fake GPU: one crashes at start-up, one hangs past the job's time limit (2 min). Each
 point ends as a recorded `failed` run with its reason (the hang stopped by the job's own deadline
 before SLURM's TIMEOUT), the failure log carries the SLURM job id, and every aggregate is built.
 """
@@ -57,8 +57,9 @@ def failed_on_slurm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
     config["models"] = {"test/crashy": entry, "test/hangs": {**entry, "env": {"PYTHONPATH": str(hang)}}}
     sweep = config["sweeps"][0]
     config["sweeps"] = [{**sweep, "name": "broken", "models": ["test/crashy", "test/hangs"]}]
-    # sized for the 2-core test node; a 1-minute job: the measurement stops itself after 30 s
-    config["measurement"].update({"cpus_per_task": 1, "mem_mb": 1000, "runtime_min": 1})
+    # sized for the 2-core test node; a 2-minute job: the measurement stops itself after 1 min, which
+    # leaves a busy node a minute to tear down and record before SLURM's own limit
+    config["measurement"].update({"cpus_per_task": 1, "mem_mb": 1000, "runtime_min": 2})
     (workdir / "config" / "e2e.yaml").write_text(yaml.safe_dump(config))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     fake = os.pathsep.join([str(TESTS / "fakegpu"), str(workdir / "workflow")])
@@ -92,7 +93,7 @@ def test_each_failure_is_recorded_with_its_reason(failed_on_slurm: tuple[Path, s
     crashed = json.loads((runs / KEY.format(name="crashy") / "run.json").read_text())
     assert crashed["status"] == "failed" and "before becoming healthy" in crashed["reason"], crashed["reason"]
     hung = json.loads((runs / KEY.format(name="hangs") / "run.json").read_text())
-    assert hung["status"] == "failed" and hung["reason"].startswith("timed out: still running after 0.5 min")
+    assert hung["status"] == "failed" and hung["reason"].startswith("timed out: still running after 1.0 min")
     measured = [j for j in submitted_jobs(output) if j.rule == "measure"]
     assert len(measured) == 2 and all(j.record["JobState"] == "COMPLETED" for j in measured)
     for name in ("crashy", "hangs"):
