@@ -63,10 +63,12 @@ def test_plan_lists_runs_and_skipped_points(tmp_path):
     assert bad.returncode == 2 and "sweeps[0].models[0]: unknown model 'org/missing'" in bad.stderr
 
 
-def test_quickstart_measures_a_small_grid(monkeypatch):
-    monkeypatch.delenv("JOULEFLOW_LOCAL_GPU", raising=False)  # resolve_local exports what it planned
+def test_quickstart_measures_a_small_grid():
     config = load_config([REPO / "config" / "config.yaml", REPO / "config" / "quickstart.yaml"], SCHEMA)
-    config["sweeps"] = resolve_local(config, types=["H200"])["sweeps"]  # as on an H200 machine
+    try:
+        config["sweeps"] = resolve_local(config, types=["H200"])["sweeps"]  # as on an H200 machine
+    finally:
+        os.environ.pop("JOULEFLOW_LOCAL_GPU", None)  # exported for spawned jobs: not for later tests
     grid = build_grid(config, REPO)
     assert {p.source for p in grid.points} == {"measure"}
     assert sorted(p.batch_size for p in grid.points) == [16, 64, 128]

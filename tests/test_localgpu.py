@@ -23,9 +23,14 @@ def _config(gpus):
 
 
 @pytest.fixture(autouse=True)
-def _no_planned_type(monkeypatch):
-    """resolve_local exports the type it planned for the jobs it spawns: undone after each test."""
-    monkeypatch.delenv(LOCAL_ENV, raising=False)
+def _no_planned_type():
+    """resolve_local exports the type it planned for the jobs it spawns: undone after each test
+    (monkeypatch.delenv of an unset variable records nothing to undo)."""
+    before = os.environ.pop(LOCAL_ENV, None)
+    yield
+    os.environ.pop(LOCAL_ENV, None)
+    if before is not None:
+        os.environ[LOCAL_ENV] = before
 
 
 def test_local_becomes_the_detected_type_and_nothing_else_changes():
