@@ -92,6 +92,7 @@ def run_measure(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
     from jouleflow.plan import attempt
     from jouleflow.plan.runguard import StaleRunError, archive_failed, decide, write_skipped_infeasible
+    from jouleflow.traces import is_complete_run
 
     spec = _load_spec(args.spec)
     run_dir: Path = args.run_dir
@@ -131,7 +132,7 @@ def run_measure(args: argparse.Namespace) -> int:
     before = attempt.failed_siblings(run_dir)
     salvage = attempt.partials(run_dir)
     result = attempt.run_child(argv, deadline_s)
-    if is_complete(run_dir):
+    if is_complete_run(run_dir):
         status, reason = attempt.run_status(run_dir)
         if status == "failed":
             attempt.log_failure(failures, run_dir, status, reason or "failed")
@@ -152,12 +153,6 @@ def run_measure(args: argparse.Namespace) -> int:
     attempt.log_failure(failures, run_dir, "failed", reason or "failed", returncode=result.returncode)
     print(f"recorded failed: {run_dir}: {reason}", file=sys.stderr)
     return 0
-
-
-def is_complete(run_dir: Path) -> bool:
-    from jouleflow.traces import is_complete_run
-
-    return is_complete_run(run_dir)
 
 
 def run_fetch_reference(args: argparse.Namespace) -> int:
