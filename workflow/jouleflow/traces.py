@@ -133,6 +133,10 @@ SUMMARY = pa.schema(
         ("batch_latency_s", pa.float64()),  # diffusion
         ("mean_batch_size", pa.float64()),  # mean running requests in the steady window
         ("steady_duration_s", pa.float64()),
+        # J/token uncertainty: batch-means 95% CI half-width / mean over the steady window, and the
+        # number of intervals behind it (analysis.uncertainty); null when there is no estimate
+        ("energy_per_token_ci_rel", pa.float64()),
+        ("energy_per_token_ci_intervals", pa.int64()),
         ("reason", pa.string()),  # why a run is infeasible or failed (run.json reason)
         # the published configuration whose output lengths the request set drew from, "(fallback)" when
         # it stood in for an unpublished one (synthetic.load_histogram's rule)

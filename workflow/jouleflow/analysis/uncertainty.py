@@ -32,6 +32,7 @@ _T975 = (
     2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
 )  # fmt: skip
 MIN_INTERVALS = 2  # a standard deviation needs two observations
+DEFAULT_INTERVAL_S = 5.0  # runs that do not name theirs (every arrival but saturate)
 
 
 def t_quantile_975(df: int) -> float:
