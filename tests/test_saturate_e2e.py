@@ -66,7 +66,9 @@ def _energy(run: Path) -> dict:
 
 def _peak_in_flight(reqs: list[dict]) -> int:
     sent = [r for r in reqs if r["t_send"] is not None]
-    events = sorted([(r["t_send"], 1) for r in sent] + [(r["t_end"], -1) for r in sent], key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(r["t_send"], 1) for r in sent] + [(r["t_end"], -1) for r in sent], key=lambda e: (e[0], e[1])
+    )
     level = peak = 0
     for _, d in events:
         level += d
@@ -76,7 +78,18 @@ def _peak_in_flight(reqs: list[dict]) -> int:
 
 def test_saturate_converges_on_cpu(tiny_model, tmp_path):
     run = tmp_path / "converged"
-    r = _measure(tiny_model, run, "--target-window", "6s", "--target-ci", "0.5", "--max-load", "120s", "--ci-interval", "1s")
+    r = _measure(
+        tiny_model,
+        run,
+        "--target-window",
+        "6s",
+        "--target-ci",
+        "0.5",
+        "--max-load",
+        "120s",
+        "--ci-interval",
+        "1s",
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     doc = json.loads((run / "run.json").read_text())
     assert doc["status"] == "ok" and doc["config"]["arrival"] == "saturate"
@@ -112,7 +125,18 @@ def test_saturate_converges_on_cpu(tiny_model, tmp_path):
 
 def test_saturate_time_limit_is_flagged_with_its_uncertainty(tiny_model, tmp_path):
     run = tmp_path / "limited"
-    r = _measure(tiny_model, run, "--target-window", "3s", "--target-ci", "1e-9", "--max-load", "8s", "--ci-interval", "1s")
+    r = _measure(
+        tiny_model,
+        run,
+        "--target-window",
+        "3s",
+        "--target-ci",
+        "1e-9",
+        "--max-load",
+        "8s",
+        "--ci-interval",
+        "1s",
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     doc = json.loads((run / "run.json").read_text())
     conv = doc["convergence"]
