@@ -199,10 +199,12 @@ def _measured_resources():
 
 def validity_flags():
     v = config["validity"]
-    return (
+    flags = (
         f"--min-window {v['min_steady_s']} --min-batch-fraction {v['min_running_fraction']} "
         f"--max-failed-fraction {v['max_failed_fraction']} --max-power-fraction {v['max_power_fraction']}"
     )
+    # only when set: an unchanged command leaves existing summaries alone
+    return flags + (f" --max-jpt-ci {v['max_jpt_ci']}" if v.get("max_jpt_ci") else "")
 
 
 def analysis_outputs():

@@ -119,6 +119,8 @@ async def _completion(request: web.Request) -> web.StreamResponse:
                 }
             )
         await send("[DONE]")
+    except ConnectionResetError:  # the client went away (a stopped load cancels its streams)
+        pass
     finally:
         state.running -= 1
     return resp

@@ -16,9 +16,10 @@ import polars as pl
 
 from jouleflow import traces
 from jouleflow.analysis import steady, trace_checks, validity
-from jouleflow.analysis.latency import latency_summary
+from jouleflow.analysis.latency import latency_summary, request_counts
 from jouleflow.analysis.power_trace import GpuTrace, gpu_traces, window_energy
 from jouleflow.analysis.run_row import summary_row
+from jouleflow.analysis.uncertainty import DEFAULT_INTERVAL_S, window_uncertainty
 from jouleflow.analysis.validity import DEFAULT_THRESHOLDS, Flags, Thresholds
 from jouleflow.gpus import gpu_short_name
 
@@ -106,7 +107,9 @@ def empty_summary(meta: dict[str, Any], thresholds: Thresholds) -> dict[str, Any
         "mean_output_tokens", "tokens_per_s", "mean_power_w", "tokens_per_s_per_w",
         "mean_running", "mean_running_source", "batch_fraction", "mean_active_client",
         "power_integral_j", "energy_power_mismatch", "num_requests", "num_ok", "num_failed",
-        "batch_latency_s", "energy_per_image_j",
+        "batch_latency_s", "energy_per_image_j", "num_stopped", "num_not_sent",
+        "energy_per_token_ci_rel", "energy_per_token_ci_intervals", "energy_per_token_ci_interval_s",
+        "energy_per_token_ci_reason", "load_stop_reason",
     ]  # fmt: skip
     out: dict[str, Any] = dict.fromkeys(figures)
     for name in ("ttft", "itl", "tpot", "e2e"):
@@ -154,11 +157,13 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
     out["full_batch"] = batch
     req, tok = run.requests, run.tokens.filter(pl.col("n_tokens") > 0)
     ok = req.filter(pl.col("ok").fill_null(False))
-    out.update(num_requests=req.height, num_ok=ok.height, num_failed=req.height - ok.height)
-    if out["num_failed"] > thresholds.max_failed_fraction * req.height:
-        errors = req.filter(~pl.col("ok").fill_null(False))["error"].drop_nulls().unique().head(3).to_list()
+    out.update(request_counts(req))  # stopped requests (saturate) are neither ok nor failed
+    settled = out["num_ok"] + out["num_failed"]
+    if out["num_failed"] > thresholds.max_failed_fraction * settled:
+        failed = ~pl.col("ok").fill_null(False) & ~pl.col("stopped").fill_null(False)
+        errors = req.filter(failed)["error"].drop_nulls().unique().head(3).to_list()
         flags.raise_flag(
-            validity.FAILED_REQUESTS, f"{out['num_failed']} of {req.height} requests failed {errors}"
+            validity.FAILED_REQUESTS, f"{out['num_failed']} of {settled} requests failed {errors}"
         )
     out["mean_output_tokens"] = float(ok["output_tokens"].mean()) if ok.height else None
     out.update(latency_summary(req, run.tokens))
@@ -174,6 +179,10 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
     )
     w_client = steady.client_window_mlenergy(first, end, batch)
     w_active = steady.client_window_active(first, end, batch, tol)
+    t_stop = saturate_stop(meta)
+    if t_stop is not None:  # no ramp-down: the windows end where the load stopped
+        w_server, w_active = steady.until_stop(w_server, t_stop), steady.until_stop(w_active, t_stop)
+        w_client = steady.client_window_saturate(first, batch, t_stop)
     window = steady.choose_window(w_server, w_client)
     out.update(
         window_server=w_server.to_dict(),
@@ -224,7 +233,37 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
         flags.raise_flag(validity.NO_TOKENS, "no tokens were streamed in the steady window")
     if validity.NO_ENERGY_SENSOR not in flags.details:
         _account_energy(run, out, flags, thresholds, start, stop)
+    conv = meta.get("convergence")
+    out["load_stop_reason"] = (meta.get("load") or {}).get("stopped")
+    ci_n = out["energy_per_token_ci_intervals"] or 0
+    validity.check_convergence(flags, conv, out["energy_per_token_ci_rel"], ci_n, thresholds)
     return finish(out, flags)
+
+
+def saturate_stop(meta: dict[str, Any]) -> float | None:
+    """When a saturate run's load stopped itself (None for the other arrivals and older runs)."""
+    load = meta.get("load") or {}
+    return load.get("t_stop") if load.get("arrival") == "saturate" else None
+
+
+def _add_uncertainty(
+    run: RunData, out: dict[str, Any], traces_by_gpu: dict[int, GpuTrace], start: float, stop: float
+) -> None:
+    """The batch-means 95% CI of J/token over the window (analysis.uncertainty)."""
+    targets = (run.meta.get("convergence") or {}).get("targets") or {}
+    interval = float(targets.get("interval_s") or DEFAULT_INTERVAL_S)
+    tok = run.tokens.filter(pl.col("n_tokens") > 0).sort("t") if run.tokens is not None else None
+    if tok is None:
+        return
+    bm = window_uncertainty(
+        traces_by_gpu, tok["t"].to_list(), tok["n_tokens"].to_list(), start, stop, interval
+    )
+    out.update(
+        energy_per_token_ci_rel=bm.rel_half_width,
+        energy_per_token_ci_intervals=bm.n_intervals,
+        energy_per_token_ci_interval_s=interval,
+        energy_per_token_ci_reason=bm.reason,
+    )
 
 
 def job_gpu_traces(run: RunData, flags: Flags) -> dict[int, GpuTrace] | None:
@@ -270,6 +309,7 @@ def _account_energy(
     out["energy_per_gpu_j"] = {str(g): e for g, e in energy.per_gpu_j.items()}
     if total is None:
         return
+    _add_uncertainty(run, out, traces_by_gpu, start, stop)
     per_gpu_power = {g: e / duration for g, e in energy.per_gpu_j.items()}
     validity.check_power_bounds(flags, per_gpu_power, power_limits_w(run.meta), thresholds)
     tokens = out["steady_tokens"]

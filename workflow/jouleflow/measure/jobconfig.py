@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 ENGINES = ("vllm", "transformers")
 ENDPOINTS = ("chat", "completions")
 LOAD_FORMATS = ("real", "dummy")
-ARRIVALS = ("burst", "concurrency", "poisson")
+ARRIVALS = ("burst", "concurrency", "poisson", "saturate")
 CONTAINER_RUNTIMES = ("apptainer", "singularity", "docker")
 
 
@@ -48,6 +48,35 @@ class SyntheticConfig:
     fixed_output_len: int | None = None
     prompt_len: str = "fixed:200"  # fixed:N | uniform:A,B | normal:MEAN,STD
     seed: int = 0
+
+
+@dataclass
+class SaturateConfig:
+    """arrival=saturate: keep B + headroom requests in flight until J/token has converged."""
+
+    target_window_s: float = 60.0  # shortest steady window before stopping
+    target_ci: float = 0.01  # stop when the J/token 95% CI half-width / mean is at most this
+    max_load_s: float = 600.0  # stop here anyway (the run is flagged when not converged)
+    interval_s: float = 5.0  # batch-means interval length
+    headroom: int | None = None  # requests waiting beyond B; null = max(4, B // 8)
+
+    def validate(self) -> None:
+        for key in ("target_window_s", "target_ci", "max_load_s", "interval_s"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+                raise ConfigError(f"saturate.{key}: must be a number > 0, got {value!r}")
+        h = self.headroom
+        if h is not None and not (isinstance(h, int) and not isinstance(h, bool) and h >= 0):
+            raise ConfigError(f"saturate.headroom: must be an integer >= 0 or null, got {self.headroom!r}")
+        if self.interval_s * 2 > self.target_window_s:
+            raise ConfigError(
+                f"saturate.interval_s: {self.interval_s:g} s leaves fewer than 2 intervals in "
+                f"target_window_s={self.target_window_s:g} s"
+            )
+        if self.max_load_s < self.target_window_s:
+            raise ConfigError(
+                f"saturate.max_load_s: {self.max_load_s:g} s is shorter than target_window_s={self.target_window_s:g} s"
+            )
 
 
 @dataclass
@@ -86,6 +115,7 @@ class LLMJobConfig:
     max_concurrency: int | None = None
     rate: float | None = None  # requests/s for poisson
     arrival_seed: int = 0
+    saturate: SaturateConfig | None = None  # arrival=saturate only; null there = the defaults
     request_timeout_s: float = 1800.0
     chunk_timeout_s: float = 300.0  # longest silence on one stream
     health_timeout_s: float = 3600.0  # big models load for many minutes
@@ -146,6 +176,11 @@ class LLMJobConfig:
                 "rate",
                 "must be > 0 for arrival=poisson",
             )
+        if self.arrival == "saturate":
+            self.saturate = self.saturate or SaturateConfig()
+            self.saturate.validate()
+        else:
+            need(self.saturate is None, "saturate", f"only used with arrival=saturate, not {self.arrival!r}")
         parallel = self.tensor_parallel * self.pipeline_parallel * self.data_parallel
         if self.num_gpus is not None:
             need(is_pos_int(self.num_gpus), "num_gpus", f"must be a positive integer, got {self.num_gpus!r}")
@@ -193,7 +228,15 @@ class LLMJobConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["saturate"] is None:  # other arrivals record (and hash) what they always did
+            del out["saturate"]
+        return out
+
+    def saturate_headroom(self) -> int:
+        """Requests kept waiting beyond B in arrival=saturate (the default keeps a few queued)."""
+        headroom = self.saturate.headroom if self.saturate else None
+        return max(4, self.batch_size // 8) if headroom is None else headroom
 
 
 def parallelism_label(tp: int, pp: int, dp: int, ep: bool) -> str:
@@ -214,7 +257,7 @@ def is_pos_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
-_NESTED = {"container": ContainerConfig, "synthetic": SyntheticConfig}
+_NESTED = {"container": ContainerConfig, "synthetic": SyntheticConfig, "saturate": SaturateConfig}
 
 
 def build_job_config(

@@ -89,6 +89,7 @@ class Session:
         self.gpus: Any = None  # gpualloc.AllocatedGpus while the GPUs are held
         self.model_config: dict | None = None
         self.failure = Failure(self.notes)
+        self.convergence: Any = None  # arrival=saturate: its stopping rule (measure.convergence)
 
     # --- energy -------------------------------------------------------------------------------
     def start_power(self) -> list[dict]:
@@ -279,6 +280,12 @@ class Session:
             request_timeout_s=cfg.request_timeout_s,
             chunk_timeout_s=cfg.chunk_timeout_s,
         )
+        if arrival == "saturate":
+            from jouleflow.measure.convergence import saturate_load
+
+            self.convergence = saturate_load(
+                cfg, settings, spec.caps_batch, self.scraper, self.sampler, self.notes
+            )
         requests = [s.to_load_request(cfg.endpoint) for s in specs]
         stats = LoadStats()
 
@@ -293,7 +300,7 @@ class Session:
             running = (lambda: (scraper.latest() or {}).get("running")) if scraper is not None else None
             progress = asyncio.create_task(Progress(stats, watts, running).run()) if display else None
             try:
-                return await run_load(requests, settings, stats, abort_check)
+                return await run_load(requests, settings, stats, abort_check, stop_check=self.convergence)
             finally:
                 if progress is not None:
                     progress.cancel()
@@ -374,6 +381,8 @@ class Session:
                 "ok": sum(r.ok for r in load_result.results),
                 "aborted": load_result.aborted,
             }
+            if self.convergence is not None:
+                self.convergence.add_to_run_json(doc, load_result)
         if status == "failed":
             writer.final_dir = failed_run_dir(self.out_dir)
             path = writer.commit(doc)

@@ -20,7 +20,7 @@ IDENTITY_KEYS = ("task", "model", "gpu", "num_gpus", "batch_size", "precision")
 LLM_MEASURED_KEYS = (
     "tensor_parallel", "pipeline_parallel", "data_parallel", "expert_parallel", "quantization",
     "load_format", "engine", "endpoint", "num_requests", "max_model_len", "sampling", "extra_body",
-    "server_args", "env", "request_set", "synthetic",
+    "server_args", "env", "request_set", "synthetic", "arrival", "saturate",
 )  # fmt: skip
 DIFFUSION_MEASURED_KEYS = (
     "pipeline", "ulysses_degree", "ring_degree", "cfg_parallel", "pipefusion_degree", "load_format",
@@ -68,7 +68,7 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
     server_args = [*meas["server_args"], *model["server_args"]]
     sampling = dict(task["sampling"])
     extra_body = sampling.pop("extra_body", {})
-    return {
+    spec = {
         "task": point.task,
         "model": point.model,
         "model_path": _fill(model.get("path"), fields),
@@ -102,6 +102,11 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         "health_timeout_s": meas["health_timeout_s"],
         "power_period_s": meas["power_period_s"],
     }
+    load = dict(meas.get("load") or {})
+    if load.pop("arrival", "burst") == "saturate":
+        # Only then: specs (and the run rules' params) of burst campaigns stay as they were.
+        spec.update(arrival="saturate", saturate=load)
+    return spec
 
 
 def num_requests(task: Mapping[str, Any], batch_size: int) -> int:
