@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from jouleflow.measure import engine_cache
-from jouleflow.measure.engines import batch_limit, vllm
+from jouleflow.measure.engines import vllm
 from jouleflow.measure.engines.vllm_log import effective_settings, read_effective_settings
 from jouleflow.measure.jobconfig import ConfigError, config_from_dict
 from jouleflow.measure.session_setup import engine_spec
@@ -146,7 +146,9 @@ def _planned_spec(tmp_path: Path, **measurement) -> Path:
 def test_the_planner_writes_the_settings_only_when_set(tmp_path):
     plain = json.loads(_planned_spec(tmp_path / "a").read_text())
     assert "engine_cache_dir" not in plain and "cudagraph_max_capture" not in plain
-    spec = json.loads(_planned_spec(tmp_path / "b", engine_cache_dir="caches", cudagraph_max_capture=512).read_text())
+    spec = json.loads(
+        _planned_spec(tmp_path / "b", engine_cache_dir="caches", cudagraph_max_capture=512).read_text()
+    )
     assert (spec["engine_cache_dir"], spec["cudagraph_max_capture"]) == ("caches", 512)
     c = config_from_dict(spec)
     assert _flag(vllm.build_command(c, 1), "--compilation-config") == '{"max_cudagraph_capture_size": 512}'
@@ -216,3 +218,33 @@ def test_effective_settings_of_a_real_vllm_log():
     assert comp["max_cudagraph_capture_size"] == 128 and comp["cudagraph_capture_sizes"][-1] == 128
     assert comp["cudagraph_mode"] == "FULL_AND_PIECEWISE" and comp["enforce_eager"] is False
     assert read_effective_settings(REFERENCE_LOG.parent / "missing.log") is None
+
+
+def test_a_session_records_its_cache_and_the_engines_settings(tmp_path):
+    """`jouleflow measure llm` against the test server standing in for vLLM (tests/test_session.py)."""
+    from test_session import measure
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"num_attention_heads": 4, "num_hidden_layers": 2}))
+    caches = tmp_path / "caches"
+    extra = ("--engine-cache-dir", str(caches), "--cudagraph-max-capture", "32")
+    r = measure(tmp_path / "cold", model, *extra)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "cold" / "run.json").read_text())
+    prov = doc["provenance"]
+    where = caches / prov["host"] / f"vllm-{prov['engine_version'] or 'unknown'}"
+    assert prov["engine_cache"] == {"dir": str(where), "warm": False} and where.is_dir()
+    # The stand-in logs no config: each setting is null rather than guessed.
+    assert prov["engine_settings"] == {"engine_version": None, "compilation": None, "async_scheduling": None}
+    assert doc["config"]["cudagraph_max_capture"] == 32 and "server_start" in prov["phases"]
+    assert doc["server"]["argv"][-2:] == ["--compilation-config", '{"max_cudagraph_capture_size": 32}']
+    (where / "vllm").mkdir()  # what a real engine leaves behind
+    assert measure(tmp_path / "warm", model, *extra).returncode == 0
+    warm = json.loads((tmp_path / "warm" / "run.json").read_text())
+    assert warm["provenance"]["engine_cache"] == {"dir": str(where), "warm": True}
+    assert warm["config_hash"] == doc["config_hash"]
+    plain = measure(tmp_path / "plain", model)
+    assert plain.returncode == 0, plain.stderr
+    plain_prov = json.loads((tmp_path / "plain" / "run.json").read_text())["provenance"]
+    assert plain_prov["engine_cache"] is None

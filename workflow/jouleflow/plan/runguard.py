@@ -198,7 +198,7 @@ def _check_existing(
     keys = IDENTITY_KEYS if source == "reference" else MEASURED_KEYS
     diffs = differing_keys(spec, recorded, keys)
     if diffs:
-        shown = "; ".join(f"{k}: run has {recorded[k]!r}, config asks {spec[k]!r}" for k in diffs)
+        shown = "; ".join(f"{k}: run has {recorded[k]!r}, config asks {spec.get(k)!r}" for k in diffs)
         raise StaleRunError(f"{run_dir}: finished run differs from the config ({shown}); {fix}")
     if origin is not None and reference_run is not None:
         bundled = Path(reference_run) / RUN_JSON
