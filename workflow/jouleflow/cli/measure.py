@@ -93,6 +93,16 @@ def register(subparsers: Any) -> None:
     g.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction)
     g.add_argument("--gpu-memory-utilization", type=float)
     g.add_argument(
+        "--cudagraph-max-capture", type=int, help="vLLM max_cudagraph_capture_size (default: vLLM's)"
+    )
+    g.add_argument(
+        "--engine-cache-dir",
+        help="persistent compile caches, kept across runs (<dir>/<host>/<engine>-<version>)",
+    )
+    g.add_argument(
+        "--batch-limit-file", help="vLLM: a file whose integer caps the running requests of the live server"
+    )
+    g.add_argument(
         "--server-arg",
         dest="server_args",
         action="append",

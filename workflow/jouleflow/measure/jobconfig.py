@@ -100,6 +100,12 @@ class LLMJobConfig:
     max_num_batched_tokens: int | None = None
     async_scheduling: bool | None = None  # null = engine default
     gpu_memory_utilization: float | None = None
+    # vLLM's max_cudagraph_capture_size (--compilation-config); null = vLLM's min(2 x max_num_seqs, 512).
+    cudagraph_max_capture: int | None = None
+    # Persistent compile caches kept across points (measure/engine_cache.py); null = the engine's own.
+    engine_cache_dir: str | None = None
+    # A control file whose integer caps the running requests of a live vLLM server (engines/batch_limit.py).
+    batch_limit_file: str | None = None
     server_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     launcher: list[str] | None = None  # e.g. ["vllm", "serve"]; null = auto
@@ -197,6 +203,7 @@ class LLMJobConfig:
         )
         need(isinstance(self.env, dict), "env", "must be a mapping of strings")
         self.env = {str(k): str(v) for k, v in self.env.items()}
+        self._validate_engine_settings(need)
         for key in (
             "request_timeout_s",
             "chunk_timeout_s",
@@ -225,6 +232,27 @@ class LLMJobConfig:
                 s.output_lengths is not None or is_pos_int(s.fixed_output_len),
                 "synthetic",
                 "no request_set: set synthetic.output_lengths (histogram file) or synthetic.fixed_output_len",
+            )
+
+    def _validate_engine_settings(self, need: Any) -> None:
+        if self.cudagraph_max_capture is not None:
+            need(
+                is_pos_int(self.cudagraph_max_capture),
+                "cudagraph_max_capture",
+                f"must be a positive integer or null, got {self.cudagraph_max_capture!r}",
+            )
+        for key in ("cudagraph_max_capture", "batch_limit_file"):
+            if getattr(self, key) is not None:
+                need(self.engine == "vllm", key, f"vLLM only, not engine {self.engine!r}")
+        for key in ("engine_cache_dir", "batch_limit_file"):
+            value = getattr(self, key)
+            need(value is None or (isinstance(value, str) and bool(value)), key, "must be a path or null")
+        if self.engine_cache_dir is not None:
+            from jouleflow.measure.engine_cache import conflicting_env
+
+            clash = conflicting_env(self.env)
+            need(
+                not clash, "engine_cache_dir", f"env sets {', '.join(clash)} too; set the caches in one place"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -47,6 +47,8 @@ from jouleflow.measure.session_common import (
 )
 from jouleflow.measure.session_setup import (
     architecture,
+    engine_cache,
+    engine_log_provenance,
     engine_spec,
     gpu_allocation,
     needs_gpu,
@@ -59,7 +61,9 @@ log = logging.getLogger(__name__)
 
 ENERGY_SOURCE = "nvml-via-zeus"
 # Fields that say where things ran, not what was measured: excluded from the config hash.
-UNHASHED = ("host", "port", "model_path", "launcher", "health_timeout_s", "after")
+UNHASHED = (
+    "host", "port", "model_path", "launcher", "health_timeout_s", "after", "engine_cache_dir", "batch_limit_file",
+)  # fmt: skip
 
 
 class SessionError(RuntimeError):
@@ -176,6 +180,8 @@ class Session:
                     prov.update(base_provenance(cfg.engine))
                     resolve_model(cfg, self.model_cache)
                     self.model_config = validate_engine(cfg)
+                    cache = engine_cache(cfg, prov["engine_version"])
+                    prov["engine_cache"] = cache.provenance() if cache else None
                     specs, rs_info = prepare_requests(cfg, writer)
                     fallback = ((rs_info or {}).get("synthetic") or {}).get("histogram_fallback")
                     if fallback:
@@ -190,7 +196,7 @@ class Session:
                             port = cfg.port or base.free_port(cfg.host)
                             if cfg.port:
                                 base.check_port_free(cfg.host, cfg.port)
-                            spec = engine_spec(cfg, port, self.gpus)
+                            spec = engine_spec(cfg, port, self.gpus, cache)
                             self.server = base.ServerProcess(spec, writer.path("server.log"))
                             self.server.start()
                             prov["health_wait_s"] = self.server.wait_healthy(cfg.health_timeout_s)
@@ -352,6 +358,8 @@ class Session:
             hashed["request_set_sha256"] = rs_info["sha256"]
         prov.update(
             {
+                # What the engine says it ran with (vLLM: CUDA-graph capture sizes, async scheduling).
+                "engine_settings": engine_log_provenance(cfg, writer.path("server.log")) if spec else None,
                 "load_format": cfg.load_format,
                 "energy_source": energy_source,
                 "zeus_session_check": check_result,

@@ -27,8 +27,11 @@ DIFFUSION_MEASURED_KEYS = (
     "steps", "height", "width", "num_frames", "guidance_scale", "seed", "num_batches", "warmup_batches",
     "prompts", "cycle_prompts", "xfuser_args", "env",
 )  # fmt: skip
+# Measured keys a spec carries only when the config sets them, so that specs (and the rerun trigger)
+# stay as they were without them; absent means null.
+OPTIONAL_MEASURED_KEYS = ("cudagraph_max_capture",)
 # The guard compares the keys a spec has, so one tuple serves both modalities.
-MEASURED_KEYS = (*IDENTITY_KEYS, *LLM_MEASURED_KEYS, *DIFFUSION_MEASURED_KEYS)
+MEASURED_KEYS = (*IDENTITY_KEYS, *LLM_MEASURED_KEYS, *OPTIONAL_MEASURED_KEYS, *DIFFUSION_MEASURED_KEYS)
 
 
 # Scheduler resources that grow with the attempt number: a retried job (after a timeout or running
@@ -101,12 +104,23 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         "request_timeout_s": meas["request_timeout_s"],
         "health_timeout_s": meas["health_timeout_s"],
         "power_period_s": meas["power_period_s"],
+        **_engine_settings(meas, engine=model.get("engine") or "vllm"),
     }
     load = dict(meas.get("load") or {})
     if load.pop("arrival", "burst") == "saturate":
         # Only then: specs (and the run rules' params) of burst campaigns stay as they were.
         spec.update(arrival="saturate", saturate=load)
     return spec
+
+
+def _engine_settings(meas: Mapping[str, Any], engine: str) -> dict[str, Any]:
+    """engine_cache_dir (any engine) and cudagraph_max_capture (vLLM), only where set."""
+    out = {}
+    if meas.get("engine_cache_dir") is not None:
+        out["engine_cache_dir"] = meas["engine_cache_dir"]
+    if meas.get("cudagraph_max_capture") is not None and engine == "vllm":
+        out["cudagraph_max_capture"] = meas["cudagraph_max_capture"]
+    return out
 
 
 def num_requests(task: Mapping[str, Any], batch_size: int) -> int:

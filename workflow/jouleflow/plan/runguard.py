@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow import __version__
-from jouleflow.plan.jobspec import IDENTITY_KEYS, MEASURED_KEYS
+from jouleflow.plan.jobspec import IDENTITY_KEYS, MEASURED_KEYS, OPTIONAL_MEASURED_KEYS
 from jouleflow.traces import (
     RUN_JSON,
     RunDirWriter,
@@ -72,7 +72,9 @@ def _same(wanted: Any, recorded: Any) -> bool:
 
 
 def differing_keys(spec: dict[str, Any], recorded: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
-    """Keys whose values differ; a key the run did not record is not counted (older schema)."""
+    """Keys whose values differ; a key the run did not record is not counted (older schema). An
+    optional key the spec leaves out (OPTIONAL_MEASURED_KEYS) is null there."""
+    spec = {**dict.fromkeys(OPTIONAL_MEASURED_KEYS), **spec}
     return [
         k for k in keys if k in recorded and k in spec and not _same(_normal(spec[k]), _normal(recorded[k]))
     ]
@@ -196,7 +198,7 @@ def _check_existing(
     keys = IDENTITY_KEYS if source == "reference" else MEASURED_KEYS
     diffs = differing_keys(spec, recorded, keys)
     if diffs:
-        shown = "; ".join(f"{k}: run has {recorded[k]!r}, config asks {spec[k]!r}" for k in diffs)
+        shown = "; ".join(f"{k}: run has {recorded[k]!r}, config asks {spec.get(k)!r}" for k in diffs)
         raise StaleRunError(f"{run_dir}: finished run differs from the config ({shown}); {fix}")
     if origin is not None and reference_run is not None:
         bundled = Path(reference_run) / RUN_JSON
