@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from jouleflow.analysis import validity
-from jouleflow.analysis.energy import (
+from jouleflow.analysis.accounting import (
     RunData,
     add_status_flags,
     empty_summary,

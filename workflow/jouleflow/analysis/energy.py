@@ -8,7 +8,6 @@ had a real sensor: no power.parquet or a null `provenance.energy_source` gives n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,52 +15,25 @@ import polars as pl
 
 from jouleflow import traces
 from jouleflow.analysis import steady, trace_checks, validity
+from jouleflow.analysis.accounting import (
+    RunData,
+    add_status_flags,
+    empty_summary,
+    finish,
+    has_energy_sensor,
+    job_gpu_traces,
+    load_run,
+    power_limits_w,
+)
+from jouleflow.analysis.diffusion import analyze_diffusion
 from jouleflow.analysis.latency import latency_summary, request_counts
-from jouleflow.analysis.power_trace import GpuTrace, gpu_traces, window_energy
+from jouleflow.analysis.power_trace import GpuTrace, window_energy
 from jouleflow.analysis.run_row import summary_row
 from jouleflow.analysis.uncertainty import DEFAULT_INTERVAL_S, window_uncertainty
 from jouleflow.analysis.validity import DEFAULT_THRESHOLDS, Flags, Thresholds
 from jouleflow.gpus import gpu_short_name
 
-SUMMARY_SCHEMA_VERSION = 1
-
 __all__ = ["analyze_run", "gpu_short_name", "load_run", "summary_row", "write_summary"]
-
-
-@dataclass
-class RunData:
-    """A run directory's traces as polars frames (None when the file is absent)."""
-
-    run_dir: Path
-    meta: dict[str, Any]
-    power: pl.DataFrame | None
-    requests: pl.DataFrame | None
-    tokens: pl.DataFrame | None
-    server: pl.DataFrame | None
-    batches: pl.DataFrame | None
-
-
-def _read(run_dir: Path, name: str, required: bool) -> pl.DataFrame | None:
-    path = run_dir / name
-    if not path.exists() and not required:
-        return None
-    return pl.from_arrow(traces.read_table(path))  # TraceError names the file when corrupt/incomplete
-
-
-def load_run(run_dir: str | Path) -> RunData:
-    """Read run.json and the traces; a run with status ok must have requests and tokens."""
-    run_dir = Path(run_dir)
-    meta = traces.read_run(run_dir)
-    llm_ok = meta.get("status") == "ok" and not (run_dir / "batches.parquet").exists()
-    return RunData(
-        run_dir=run_dir,
-        meta=meta,
-        power=_read(run_dir, "power.parquet", required=False),
-        requests=_read(run_dir, "requests.parquet", required=llm_ok),
-        tokens=_read(run_dir, "tokens.parquet", required=llm_ok),
-        server=_read(run_dir, "server.parquet", required=False),
-        batches=_read(run_dir, "batches.parquet", required=False),
-    )
 
 
 def full_batch_of(meta: dict[str, Any], source: str) -> int:
@@ -79,67 +51,6 @@ def full_batch_of(meta: dict[str, Any], source: str) -> int:
     if batch < 1 or replicas < 1:
         raise traces.TraceError(f"{source}: config.batch_size and config.data_parallel must be >= 1")
     return batch * replicas
-
-
-def has_energy_sensor(run: RunData) -> bool:
-    return (
-        run.power is not None
-        and run.power.height > 0
-        and bool(run.meta.get("provenance", {}).get("energy_source"))
-    )
-
-
-def power_limits_w(meta: dict[str, Any]) -> dict[int, float | None]:
-    """Per GPU (index among the job's GPUs) its enforced power limit from provenance.gpus."""
-    limits: dict[int, float | None] = {}
-    for position, gpu in enumerate(meta.get("provenance", {}).get("gpus") or []):
-        index = gpu.get("index", position)
-        limit = gpu.get("power_limit_w", gpu.get("default_power_limit_w"))
-        limits[int(index)] = float(limit) if limit is not None else None
-    return limits
-
-
-def empty_summary(meta: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
-    """Every key of summary.json with null figures (the shape an infeasible/failed run gets)."""
-    figures = [
-        "steady_start", "steady_end", "steady_duration_s", "window_source", "window_overlap",
-        "steady_tokens", "steady_energy_j", "energy_per_token_j", "energy_per_request_j",
-        "mean_output_tokens", "tokens_per_s", "mean_power_w", "tokens_per_s_per_w",
-        "mean_running", "mean_running_source", "batch_fraction", "mean_active_client",
-        "power_integral_j", "energy_power_mismatch", "num_requests", "num_ok", "num_failed",
-        "batch_latency_s", "energy_per_image_j", "num_stopped", "num_not_sent",
-        "energy_per_token_ci_rel", "energy_per_token_ci_intervals", "energy_per_token_ci_interval_s",
-        "energy_per_token_ci_reason", "load_stop_reason",
-    ]  # fmt: skip
-    out: dict[str, Any] = dict.fromkeys(figures)
-    for name in ("ttft", "itl", "tpot", "e2e"):
-        for stat in ("median", "mean", "p90", "p95", "p99"):
-            out[f"{stat}_{name}_s"] = None
-        out[f"count_{name}"] = 0
-    out.update(
-        summary_schema_version=SUMMARY_SCHEMA_VERSION,
-        status=meta.get("status"),
-        reason=meta.get("reason"),
-        energy_source=meta.get("provenance", {}).get("energy_source"),
-        batch_size=meta.get("config", {}).get("batch_size"),
-        full_batch=None,
-        config_hash=meta.get("config_hash"),
-        thresholds=thresholds.to_dict(),
-        window_server=None,
-        window_client=None,
-        window_client_active=None,
-        energy_per_gpu_j=None,
-        mean_power_per_gpu_w=None,
-    )
-    return out
-
-
-def add_status_flags(meta: dict[str, Any], flags: Flags) -> None:
-    status = meta.get("status")
-    if status != "ok":
-        flags.raise_flag(
-            validity.STATUS_NOT_OK, f"status {status!r}: {meta.get('reason') or 'no reason given'}"
-        )
 
 
 def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
@@ -266,23 +177,6 @@ def _add_uncertainty(
     )
 
 
-def job_gpu_traces(run: RunData, flags: Flags) -> dict[int, GpuTrace] | None:
-    """Per-GPU counter traces; None (and `power-trace-gap`) when a GPU of the job has no samples.
-
-    The job's GPUs are those listed in run.json provenance.gpus; summing only some of them would
-    under-report the energy, so the run gets no energy figure instead.
-    """
-    by_gpu = gpu_traces(run.power)
-    expected = set(power_limits_w(run.meta))
-    missing = sorted(expected - set(by_gpu))
-    if missing or not by_gpu:
-        flags.raise_flag(
-            validity.POWER_TRACE_GAP, f"no power samples for GPU(s) {missing or 'any'} of the job"
-        )
-        return None
-    return by_gpu
-
-
 def _account_energy(
     run: RunData, out: dict[str, Any], flags: Flags, thresholds: Thresholds, start: float, stop: float
 ) -> None:
@@ -333,11 +227,6 @@ def _account_energy(
             )
 
 
-def finish(out: dict[str, Any], flags: Flags) -> dict[str, Any]:
-    out.update(valid=flags.valid, flags=flags.names, flag_details=dict(flags.details))
-    return out
-
-
 def _foreign_flags(meta: dict[str, Any], out: dict[str, Any]) -> None:
     procs = validity.foreign_process_list(meta)
     if procs:
@@ -353,8 +242,6 @@ def analyze_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOLDS
     checked = trace_checks.check_run(load_run(run_dir))  # before any accounting
     run = checked.run
     if run.batches is not None:
-        from jouleflow.analysis.diffusion import analyze_diffusion
-
         out = analyze_diffusion(run, thresholds)
         edges = run.batches["t_start"].to_list() + run.batches["t_end"].to_list()
     else:

@@ -91,7 +91,13 @@ def _load_spec(path: Path) -> dict:
 def run_measure(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
     from jouleflow.plan import attempt
-    from jouleflow.plan.runguard import StaleRunError, archive_failed, decide, write_skipped_infeasible
+    from jouleflow.plan.runguard import (
+        StaleRunError,
+        archive_failed,
+        decide,
+        run_status,
+        write_skipped_infeasible,
+    )
     from jouleflow.traces import is_complete_run
 
     spec = _load_spec(args.spec)
@@ -133,7 +139,7 @@ def run_measure(args: argparse.Namespace) -> int:
     salvage = attempt.partials(run_dir)
     result = attempt.run_child(argv, deadline_s)
     if is_complete_run(run_dir):
-        status, reason = attempt.run_status(run_dir)
+        status, reason = run_status(run_dir)
         if status == "failed":
             attempt.log_failure(failures, run_dir, status, reason or "failed")
         for partial in salvage:  # a killed earlier attempt's logs: reported in the failure log above

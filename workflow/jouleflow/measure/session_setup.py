@@ -6,10 +6,8 @@ engine starts, so every error raised here ends the session with nothing written.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from jouleflow import traces
@@ -17,7 +15,7 @@ from jouleflow.measure import requestset, synthetic
 from jouleflow.measure.dummy_model import ensure_dummy_model
 from jouleflow.measure.engine_cache import EngineCache
 from jouleflow.measure.engines import base
-from jouleflow.measure.gpualloc import AllocatedGpus, session_gpus
+from jouleflow.measure.gpualloc import AllocatedGpus
 from jouleflow.measure.jobconfig import LLMJobConfig
 
 log = logging.getLogger(__name__)
@@ -29,13 +27,6 @@ def default_model_cache() -> Path:
 
 def needs_gpu(cfg: LLMJobConfig) -> bool:
     return cfg.engine == "vllm" or cfg.device != "cpu"
-
-
-@contextlib.contextmanager
-def gpu_allocation(cfg: LLMJobConfig) -> Iterator[AllocatedGpus | None]:
-    """Disjoint GPUs per local job (file locks), or exactly the GPUs SLURM gave the job."""
-    with session_gpus(cfg.effective_num_gpus, cfg.gpu, energy=not cfg.no_energy) as gpus:
-        yield gpus
 
 
 def resolve_model(cfg: LLMJobConfig, cache_dir: Path | None) -> None:

@@ -195,8 +195,3 @@ def log_failure(log_path: Path | None, run_dir: Path, status: str, reason: str, 
     }
     with open(log_path, "a") as f:
         f.write(json.dumps(entry, sort_keys=True) + "\n")
-
-
-def run_status(run_dir: Path) -> tuple[str | None, str | None]:
-    meta = read_run(run_dir)
-    return meta.get("status"), meta.get("reason")

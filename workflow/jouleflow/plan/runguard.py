@@ -103,7 +103,7 @@ def decide(
     if source == "reference" and reference_run is None:
         raise ValueError("source 'reference' needs the bundled run directory")
     if is_complete_run(run_dir):
-        if source == "measure" and _status(run_dir) == "failed":
+        if source == "measure" and _failed(run_dir):
             # A failed attempt is no result: the job is scheduled again (--forcerun measure, a changed
             # setting), so measure again, keeping the failed attempt beside it.
             return Decision("retry", str(run_dir))
@@ -119,11 +119,18 @@ def decide(
     return Decision("measure")
 
 
-def _status(run_dir: Path) -> str | None:
+def run_status(run_dir: Path) -> tuple[str | None, str | None]:
+    """A finished run's (status, reason); raises TraceError when its run.json cannot be read."""
+    meta = read_run(run_dir)
+    return meta.get("status"), meta.get("reason")
+
+
+def _failed(run_dir: Path) -> bool:
+    # An unreadable run.json is not a failed attempt: the guard's other checks report it.
     try:
-        return read_run(run_dir).get("status")
+        return run_status(run_dir)[0] == "failed"
     except TraceError:
-        return None
+        return False
 
 
 def stale_reason(
@@ -132,7 +139,7 @@ def stale_reason(
     """Why the finished run at run_dir no longer matches its spec (None: it matches, or nothing is
     there, or it is a failed attempt that will simply be measured again)."""
     run_dir = Path(run_dir)
-    if not is_complete_run(run_dir) or (source == "measure" and _status(run_dir) == "failed"):
+    if not is_complete_run(run_dir) or (source == "measure" and _failed(run_dir)):
         return None
     try:
         _check_existing(spec, run_dir, source, reference_run)
@@ -167,7 +174,7 @@ def latest_failed_attempt(run_dir: str | Path) -> str:
     leaves the value, and so the job, as they were."""
     run_dir = Path(run_dir)
     stamps = [p.name.split(".failed-", 1)[1] for p in run_dir.parent.glob(f"{run_dir.name}.failed-*")]
-    if is_complete_run(run_dir) and _status(run_dir) == "failed":
+    if is_complete_run(run_dir) and _failed(run_dir):
         stamps.append(_failed_stamp(run_dir))
     return max(stamps, default="")
 
