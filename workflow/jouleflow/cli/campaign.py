@@ -1,7 +1,6 @@
 """Campaign plumbing the Snakemake rules call: run guard + measurement, reference copies, the
-summary table, the grid plan and the provenance table.
+grid plan and the provenance table.
 
-    jouleflow summarize [RUN_DIR ...] [--jobs results/grid/jobs.tsv] -o summary.parquet [--csv summary.csv]
     jouleflow campaign measure SPEC RUN_DIR [--after SMALLER_BATCH_RUN_DIR] [--kind llm|diffusion]
     jouleflow campaign fetch-reference BUNDLED_RUN_DIR RUN_DIR [--spec SPEC]
     jouleflow campaign plan [--configfile FILE ...] [--jobs jobs.tsv] [--skipped skipped.tsv]
@@ -18,19 +17,6 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    s = subparsers.add_parser(
-        "summarize",
-        help="one summary row per run (the union of all runs) into a Parquet table",
-        description="Summary table: one traces.SUMMARY row per run, from run.json + summary.json.",
-    )
-    s.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="run dirs (with summary.json)")
-    s.add_argument(
-        "--jobs", type=Path, help="the pipeline's jobs table (run_dir, energy_json, registry facts)"
-    )
-    s.add_argument("-o", "--output", type=Path, required=True, help="summary Parquet file")
-    s.add_argument("--csv", type=Path, help="also write the table as CSV")
-    s.set_defaults(func=run_summarize)
-
     c = subparsers.add_parser("campaign", help="pipeline plumbing (called by the Snakemake rules)")
     sub = c.add_subparsers(dest="campaign_command", required=True, metavar="ACTION")
 
@@ -172,21 +158,6 @@ def run_fetch_reference(args: argparse.Namespace) -> int:
     except (FileNotFoundError, FileExistsError) as exc:
         raise CLIError(str(exc)) from None
     print(f"copied {args.bundled} -> {args.run_dir}", file=sys.stderr)
-    return 0
-
-
-def run_summarize(args: argparse.Namespace) -> int:
-    from jouleflow.analysis.summary import RunEntry, build_summary, read_jobs_table, write_summary
-    from jouleflow.cli import CLIError
-
-    entries = [RunEntry(d) for d in args.run_dirs]
-    if args.jobs:
-        entries += read_jobs_table(args.jobs)
-    if not entries:
-        raise CLIError("no runs given (RUN_DIR ... or --jobs)")
-    frame = build_summary(entries)
-    write_summary(frame, args.output, args.csv)
-    print(f"{frame.height} run(s) -> {args.output}", file=sys.stderr)
     return 0
 
 
