@@ -4,6 +4,8 @@ grid plan and the provenance table.
     jouleflow campaign measure SPEC RUN_DIR [--after SMALLER_BATCH_RUN_DIR] [--kind llm|diffusion]
     jouleflow campaign fetch-reference BUNDLED_RUN_DIR RUN_DIR [--spec SPEC]
     jouleflow campaign plan [--configfile FILE ...] [--jobs jobs.tsv] [--skipped skipped.tsv]
+    jouleflow campaign grid-table PLANNED_CONFIG --jobs jobs.tsv --skipped skipped.tsv
+    jouleflow campaign analysis-targets PLANNED_CONFIG -o targets.json
     jouleflow campaign provenance --jobs jobs.tsv -o provenance.csv
 """
 
@@ -52,6 +54,19 @@ def register(subparsers) -> None:
     p.add_argument("--jobs", type=Path, help="write the jobs table (TSV)")
     p.add_argument("--skipped", type=Path, help="write the skipped points (TSV)")
     p.set_defaults(func=run_plan)
+
+    g = sub.add_parser("grid-table", help="the jobs and skipped tables of the planned config")
+    g.add_argument("planned", type=Path, metavar="PLANNED_CONFIG", help="results/specs/config.json")
+    g.add_argument("--jobs", type=Path, required=True, help="jobs table to write (TSV)")
+    g.add_argument("--skipped", type=Path, required=True, help="skipped points to write (TSV)")
+    g.set_defaults(func=run_grid_table)
+
+    t = sub.add_parser("analysis-targets", help="the latency metric and targets of each task (JSON)")
+    t.add_argument("planned", type=Path, metavar="PLANNED_CONFIG", help="results/specs/config.json")
+    t.add_argument(
+        "-o", "--output", type=Path, required=True, help="JSON file (jouleflow frontier --targets)"
+    )
+    t.set_defaults(func=run_analysis_targets)
 
     v = sub.add_parser("provenance", help="one row per run: where it came from, host, GPU, engine, versions")
     v.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR")
@@ -186,6 +201,24 @@ def run_plan(args: argparse.Namespace) -> int:
         write_tsv(job_rows(grid), JOB_COLUMNS, args.jobs)
     if args.skipped:
         write_tsv(skipped_rows(grid), SKIPPED_COLUMNS, args.skipped)
+    return 0
+
+
+def run_grid_table(args: argparse.Namespace) -> int:
+    from jouleflow.plan.gridtable import read_planned_grid, write_grid_tables
+
+    grid = read_planned_grid(args.planned)
+    write_grid_tables(grid, args.jobs, args.skipped)
+    print(f"{len(grid.points)} runs, {len(grid.skipped)} skipped", file=sys.stderr)
+    return 0
+
+
+def run_analysis_targets(args: argparse.Namespace) -> int:
+    from jouleflow.plan.gridtable import read_planned_grid
+    from jouleflow.traces import write_json
+
+    write_json(read_planned_grid(args.planned).analysis_targets(), args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,6 @@
 """`jouleflow summarize`: the campaign summary, one row per run (the union of all runs).
 
-    jouleflow summarize [RUN_DIR ...] [--jobs results/grid/jobs.tsv] -o summary.parquet [--csv summary.csv]
+jouleflow summarize [RUN_DIR ...] [--jobs results/grid/jobs.tsv] -o summary.parquet [--csv summary.csv]
 """
 
 from __future__ import annotations
