@@ -20,6 +20,7 @@ validate(config, "config/schema/config.schema.yaml")
 report: "report/workflow.rst"
 
 
+include: "rules/constants.smk"
 include: "rules/common.smk"
 include: "rules/measure.smk"
 include: "rules/energy.smk"

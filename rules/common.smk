@@ -24,8 +24,6 @@ try:
 except (GridError, LocalGpuError) as exc:
     raise WorkflowError(f"Invalid config: {exc}") from None
 
-RESULTS = config["results_dir"]
-
 
 def finished_runs():
     """(spec, run dir, source, bundled run) of every grid point, for the run guard."""
@@ -52,10 +50,8 @@ POINT = "{task}/{model}/{gpu}/{parallelism}/{batch}"
 RUN = f"{RESULTS}/runs/{POINT}"
 ENERGY = f"{RESULTS}/energy/{POINT}/summary.json"
 SPEC = f"{RESULTS}/specs/{POINT}.json"
-SUMMARY = f"{RESULTS}/summary/summary.parquet"
 ANALYSIS_TARGETS = f"{RESULTS}/analysis/targets.json"
 PLANNED_CONFIG = gridtable.planned_config_path(RESULTS)
-ENV_ANALYSIS = "../envs/analysis.yaml"
 TIMELINES_AUTO_MAX = 64  # figures.timelines: auto draws one per run up to this many runs
 
 if GRID.skipped:

@@ -3,12 +3,11 @@
 # (compare.published.path). Each analysis writes results/compare/<name>.{csv,md,png,svg}.
 # Nothing here measures: changing an analysis setting reruns only these rules.
 
+# RESULTS, SUMMARY and ENV_ANALYSIS come from rules/constants.smk: a workflow of the comparisons
+# alone includes it before this file.
+
 COMPARE = config.get("compare") or {}
-# Standalone-includable (a paper workflow may include only this file): paths from the config.
-COMPARE_RESULTS = config.get("results_dir", "results")
-COMPARE_DIR = f"{COMPARE_RESULTS}/compare"
-# The campaign's summary table (rules/summary.smk writes it) when no other source is configured.
-COMPARE_CAMPAIGN_SUMMARY = f"{COMPARE_RESULTS}/summary/summary.parquet"
+COMPARE_DIR = f"{RESULTS}/compare"
 
 
 include: "compare_functions.smk"
@@ -32,7 +31,7 @@ rule compare_import_published:
     log:
         "logs/compare/import-published.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
     shell:
         "jouleflow import mlenergy {input} -o {output} > {log} 2>&1"
 
@@ -52,7 +51,7 @@ rule compare_gpus:
     log:
         "logs/compare/gpus-{compare_name}.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
     shell:
         "jouleflow compare gpus --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
@@ -73,7 +72,7 @@ rule compare_precision:
     log:
         "logs/compare/precision-{compare_metric}.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
     shell:
         "jouleflow compare precision --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
@@ -94,7 +93,7 @@ rule compare_scaling:
     log:
         "logs/compare/scaling-{compare_name}.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
     shell:
         "jouleflow compare scaling --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
@@ -115,7 +114,7 @@ rule compare_tasks:
     log:
         "logs/compare/tasks-{compare_name}.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
     shell:
         "jouleflow compare tasks --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
@@ -136,7 +135,7 @@ rule compare_moe:
     log:
         "logs/compare/moe.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
     shell:
         "jouleflow compare moe --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
@@ -157,7 +156,7 @@ rule compare_tdp:
     log:
         "logs/compare/tdp.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
     shell:
         "jouleflow compare tdp --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"

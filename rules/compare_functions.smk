@@ -8,7 +8,8 @@ import shlex
 def compare_summary():
     if (COMPARE.get("published") or {}).get("path"):
         return f"{COMPARE_DIR}/published/summary.parquet"
-    return COMPARE.get("summary") or COMPARE_CAMPAIGN_SUMMARY
+    # The campaign's summary table (rules/summary.smk writes it) when no other source is configured.
+    return COMPARE.get("summary") or SUMMARY
 
 
 def compare_slug(text):
