@@ -28,13 +28,11 @@ include: "rules/summary.smk"
 include: "rules/frontier.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
-
-
 # Cross-configuration analyses (GPU generations, precision, scaling, tasks, MoE, TDP).
 include: "rules/compare.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs,
-    default_target: True

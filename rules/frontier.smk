@@ -8,13 +8,13 @@ rule analysis_targets:
         ancient(PLANNED_CONFIG),
     output:
         ANALYSIS_TARGETS,
-    params:
-        targets=GRID.analysis_targets(),
     log:
         "logs/analysis_targets.log",
     localrule: True
     conda:
         ENV_ANALYSIS
+    params:
+        targets=GRID.analysis_targets(),
     shell:
         "jouleflow campaign analysis-targets {input} -o {output} > {log} 2>&1"
 
@@ -31,12 +31,12 @@ rule frontier:
             category="Tables",
             labels={"table": "recommendations"},
         ),
-    params:
-        targets=lambda wildcards, input: f"--targets {input.targets}" if GRID.analysis_targets() else "",
     log:
         "logs/frontier.log",
     conda:
         ENV_ANALYSIS
+    params:
+        targets=lambda wildcards, input: f"--targets {input.targets}" if GRID.analysis_targets() else "",
     shell:
         "jouleflow frontier --summary {input.summary} -o {output.frontier} --allow-empty "
         "--recommendations {output.recommendations} {params.targets} > {log} 2>&1"

@@ -18,13 +18,13 @@ rule grid_table:
             category="Campaign",
             labels={"table": "skipped points"},
         ),
-    params:
-        digest=grid_digest(),
     log:
         "logs/grid_table.log",
     localrule: True
     conda:
         ENV_ANALYSIS
+    params:
+        digest=grid_digest(),
     shell:
         "jouleflow campaign grid-table {input} --jobs {output.jobs} --skipped {output.skipped} > {log} 2>&1"
 
