@@ -1,8 +1,9 @@
 """The layering rule as a contract (pyproject.toml [tool.importlinter], docs/architecture.md).
 
-Planning, analysis, importers and plots never import `jouleflow.measure`; measurement never imports
-plotting; the shared modules (traces, gpus, tasks, units) import no layer; nothing imports `jouleflow.cli`;
-only the scheduler that vLLM's engine process loads imports vllm, and nothing imports that module.
+Planning, analysis, importers and plots never import `jouleflow.measure`; only plots import
+plotting (`jouleflow.plots`, matplotlib); the shared modules (traces, gpus, tasks, units) import no layer;
+nothing imports `jouleflow.cli`; only the scheduler that vLLM's engine process loads imports vllm, and
+nothing imports that module.
 `lint-imports` checks it; these tests run it on the package and on a copy with a forbidden import.
 """
 
@@ -59,7 +60,8 @@ def test_every_top_level_module_is_bound_by_the_no_cli_contract():
         # A lazy import inside a function counts as much as one at the top.
         ("analysis", "def f():\n    from jouleflow.measure import power\n", "no-measure"),
         ("plan", "from jouleflow.measure.engines import base\n", "no-measure"),
-        ("measure", "import matplotlib.pyplot\n", "no-plotting-in-measure"),
+        ("measure", "import matplotlib.pyplot\n", "plotting-only-in-plots"),
+        ("analysis", "def f():\n    from jouleflow.plots import style\n", "plotting-only-in-plots"),
         ("plots", "from jouleflow.cli import CLIError\n", "no-cli"),
         ("measure", "def f():\n    import vllm\n", "vllm-only-in-the-engine"),
         ("cli", "from jouleflow.measure.engines import vllm_batch_limit\n", "vllm-only-in-the-engine"),
