@@ -168,6 +168,10 @@ def register(subparsers: Any) -> None:
 
     register_diffusion(kinds)
 
+    from jouleflow.cli.measure_sweep import register_sweep
+
+    register_sweep(kinds)
+
 
 def job_dict(args: argparse.Namespace) -> dict[str, Any]:
     """Merge the job spec file (if any) and the flags into one job-spec dict."""

@@ -106,6 +106,10 @@ class LLMJobConfig:
     engine_cache_dir: str | None = None
     # A control file whose integer caps the running requests of a live vLLM server (engines/batch_limit.py).
     batch_limit_file: str | None = None
+    # Measured on a server shared by several batch sizes (measure/reuse.py): that server's
+    # --max-num-seqs, the batch size enforced inside it by the batch-limit scheduler; null = a
+    # dedicated server started with --max-num-seqs = batch_size.
+    server_max_num_seqs: int | None = None
     server_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     launcher: list[str] | None = None  # e.g. ["vllm", "serve"]; null = auto
@@ -244,6 +248,13 @@ class LLMJobConfig:
         for key in ("cudagraph_max_capture", "batch_limit_file"):
             if getattr(self, key) is not None:
                 need(self.engine == "vllm", key, f"vLLM only, not engine {self.engine!r}")
+        if self.server_max_num_seqs is not None:
+            need(
+                is_pos_int(self.server_max_num_seqs) and self.server_max_num_seqs >= self.batch_size,
+                "server_max_num_seqs",
+                f"must be an integer >= batch_size ({self.batch_size}) or null, got {self.server_max_num_seqs!r}",
+            )
+            need(self.engine == "vllm", "server_max_num_seqs", f"vLLM only, not engine {self.engine!r}")
         for key in ("engine_cache_dir", "batch_limit_file"):
             value = getattr(self, key)
             need(value is None or (isinstance(value, str) and bool(value)), key, "must be a path or null")

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jouleflow import traces
 from jouleflow.gpus import gpu_short_name
@@ -43,6 +43,9 @@ from jouleflow.measure.session_setup import (
     resolve_model,
     validate_engine,
 )
+
+if TYPE_CHECKING:
+    from jouleflow.measure.reuse import SharedEngine
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +72,15 @@ class Session(MeasuredSession):
     no_energy_option = "--no-energy"
     keeps_interrupted_runs = True
 
-    def __init__(self, cfg: LLMJobConfig, out_dir: Path, model_cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: LLMJobConfig,
+        out_dir: Path,
+        model_cache: Path | None = None,
+        shared: SharedEngine | None = None,
+    ) -> None:
         super().__init__(cfg, out_dir)
+        self.shared = shared  # a running server measured by several sessions (measure/reuse.py)
         self.cfg: LLMJobConfig = cfg
         self.model_cache = model_cache
         self.display = True
@@ -102,6 +112,8 @@ class Session(MeasuredSession):
                 self.notes.append(f"output lengths: {fallback}")
 
     def allocate(self) -> AbstractContextManager[AllocatedGpus | None]:
+        if self.shared is not None:  # the sweep holds the GPUs its server runs on
+            return contextlib.nullcontext(self.shared.gpus)
         return super().allocate() if needs_gpu(self.cfg) else contextlib.nullcontext()
 
     def no_sensor_hint(self) -> str:
@@ -111,13 +123,19 @@ class Session(MeasuredSession):
         cfg = self.cfg
         try:
             with self.timer.phase("server_start"):
-                port = cfg.port or base.free_port(cfg.host)
-                if cfg.port:
-                    base.check_port_free(cfg.host, cfg.port)
-                self.spec = engine_spec(cfg, port, self.gpus, self.cache)
-                self.process = base.ServerProcess(self.spec, writer.path("server.log"))
-                self.process.start()
-                prov["health_wait_s"] = self.process.wait_healthy(cfg.health_timeout_s)
+                if self.shared is None:
+                    port = cfg.port or base.free_port(cfg.host)
+                    if cfg.port:
+                        base.check_port_free(cfg.host, cfg.port)
+                    self.spec = engine_spec(cfg, port, self.gpus, self.cache)
+                    self.process = base.ServerProcess(self.spec, writer.path("server.log"))
+                    self.process.start()
+                    prov["health_wait_s"] = self.process.wait_healthy(cfg.health_timeout_s)
+                else:
+                    self.spec, self.process = self.shared.spec, self.shared.server
+                    prov["shared_engine"] = self.shared.provenance()
+                    if not self.process.is_alive():
+                        raise base.ServerStartError("failed", f"the shared {cfg.engine} server is gone")
             self.check_foreign()
             self.load_result = self._load(self.spec, self.specs, self.display)
             self.check_after_load(self.load_result)
@@ -132,6 +150,8 @@ class Session(MeasuredSession):
                 self.failure.detail(f"server.log tail:\n{exc.log_tail}")
 
     def stop_steps(self) -> list[Callable[[], Any] | None]:
+        if self.shared is not None:  # the sweep stops its server after the last point
+            return [self.scraper and self.scraper.stop]
         return [self.scraper and self.scraper.stop, *super().stop_steps()]
 
     def teardown(self) -> dict | None:
@@ -245,6 +265,8 @@ class Session(MeasuredSession):
         status, reason = self.status, self.reason
         spec, load_result, rs_info = self.spec, self.load_result, self.rs_info
         prov["phases"] = self.timer.phases
+        if self.shared is not None:  # the shared server's log so far: its start-up and every point
+            writer.path("server.log").write_bytes(self.shared.log_bytes())
         if load_result is not None:
             self._write_trace(writer, "requests.parquet", lambda: load_request_rows(load_result.results))
             self._write_trace(writer, "tokens.parquet", lambda: token_columns(load_result.results))

@@ -41,7 +41,7 @@ def build_command(cfg: LLMJobConfig, port: int, model_ref: str | None = None) ->
     launcher = list(cfg.launcher) if cfg.launcher else default_launcher()
     argv = [*launcher, model_ref or model_source(cfg)]
     argv += ["--host", cfg.host, "--port", str(port), "--served-model-name", cfg.model]
-    argv += ["--max-num-seqs", str(cfg.batch_size)]
+    argv += ["--max-num-seqs", str(cfg.server_max_num_seqs or cfg.batch_size)]
     argv += ["--tensor-parallel-size", str(cfg.tensor_parallel)]
     if cfg.pipeline_parallel > 1:
         argv += ["--pipeline-parallel-size", str(cfg.pipeline_parallel)]
