@@ -79,6 +79,9 @@ def test_the_base_install_holds_no_package_of_the_extras():
         assert not base & names(EXTRAS[extra]), extra
     # pynvml (nvidia-ml-py) stays: planning `gpus: [local]` asks NVML for the GPU type.
     assert "nvidia-ml-py" in base
+    # `snakemake --report` needs pygments, which no other base dependency brings.
+    (snakemake,) = (Requirement(r) for r in PROJECT["dependencies"] if r.startswith("snakemake["))
+    assert "reports" in snakemake.extras
 
 
 def test_the_engine_extras_list_the_measure_extra_as_it_stands():
@@ -167,7 +170,8 @@ def test_a_top_level_measurement_import_fails_the_base_path(tmp_path, module, st
 
 @pytest.mark.slow
 def test_the_bundled_campaign_runs_without_the_extras(tmp_path):
-    """`snakemake --cores all` on the bundled campaign (the test fixture's runs), every process blocked."""
+    """`snakemake --cores all` and `--report` on the bundled campaign (the test fixture's runs), every
+    process blocked."""
     work = copy_workflow(tmp_path / "wf")
     env = blocked_env(tmp_path, work / "workflow")
     env["PATH"] = f"{work / '.test-bin'}{os.pathsep}{env['PATH']}"
@@ -180,3 +184,13 @@ def test_the_bundled_campaign_runs_without_the_extras(tmp_path):
     for made in ("summary/summary.parquet", "summary/summary.csv", "tables/provenance.csv"):
         assert (results / made).stat().st_size > 0, made
     assert list((results / "figures").rglob("*.png"))
+    report = subprocess.run(
+        [*cmd, "--report", "results/report.html"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert (results / "report.html").stat().st_size > 0
