@@ -21,10 +21,9 @@ from jouleflow.analysis.power_trace import GpuTrace, gpu_traces, window_energy
 from jouleflow.analysis.run_row import summary_row
 from jouleflow.analysis.validity import DEFAULT_THRESHOLDS, Flags, Thresholds
 from jouleflow.gpus import gpu_short_name
+from jouleflow.records import RunRecord, SummaryRecord, read_run
 
-SUMMARY_SCHEMA_VERSION = 1
-
-__all__ = ["analyze_run", "gpu_short_name", "load_run", "summary_row", "write_summary"]
+__all__ = ["analyze_run", "gpu_short_name", "load_run", "summarize_run", "summary_row", "write_summary"]
 
 
 @dataclass
@@ -32,7 +31,7 @@ class RunData:
     """A run directory's traces as polars frames (None when the file is absent)."""
 
     run_dir: Path
-    meta: dict[str, Any]
+    record: RunRecord  # run.json
     power: pl.DataFrame | None
     requests: pl.DataFrame | None
     tokens: pl.DataFrame | None
@@ -50,11 +49,11 @@ def _read(run_dir: Path, name: str, required: bool) -> pl.DataFrame | None:
 def load_run(run_dir: str | Path) -> RunData:
     """Read run.json and the traces; a run with status ok must have requests and tokens."""
     run_dir = Path(run_dir)
-    meta = traces.read_run(run_dir)
-    llm_ok = meta.get("status") == "ok" and not (run_dir / "batches.parquet").exists()
+    record = read_run(run_dir)
+    llm_ok = record.status == "ok" and not (run_dir / "batches.parquet").exists()
     return RunData(
         run_dir=run_dir,
-        meta=meta,
+        record=record,
         power=_read(run_dir, "power.parquet", required=False),
         requests=_read(run_dir, "requests.parquet", required=llm_ok),
         tokens=_read(run_dir, "tokens.parquet", required=llm_ok),
@@ -63,13 +62,13 @@ def load_run(run_dir: str | Path) -> RunData:
     )
 
 
-def full_batch_of(meta: dict[str, Any], source: str) -> int:
+def full_batch_of(record: RunRecord, source: str) -> int:
     """Concurrent requests when the server is full: config.batch_size (max_num_seqs, per engine) x data_parallel.
 
     With data parallelism each engine replica runs up to max_num_seqs requests, and the scraped
     `running` is their sum, so the steady state is dp x B requests in flight.
     """
-    config = meta.get("config") or {}
+    config = record.config
     try:
         batch = int(config["batch_size"])
         replicas = int(config.get("data_parallel") or 1)
@@ -81,87 +80,61 @@ def full_batch_of(meta: dict[str, Any], source: str) -> int:
 
 
 def has_energy_sensor(run: RunData) -> bool:
-    return (
-        run.power is not None
-        and run.power.height > 0
-        and bool(run.meta.get("provenance", {}).get("energy_source"))
-    )
+    return run.power is not None and run.power.height > 0 and bool(run.record.energy_source)
 
 
-def power_limits_w(meta: dict[str, Any]) -> dict[int, float | None]:
+def power_limits_w(record: RunRecord) -> dict[int, float | None]:
     """Per GPU (index among the job's GPUs) its enforced power limit from provenance.gpus."""
     limits: dict[int, float | None] = {}
-    for position, gpu in enumerate(meta.get("provenance", {}).get("gpus") or []):
+    for position, gpu in enumerate(record.gpus):
         index = gpu.get("index", position)
         limit = gpu.get("power_limit_w", gpu.get("default_power_limit_w"))
         limits[int(index)] = float(limit) if limit is not None else None
     return limits
 
 
-def empty_summary(meta: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
-    """Every key of summary.json with null figures (the shape an infeasible/failed run gets)."""
-    figures = [
-        "steady_start", "steady_end", "steady_duration_s", "window_source", "window_overlap",
-        "steady_tokens", "steady_energy_j", "energy_per_token_j", "energy_per_request_j",
-        "mean_output_tokens", "tokens_per_s", "mean_power_w", "tokens_per_s_per_w",
-        "mean_running", "mean_running_source", "batch_fraction", "mean_active_client",
-        "power_integral_j", "energy_power_mismatch", "num_requests", "num_ok", "num_failed",
-        "batch_latency_s", "energy_per_image_j",
-    ]  # fmt: skip
-    out: dict[str, Any] = dict.fromkeys(figures)
-    for name in ("ttft", "itl", "tpot", "e2e"):
-        for stat in ("median", "mean", "p90", "p95", "p99"):
-            out[f"{stat}_{name}_s"] = None
-        out[f"count_{name}"] = 0
-    out.update(
-        summary_schema_version=SUMMARY_SCHEMA_VERSION,
-        status=meta.get("status"),
-        reason=meta.get("reason"),
-        energy_source=meta.get("provenance", {}).get("energy_source"),
-        batch_size=meta.get("config", {}).get("batch_size"),
-        full_batch=None,
-        config_hash=meta.get("config_hash"),
+def empty_summary(record: RunRecord, thresholds: Thresholds) -> SummaryRecord:
+    """summary.json with null figures (the shape an infeasible/failed run gets)."""
+    return SummaryRecord(
+        status=record.status,
+        reason=record.reason,
+        energy_source=record.energy_source,
+        batch_size=record.config.get("batch_size"),
+        config_hash=record.config_hash,
         thresholds=thresholds.to_dict(),
-        window_server=None,
-        window_client=None,
-        window_client_active=None,
-        energy_per_gpu_j=None,
-        mean_power_per_gpu_w=None,
     )
-    return out
 
 
-def add_status_flags(meta: dict[str, Any], flags: Flags) -> None:
-    status = meta.get("status")
-    if status != "ok":
+def add_status_flags(record: RunRecord, flags: Flags) -> None:
+    if record.status != "ok":
         flags.raise_flag(
-            validity.STATUS_NOT_OK, f"status {status!r}: {meta.get('reason') or 'no reason given'}"
+            validity.STATUS_NOT_OK, f"status {record.status!r}: {record.reason or 'no reason given'}"
         )
 
 
-def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
+def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> SummaryRecord:
     """The summary of an LLM serving run (status ok or not: whatever can be computed is)."""
-    meta, flags = run.meta, Flags()
-    out = empty_summary(meta, thresholds)
-    add_status_flags(meta, flags)
+    flags = Flags()
+    out = empty_summary(run.record, thresholds)
+    add_status_flags(run.record, flags)
     if not has_energy_sensor(run):
         flags.raise_flag(validity.NO_ENERGY_SENSOR, "no power.parquet or provenance.energy_source is null")
     if run.requests is None or run.tokens is None or run.requests.height == 0:
         flags.raise_flag(validity.NO_STEADY_STATE, "no requests were recorded")
         return finish(out, flags)
 
-    batch = full_batch_of(meta, str(run.run_dir / traces.RUN_JSON))
-    out["full_batch"] = batch
+    batch = full_batch_of(run.record, str(run.run_dir / traces.RUN_JSON))
+    out.full_batch = batch
     req, tok = run.requests, run.tokens.filter(pl.col("n_tokens") > 0)
     ok = req.filter(pl.col("ok").fill_null(False))
     out.update(num_requests=req.height, num_ok=ok.height, num_failed=req.height - ok.height)
-    if out["num_failed"] > thresholds.max_failed_fraction * req.height:
+    if out.num_failed > thresholds.max_failed_fraction * req.height:
         errors = req.filter(~pl.col("ok").fill_null(False))["error"].drop_nulls().unique().head(3).to_list()
         flags.raise_flag(
-            validity.FAILED_REQUESTS, f"{out['num_failed']} of {req.height} requests failed {errors}"
+            validity.FAILED_REQUESTS, f"{out.num_failed} of {req.height} requests failed {errors}"
         )
-    out["mean_output_tokens"] = float(ok["output_tokens"].mean()) if ok.height else None
-    out.update(latency_summary(req, run.tokens))
+    out.mean_output_tokens = float(ok["output_tokens"].mean()) if ok.height else None
+    out.update(**latency_summary(req, run.tokens))
 
     # Windows: server (engine metrics), client per ML.ENERGY, client active count.
     first, end = req["t_first_token"].to_list(), req["t_end"].to_list()
@@ -186,7 +159,7 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
     if not window.found:
         flags.raise_flag(validity.NO_STEADY_STATE, f"server: {w_server.reason}; client: {w_client.reason}")
         return finish(out, flags)
-    overlap = out["window_overlap"]
+    overlap = out.window_overlap
     if overlap is not None and overlap < thresholds.min_window_overlap:
         flags.raise_flag(
             validity.WINDOW_DISAGREEMENT,
@@ -202,19 +175,19 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
         )
 
     active = steady.active_counts(first, end)
-    out["mean_active_client"] = active.mean(start, stop)
+    out.mean_active_client = active.mean(start, stop)
     if srv is not None and srv.height:
         running = steady.StepFunction(
             tuple(srv["t"].to_list()), tuple(srv["running"].to_list()), srv["running"][0]
         )
         out.update(mean_running=running.mean(start, stop), mean_running_source="server")
     else:
-        out.update(mean_running=out["mean_active_client"], mean_running_source="client-active")
-    out["batch_fraction"] = out["mean_running"] / batch
-    if out["batch_fraction"] < thresholds.min_batch_fraction:
+        out.update(mean_running=out.mean_active_client, mean_running_source="client-active")
+    out.batch_fraction = out.mean_running / batch
+    if out.batch_fraction < thresholds.min_batch_fraction:
         flags.raise_flag(
             validity.LOW_BATCH,
-            f"mean running {out['mean_running']:.1f} / B={batch} = {out['batch_fraction']:.2f} < {thresholds.min_batch_fraction:g}",
+            f"mean running {out.mean_running:.1f} / B={batch} = {out.batch_fraction:.2f} < {thresholds.min_batch_fraction:g}",
         )
 
     # Closed interval: a chunk stamped exactly at an edge counts (chunks counted whole at their time).
@@ -234,7 +207,7 @@ def job_gpu_traces(run: RunData, flags: Flags) -> dict[int, GpuTrace] | None:
     under-report the energy, so the run gets no energy figure instead.
     """
     by_gpu = gpu_traces(run.power)
-    expected = set(power_limits_w(run.meta))
+    expected = set(power_limits_w(run.record))
     missing = sorted(expected - set(by_gpu))
     if missing or not by_gpu:
         flags.raise_flag(
@@ -245,7 +218,7 @@ def job_gpu_traces(run: RunData, flags: Flags) -> dict[int, GpuTrace] | None:
 
 
 def _account_energy(
-    run: RunData, out: dict[str, Any], flags: Flags, thresholds: Thresholds, start: float, stop: float
+    run: RunData, out: SummaryRecord, flags: Flags, thresholds: Thresholds, start: float, stop: float
 ) -> None:
     duration = stop - start
     traces_by_gpu = job_gpu_traces(run, flags)
@@ -267,12 +240,12 @@ def _account_energy(
             f"counter went backwards outside the window: {energy.resets_outside_window}",
         )
     total = energy.total_j
-    out["energy_per_gpu_j"] = {str(g): e for g, e in energy.per_gpu_j.items()}
+    out.energy_per_gpu_j = {str(g): e for g, e in energy.per_gpu_j.items()}
     if total is None:
         return
     per_gpu_power = {g: e / duration for g, e in energy.per_gpu_j.items()}
-    validity.check_power_bounds(flags, per_gpu_power, power_limits_w(run.meta), thresholds)
-    tokens = out["steady_tokens"]
+    validity.check_power_bounds(flags, per_gpu_power, power_limits_w(run.record), thresholds)
+    tokens = out.steady_tokens
     out.update(
         steady_energy_j=total,
         mean_power_w=total / duration,
@@ -280,36 +253,36 @@ def _account_energy(
         energy_per_token_j=total / tokens if tokens else None,
         power_integral_j=energy.total_power_integral_j,
     )
-    if out["energy_per_token_j"] is not None and out["mean_output_tokens"] is not None:
-        out["energy_per_request_j"] = out["energy_per_token_j"] * out["mean_output_tokens"]
-    if out["mean_power_w"] > 0:
-        out["tokens_per_s_per_w"] = out["tokens_per_s"] / out["mean_power_w"]
-    if out["power_integral_j"]:
-        mismatch = total / out["power_integral_j"] - 1.0
-        out["energy_power_mismatch"] = mismatch
+    if out.energy_per_token_j is not None and out.mean_output_tokens is not None:
+        out.energy_per_request_j = out.energy_per_token_j * out.mean_output_tokens
+    if out.mean_power_w > 0:
+        out.tokens_per_s_per_w = out.tokens_per_s / out.mean_power_w
+    if out.power_integral_j:
+        mismatch = total / out.power_integral_j - 1.0
+        out.energy_power_mismatch = mismatch
         if abs(mismatch) > thresholds.max_energy_power_mismatch:
             flags.raise_flag(
                 validity.ENERGY_POWER_MISMATCH, f"counter energy / integrated power - 1 = {mismatch:+.3f}"
             )
 
 
-def finish(out: dict[str, Any], flags: Flags) -> dict[str, Any]:
+def finish(out: SummaryRecord, flags: Flags) -> SummaryRecord:
     out.update(valid=flags.valid, flags=flags.names, flag_details=dict(flags.details))
     return out
 
 
-def _foreign_flags(meta: dict[str, Any], out: dict[str, Any]) -> None:
-    procs = validity.foreign_process_list(meta)
+def _foreign_flags(record: RunRecord, out: SummaryRecord) -> None:
+    procs = validity.foreign_process_list(record)
     if procs:
-        flags = Flags(dict(out["flag_details"]))
+        flags = Flags(dict(out.flag_details))
         flags.raise_flag(
             validity.FOREIGN_PROCESSES, f"{len(procs)} foreign process(es) on the GPUs: {procs[:3]}"
         )
         finish(out, flags)
 
 
-def analyze_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
-    """summary.json content for a run directory (LLM or diffusion, any status)."""
+def summarize_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> SummaryRecord:
+    """summary.json's record for a run directory (LLM or diffusion, any status)."""
     checked = trace_checks.check_run(load_run(run_dir))  # before any accounting
     run = checked.run
     if run.batches is not None:
@@ -319,21 +292,26 @@ def analyze_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOLDS
         edges = run.batches["t_start"].to_list() + run.batches["t_end"].to_list()
     else:
         out = analyze_llm(run, thresholds)
-        edges = [out["steady_start"], out["steady_end"]] if out["steady_start"] is not None else []
+        edges = [out.steady_start, out.steady_end] if out.steady_start is not None else []
     trace_checks.check_edges(checked, edges)
     if checked.flags.details:  # first in the list: a broken trace explains the flags that follow
-        for name, detail in out["flag_details"].items():
+        for name, detail in out.flag_details.items():
             checked.flags.raise_flag(name, detail)
         finish(out, checked.flags)
-    _foreign_flags(run.meta, out)
+    _foreign_flags(run.record, out)
     return out
+
+
+def analyze_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
+    """summary.json's content (summarize_run's record as the file holds it)."""
+    return summarize_run(run_dir, thresholds).to_dict()
 
 
 def write_summary(
     run_dir: str | Path, output: str | Path | None = None, thresholds: Thresholds = DEFAULT_THRESHOLDS
 ) -> Path:
     """Analyze a run and write summary.json atomically (into the run directory by default)."""
-    summary = analyze_run(run_dir, thresholds)
+    summary = summarize_run(run_dir, thresholds)
     path = Path(output) if output is not None else Path(run_dir) / traces.SUMMARY_JSON
-    traces.write_json(summary, path)
+    summary.write(path)
     return path

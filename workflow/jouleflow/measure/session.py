@@ -54,6 +54,7 @@ from jouleflow.measure.session_setup import (
     resolve_model,
     validate_engine,
 )
+from jouleflow.records import RunRecord, Timing
 
 log = logging.getLogger(__name__)
 
@@ -351,29 +352,27 @@ class Session:
                 "power_period_s": cfg.power_period_s if energy_source else None,
             }
         )
-        doc: dict[str, Any] = {
-            "status": status,
-            "reason": reason,
-            "config": config,
-            "config_hash": config_hash(hashed),
-            "request_set": rs_info,
-            "provenance": prov,
-            "notes": self.notes,
-            "foreign_processes": self.foreign,
-            "server": {"argv": spec.argv, "port": spec.port, "metrics": spec.metrics_path is not None}
+        doc = RunRecord(
+            status=status,
+            reason=reason,
+            config=config,
+            config_hash=config_hash(hashed),
+            request_set=rs_info,
+            provenance=prov,
+            notes=self.notes,
+            foreign_processes=self.foreign,
+            server={"argv": spec.argv, "port": spec.port, "metrics": spec.metrics_path is not None}
             if spec
             else None,
-            "timing": {
-                "t0": load_result.t0 if load_result else None,
-                "t_last_end": load_result.t_last_end if load_result else None,
-            },
-        }
-        if load_result is not None:
-            doc["load"] = {
+            timing=Timing(load_result.t0, load_result.t_last_end) if load_result else Timing(),
+            load={
                 "requests": len(load_result.results),
                 "ok": sum(r.ok for r in load_result.results),
                 "aborted": load_result.aborted,
             }
+            if load_result is not None
+            else None,
+        )
         if status == "failed":
             writer.final_dir = failed_run_dir(self.out_dir)
             path = writer.commit(doc)
