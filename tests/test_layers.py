@@ -1,7 +1,7 @@
 """The layering rule as a contract (pyproject.toml [tool.importlinter], docs/architecture.md).
 
 Planning, analysis, importers and plots never import `jouleflow.measure`; measurement never imports
-plotting; the shared modules (traces, gpus, tasks, units) import no layer; nothing imports `jouleflow.cli`.
+plotting; the shared modules (traces, records, gpus, tasks, units) import no layer; nothing imports `jouleflow.cli`.
 `lint-imports` checks it; these tests run it on the package and on a copy with a forbidden import.
 """
 

@@ -215,7 +215,7 @@ class RunRecord:
         _check_keys(doc, source, {f.name for f in fields(cls)}, cls.REQUIRED)
         status = doc["status"]
         if status not in STATUSES:
-            raise RecordError(f"{source}: 'status' must be one of {STATUSES}, got {status!r}")
+            raise RecordError(f"{source}: status must be one of {STATUSES}, got {status!r}")
         values = {k: v for k, v in doc.items() if k not in ("schema_version", "timing")}
         _typed(doc, "config", (dict,), source)
         for key in ("provenance", "request_set", "server", "load", "worker"):

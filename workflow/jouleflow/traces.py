@@ -1,8 +1,8 @@
-"""Parquet schemas, atomic run-directory writes and validated reads (the JSON records: records).
+"""Parquet schemas, atomic run-directory writes and validated reads.
 
-This module is the only meeting point between measurement (engines, load, power) and
-analysis (steady, energy, frontier, compare, plots). It depends on pyarrow alone so that
-it runs on a bare GPU host as well as on a laptop.
+With jouleflow.records (the JSON files: job spec, run.json, summary.json), this module is the only
+meeting point between measurement (engines, load, power) and analysis (steady, energy, frontier,
+compare, plots). It depends on pyarrow alone so that it runs on a bare GPU host as well as on a laptop.
 """
 
 from __future__ import annotations
