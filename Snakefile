@@ -20,6 +20,7 @@ validate(config, "config/schema/config.schema.yaml")
 report: "report/workflow.rst"
 
 
+include: "rules/constants.smk"
 include: "rules/common.smk"
 include: "rules/measure.smk"
 include: "rules/energy.smk"
@@ -27,13 +28,11 @@ include: "rules/summary.smk"
 include: "rules/frontier.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
-
-
 # Cross-configuration analyses (GPU generations, precision, scaling, tasks, MoE, TDP).
 include: "rules/compare.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs,
-    default_target: True

@@ -25,8 +25,6 @@ try:
 except (GridError, LocalGpuError) as exc:
     raise WorkflowError(f"Invalid config: {exc}") from None
 
-RESULTS = config["results_dir"]
-
 
 def finished_runs():
     """(spec, run dir, source, bundled run) of every grid point, for the run guard."""
@@ -44,16 +42,17 @@ if STALE:
         + "\n  ".join(STALE)
     )
 
-# Then the job specs mirror the config (written only where their content changed; rules/measure.smk).
+# Then the job specs mirror the config (written only where their content changed; rules/measure.smk),
+# and so does the planned config the grid_table and analysis_targets rules read.
 gridtable.sync_job_specs(GRID)
+gridtable.sync_planned_config(GRID)
 # One grid point: runs/{task}/{model}/{gpu}/{parallelism}/{batch}, model slugged (design.md).
 POINT = "{task}/{model}/{gpu}/{parallelism}/{batch}"
 RUN = f"{RESULTS}/runs/{POINT}"
 ENERGY = f"{RESULTS}/energy/{POINT}/summary.json"
 SPEC = f"{RESULTS}/specs/{POINT}.json"
-SUMMARY = f"{RESULTS}/summary/summary.parquet"
 ANALYSIS_TARGETS = f"{RESULTS}/analysis/targets.json"
-ENV_ANALYSIS = "../envs/analysis.yaml"
+PLANNED_CONFIG = gridtable.planned_config_path(RESULTS)
 TIMELINES_AUTO_MAX = 64  # figures.timelines: auto draws one per run up to this many runs
 
 if GRID.skipped:
@@ -200,10 +199,12 @@ def _measured_resources():
 
 def validity_flags():
     v = config["validity"]
-    return (
+    flags = (
         f"--min-window {v['min_steady_s']} --min-batch-fraction {v['min_running_fraction']} "
         f"--max-failed-fraction {v['max_failed_fraction']} --max-power-fraction {v['max_power_fraction']}"
     )
+    # only when set: an unchanged command leaves existing summaries alone
+    return flags + (f" --max-jpt-ci {v['max_jpt_ci']}" if v.get("max_jpt_ci") else "")
 
 
 def analysis_outputs():
@@ -223,26 +224,3 @@ def figure_outputs():
 def first_target(wildcards):
     targets = GRID.latency_targets(wildcards.task)
     return f"--latency-target {targets[0]}" if targets else ""
-
-
-def analysis_targets():
-    """Latency metric and targets of each task that has targets (others get the built-in ones)."""
-    tasks = sorted({p.task for p in GRID.points})
-    return {
-        task: {"metric": GRID.latency_metric(task), "targets": GRID.latency_targets(task)}
-        for task in tasks
-        if GRID.latency_targets(task)
-    }
-
-
-def write_json_logged(obj, path, log_path):
-    from jouleflow.traces import write_json
-
-    write_json(obj, path)
-    Path(log_path).write_text(f"wrote {path}\n")
-
-
-def write_grid_tables(jobs_path, skipped_path, log_path):
-    gridtable.write_tsv(gridtable.job_rows(GRID), gridtable.JOB_COLUMNS, jobs_path)
-    gridtable.write_tsv(gridtable.skipped_rows(GRID), gridtable.SKIPPED_COLUMNS, skipped_path)
-    Path(log_path).write_text(f"{len(GRID.points)} runs, {len(GRID.skipped)} skipped\n")

@@ -3,12 +3,11 @@
 # (compare.published.path). Each analysis writes results/compare/<name>.{csv,md,png,svg}.
 # Nothing here measures: changing an analysis setting reruns only these rules.
 
+# RESULTS, SUMMARY and ENV_ANALYSIS come from rules/constants.smk: a workflow of the comparisons
+# alone includes it before this file.
+
 COMPARE = config.get("compare") or {}
-# Standalone-includable (a paper workflow may include only this file): paths from the config.
-COMPARE_RESULTS = config.get("results_dir", "results")
-COMPARE_DIR = f"{COMPARE_RESULTS}/compare"
-# The campaign's summary table (rules/summary.smk writes it) when no other source is configured.
-COMPARE_CAMPAIGN_SUMMARY = f"{COMPARE_RESULTS}/summary/summary.parquet"
+COMPARE_DIR = f"{RESULTS}/compare"
 
 
 include: "compare_functions.smk"
@@ -32,7 +31,7 @@ rule compare_import_published:
     log:
         "logs/compare/import-published.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
     shell:
         "jouleflow import mlenergy {input} -o {output} > {log} 2>&1"
 
@@ -41,18 +40,26 @@ rule compare_gpus:
     input:
         summary=compare_summary(),
     output:
-        csv=report(f"{COMPARE_DIR}/gpus-{{compare_name}}.csv", caption="../report/compare/gpus.rst",
-                   category="Comparisons", subcategory="GPU generations"),
+        csv=report(
+            f"{COMPARE_DIR}/gpus-{{compare_name}}.csv",
+            caption="../report/compare/gpus.rst",
+            category="Comparisons",
+            subcategory="GPU generations",
+        ),
         md=f"{COMPARE_DIR}/gpus-{{compare_name}}.md",
-        png=report(f"{COMPARE_DIR}/gpus-{{compare_name}}.png", caption="../report/compare/gpus.rst",
-                   category="Comparisons", subcategory="GPU generations"),
+        png=report(
+            f"{COMPARE_DIR}/gpus-{{compare_name}}.png",
+            caption="../report/compare/gpus.rst",
+            category="Comparisons",
+            subcategory="GPU generations",
+        ),
         svg=f"{COMPARE_DIR}/gpus-{{compare_name}}.svg",
-    params:
-        opts=compare_gpus_opts,
     log:
         "logs/compare/gpus-{compare_name}.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
+    params:
+        opts=compare_gpus_opts,
     shell:
         "jouleflow compare gpus --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
@@ -62,18 +69,26 @@ rule compare_precision:
     input:
         summary=compare_summary(),
     output:
-        csv=report(f"{COMPARE_DIR}/precision-{{compare_metric}}.csv", caption="../report/compare/precision.rst",
-                   category="Comparisons", subcategory="FP8 vs BF16"),
+        csv=report(
+            f"{COMPARE_DIR}/precision-{{compare_metric}}.csv",
+            caption="../report/compare/precision.rst",
+            category="Comparisons",
+            subcategory="FP8 vs BF16",
+        ),
         md=f"{COMPARE_DIR}/precision-{{compare_metric}}.md",
-        png=report(f"{COMPARE_DIR}/precision-{{compare_metric}}.png", caption="../report/compare/precision.rst",
-                   category="Comparisons", subcategory="FP8 vs BF16"),
+        png=report(
+            f"{COMPARE_DIR}/precision-{{compare_metric}}.png",
+            caption="../report/compare/precision.rst",
+            category="Comparisons",
+            subcategory="FP8 vs BF16",
+        ),
         svg=f"{COMPARE_DIR}/precision-{{compare_metric}}.svg",
-    params:
-        opts=compare_precision_opts,
     log:
         "logs/compare/precision-{compare_metric}.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
+    params:
+        opts=compare_precision_opts,
     shell:
         "jouleflow compare precision --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
@@ -83,18 +98,26 @@ rule compare_scaling:
     input:
         summary=compare_summary(),
     output:
-        csv=report(f"{COMPARE_DIR}/scaling-{{compare_name}}.csv", caption="../report/compare/scaling.rst",
-                   category="Comparisons", subcategory="Multi-GPU scaling"),
+        csv=report(
+            f"{COMPARE_DIR}/scaling-{{compare_name}}.csv",
+            caption="../report/compare/scaling.rst",
+            category="Comparisons",
+            subcategory="Multi-GPU scaling",
+        ),
         md=f"{COMPARE_DIR}/scaling-{{compare_name}}.md",
-        png=report(f"{COMPARE_DIR}/scaling-{{compare_name}}.png", caption="../report/compare/scaling.rst",
-                   category="Comparisons", subcategory="Multi-GPU scaling"),
+        png=report(
+            f"{COMPARE_DIR}/scaling-{{compare_name}}.png",
+            caption="../report/compare/scaling.rst",
+            category="Comparisons",
+            subcategory="Multi-GPU scaling",
+        ),
         svg=f"{COMPARE_DIR}/scaling-{{compare_name}}.svg",
-    params:
-        opts=compare_scaling_opts,
     log:
         "logs/compare/scaling-{compare_name}.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
+    params:
+        opts=compare_scaling_opts,
     shell:
         "jouleflow compare scaling --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
@@ -104,18 +127,26 @@ rule compare_tasks:
     input:
         summary=compare_summary(),
     output:
-        csv=report(f"{COMPARE_DIR}/tasks-{{compare_name}}.csv", caption="../report/compare/tasks.rst",
-                   category="Comparisons", subcategory="Tasks"),
+        csv=report(
+            f"{COMPARE_DIR}/tasks-{{compare_name}}.csv",
+            caption="../report/compare/tasks.rst",
+            category="Comparisons",
+            subcategory="Tasks",
+        ),
         md=f"{COMPARE_DIR}/tasks-{{compare_name}}.md",
-        png=report(f"{COMPARE_DIR}/tasks-{{compare_name}}.png", caption="../report/compare/tasks.rst",
-                   category="Comparisons", subcategory="Tasks"),
+        png=report(
+            f"{COMPARE_DIR}/tasks-{{compare_name}}.png",
+            caption="../report/compare/tasks.rst",
+            category="Comparisons",
+            subcategory="Tasks",
+        ),
         svg=f"{COMPARE_DIR}/tasks-{{compare_name}}.svg",
-    params:
-        opts=compare_tasks_opts,
     log:
         "logs/compare/tasks-{compare_name}.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
+    params:
+        opts=compare_tasks_opts,
     shell:
         "jouleflow compare tasks --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
@@ -125,18 +156,26 @@ rule compare_moe:
     input:
         summary=compare_summary(),
     output:
-        csv=report(f"{COMPARE_DIR}/moe.csv", caption="../report/compare/moe.rst", category="Comparisons",
-                   subcategory="MoE vs dense"),
+        csv=report(
+            f"{COMPARE_DIR}/moe.csv",
+            caption="../report/compare/moe.rst",
+            category="Comparisons",
+            subcategory="MoE vs dense",
+        ),
         md=f"{COMPARE_DIR}/moe.md",
-        png=report(f"{COMPARE_DIR}/moe.png", caption="../report/compare/moe.rst", category="Comparisons",
-                   subcategory="MoE vs dense"),
+        png=report(
+            f"{COMPARE_DIR}/moe.png",
+            caption="../report/compare/moe.rst",
+            category="Comparisons",
+            subcategory="MoE vs dense",
+        ),
         svg=f"{COMPARE_DIR}/moe.svg",
-    params:
-        opts=compare_moe_opts,
     log:
         "logs/compare/moe.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
+    params:
+        opts=compare_moe_opts,
     shell:
         "jouleflow compare moe --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
@@ -146,18 +185,26 @@ rule compare_tdp:
     input:
         summary=compare_summary(),
     output:
-        csv=report(f"{COMPARE_DIR}/tdp.csv", caption="../report/compare/tdp.rst", category="Comparisons",
-                   subcategory="TDP estimate"),
+        csv=report(
+            f"{COMPARE_DIR}/tdp.csv",
+            caption="../report/compare/tdp.rst",
+            category="Comparisons",
+            subcategory="TDP estimate",
+        ),
         md=f"{COMPARE_DIR}/tdp.md",
-        png=report(f"{COMPARE_DIR}/tdp.png", caption="../report/compare/tdp.rst", category="Comparisons",
-                   subcategory="TDP estimate"),
+        png=report(
+            f"{COMPARE_DIR}/tdp.png",
+            caption="../report/compare/tdp.rst",
+            category="Comparisons",
+            subcategory="TDP estimate",
+        ),
         svg=f"{COMPARE_DIR}/tdp.svg",
-    params:
-        opts=compare_tdp_opts,
     log:
         "logs/compare/tdp.log",
     conda:
-        "../envs/analysis.yaml"
+        ENV_ANALYSIS
+    params:
+        opts=compare_tdp_opts,
     shell:
         "jouleflow compare tdp --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"

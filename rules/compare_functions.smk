@@ -8,7 +8,8 @@ import shlex
 def compare_summary():
     if (COMPARE.get("published") or {}).get("path"):
         return f"{COMPARE_DIR}/published/summary.parquet"
-    return COMPARE.get("summary") or COMPARE_CAMPAIGN_SUMMARY
+    # The campaign's summary table (rules/summary.smk writes it) when no other source is configured.
+    return COMPARE.get("summary") or SUMMARY
 
 
 def compare_slug(text):
@@ -37,37 +38,60 @@ def compare_opt(flag, value):
 
 
 def compare_opts(*pairs):
-    return " ".join(filter(None, [compare_opt(flag, value) for flag, value in pairs] + [compare_common_opts()]))
+    return " ".join(
+        filter(None, [compare_opt(flag, value) for flag, value in pairs] + [compare_common_opts()])
+    )
 
 
 def compare_gpus_opts(wildcards):
     e = compare_entry("gpus", wildcards.compare_name)
-    return compare_opts(("--a", e["a"]), ("--b", e["b"]), ("--latency", e.get("latency")),
-                        ("--deadlines", e["deadlines"]), ("--energy", e.get("energy")), ("--tasks", e.get("tasks")))
+    return compare_opts(
+        ("--a", e["a"]),
+        ("--b", e["b"]),
+        ("--latency", e.get("latency")),
+        ("--deadlines", e["deadlines"]),
+        ("--energy", e.get("energy")),
+        ("--tasks", e.get("tasks")),
+    )
 
 
 def compare_precision_opts(wildcards):
     e = COMPARE.get("precision") or {}
-    return compare_opts(("--metric", wildcards.compare_metric), ("--buckets", e.get("buckets")),
-                        ("--tasks", e.get("tasks")), ("--exclude-models", e.get("exclude_models")),
-                        ("--min-batch", e.get("min_batch")))
+    return compare_opts(
+        ("--metric", wildcards.compare_metric),
+        ("--buckets", e.get("buckets")),
+        ("--tasks", e.get("tasks")),
+        ("--exclude-models", e.get("exclude_models")),
+        ("--min-batch", e.get("min_batch")),
+    )
 
 
 def compare_scaling_opts(wildcards):
     e = compare_entry("scaling", wildcards.compare_name)
-    return compare_opts(("--energy", e.get("energy")), ("--latency", e.get("latency")), ("--tasks", e.get("tasks")))
+    return compare_opts(
+        ("--energy", e.get("energy")), ("--latency", e.get("latency")), ("--tasks", e.get("tasks"))
+    )
 
 
 def compare_tasks_opts(wildcards):
     e = compare_entry("tasks", wildcards.compare_name)
-    return compare_opts(("--model", e["model"]), ("--gpu", e.get("gpu")), ("--num-gpus", e.get("num_gpus")),
-                        ("--tasks", e.get("tasks")), ("--reference", e.get("reference")))
+    return compare_opts(
+        ("--model", e["model"]),
+        ("--gpu", e.get("gpu")),
+        ("--num-gpus", e.get("num_gpus")),
+        ("--tasks", e.get("tasks")),
+        ("--reference", e.get("reference")),
+    )
 
 
 def compare_moe_opts(wildcards):
     e = COMPARE.get("moe") or {}
-    return compare_opts(("--energy", e.get("energy")), ("--tolerance", e.get("tolerance")),
-                        ("--num-gpus", e.get("num_gpus")), ("--tasks", e.get("tasks")))
+    return compare_opts(
+        ("--energy", e.get("energy")),
+        ("--tolerance", e.get("tolerance")),
+        ("--num-gpus", e.get("num_gpus")),
+        ("--tasks", e.get("tasks")),
+    )
 
 
 def compare_tdp_opts(wildcards):

@@ -7,11 +7,11 @@ rule energy:
         run=RUN,
     output:
         ENERGY,
-    params:
-        validity=validity_flags(),
     log:
         f"logs/energy/{POINT}.log",
     conda:
         ENV_ANALYSIS
+    params:
+        validity=validity_flags(),
     shell:
         "jouleflow energy {input.run} -o {output} {params.validity} > {log} 2>&1"

@@ -15,12 +15,12 @@ rule plot_sweep:
             labels={"model": "{model}", "figure": "sweep"},
         ),
         svg=f"{RESULTS}/figures/sweep/{{task}}/{{model}}.svg",
-    params:
-        group=group_info,
     log:
         "logs/plot_sweep/{task}/{model}.log",
     conda:
         ENV_ANALYSIS
+    params:
+        group=group_info,
     shell:
         "jouleflow plot sweep --summary {input.summary} --task {wildcards.task} "
         "--model {params.group[model]} --precision {params.group[precision]} --allow-empty "
@@ -40,14 +40,14 @@ rule plot_frontier:
             labels={"model": "{model}", "figure": "frontier"},
         ),
         svg=f"{RESULTS}/figures/frontier/{{task}}/{{model}}.svg",
-    params:
-        group=group_info,
-        metric=lambda wildcards: GRID.latency_metric(wildcards.task),
-        target=first_target,
     log:
         "logs/plot_frontier/{task}/{model}.log",
     conda:
         ENV_ANALYSIS
+    params:
+        group=group_info,
+        metric=lambda wildcards: GRID.latency_metric(wildcards.task),
+        target=first_target,
     shell:
         "jouleflow plot frontier --summary {input.summary} --task {wildcards.task} "
         "--model {params.group[model]} --precision {params.group[precision]} "

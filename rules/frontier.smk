@@ -3,15 +3,20 @@
 
 
 rule analysis_targets:
+    input:
+        # ancient: rewritten whenever the config changes; the targets param says when they did.
+        ancient(PLANNED_CONFIG),
     output:
         ANALYSIS_TARGETS,
-    params:
-        targets=analysis_targets(),
     log:
         "logs/analysis_targets.log",
     localrule: True
-    run:
-        write_json_logged(params.targets, output[0], log[0])
+    conda:
+        ENV_ANALYSIS
+    params:
+        targets=GRID.analysis_targets(),
+    shell:
+        "jouleflow campaign analysis-targets {input} -o {output} > {log} 2>&1"
 
 
 rule frontier:
@@ -26,12 +31,12 @@ rule frontier:
             category="Tables",
             labels={"table": "recommendations"},
         ),
-    params:
-        targets=lambda wildcards, input: f"--targets {input.targets}" if analysis_targets() else "",
     log:
         "logs/frontier.log",
     conda:
         ENV_ANALYSIS
+    params:
+        targets=lambda wildcards, input: f"--targets {input.targets}" if GRID.analysis_targets() else "",
     shell:
         "jouleflow frontier --summary {input.summary} -o {output.frontier} --allow-empty "
         "--recommendations {output.recommendations} {params.targets} > {log} 2>&1"

@@ -19,8 +19,6 @@ rule fetch_reference:
         bundled=ancient(bundled_run),
     output:
         update(directory(RUN)),
-    params:
-        identity=run_identity,
     log:
         f"logs/fetch_reference/{POINT}.log",
     wildcard_constraints:
@@ -28,6 +26,8 @@ rule fetch_reference:
     localrule: True
     conda:
         ENV_ANALYSIS
+    params:
+        identity=run_identity,
     shell:
         "jouleflow campaign fetch-reference {input.bundled} {output} --spec {input.spec} > {log} 2>&1"
 
@@ -38,13 +38,6 @@ rule measure:
         after=ancient(smaller_batch_run),
     output:
         update(directory(RUN)),
-    params:
-        identity=run_identity,
-        after=lambda wildcards, input: f"--after {input.after}" if input.after else "",
-        kind=lambda wildcards: point_of(wildcards).modality,
-        failures=f"{RESULTS}/failures/{POINT}.jsonl",
-        attempts=f"logs/measure/{POINT}.attempts.log",
-        retry=failed_attempt,
     log:
         f"logs/measure/{POINT}.log",
     wildcard_constraints:
@@ -59,12 +52,19 @@ rule measure:
         runtime=measure_resource("runtime"),
         mem_mb=measure_resource("mem_mb"),
         cpus_per_task=measure_resource("cpus_per_task"),
+    params:
+        identity=run_identity,
+        after=lambda wildcards, input: f"--after {input.after}" if input.after else "",
+        kind=lambda wildcards: point_of(wildcards).modality,
+        failures=f"{RESULTS}/failures/{POINT}.jsonl",
+        attempts=f"logs/measure/{POINT}.attempts.log",
+        retry=failed_attempt,
     # Snakemake empties {log} when it reruns a job: every attempt is also appended to
     # logs/measure/<run>.attempts.log, which it does not own. The measurement stops itself before the
     # job's time limit (--time-limit-min) and every ending is recorded under results/
     # (docs/pipeline.md, "Failures").
     shell:
-        "(echo \"=== attempt at $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) ===\";"
+        '(echo "=== attempt at $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) ===";'
         " jouleflow campaign measure {input.spec} {output} --kind {params.kind} {params.after}"
         " --time-limit-min {resources.runtime} --failure-log {params.failures}) 2>&1"
         " | tee -a {params.attempts} > {log}"

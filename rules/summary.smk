@@ -2,6 +2,9 @@
 
 
 rule grid_table:
+    input:
+        # ancient: rewritten whenever the config changes; the digest param says when the grid did.
+        ancient(PLANNED_CONFIG),
     output:
         jobs=report(
             f"{RESULTS}/grid/jobs.tsv",
@@ -15,13 +18,15 @@ rule grid_table:
             category="Campaign",
             labels={"table": "skipped points"},
         ),
-    params:
-        digest=grid_digest(),
     log:
         "logs/grid_table.log",
     localrule: True
-    run:
-        write_grid_tables(output.jobs, output.skipped, log[0])
+    conda:
+        ENV_ANALYSIS
+    params:
+        digest=grid_digest(),
+    shell:
+        "jouleflow campaign grid-table {input} --jobs {output.jobs} --skipped {output.skipped} > {log} 2>&1"
 
 
 rule summary:

@@ -11,7 +11,11 @@ or [DONE] (what a proxy closing mid-stream looks like); "length" / "stop" / "abo
 tokens, then that finish_reason, usage and [DONE] (an engine ending the answer early);
 "bare-done" -> no finish_reason, and a last `data: [DONE]` without its line ending.
 
-Run as a script it mimics `vllm serve MODEL --host H --port P ...` (unknown flags ignored), with
+Run as a script it mimics `vllm serve MODEL --host H --port P [--max-num-seqs B] ...` (unknown flags
+ignored): at most B requests stream at once, the others wait (and show in /metrics), and with
+JOULEFLOW_BATCH_LIMIT_FILE set it also obeys the batch-limit file the way jouleflow's scheduler does
+inside vLLM (through the product's reader); with VLLM_SERVER_DEV_MODE=1 it answers
+POST /reset_prefix_cache. With
 TEST_SERVER_MODE: "ok" (default), "oom" (prints a CUDA OOM and exits 1 before serving),
 "crash" (exits 1 before serving), "die-after:N" (the process exits once N requests arrived).
 """
@@ -41,9 +45,17 @@ class ServerState:
         self.tokens_per_chunk = tokens_per_chunk
         self.die_after = die_after
         self.running = 0
+        self.waiting = 0
+        self.max_num_seqs: int | None = None  # --max-num-seqs: requests beyond it wait, as in vLLM
+        self.batch_limit: object | None = None  # the product's BatchLimitFile, as vLLM's scheduler reads it
         self.received = 0
         self.generated = 0
         self.max_running = 0
+
+    def limit(self) -> float:
+        cap = float(self.max_num_seqs) if self.max_num_seqs else float("inf")
+        file_limit = self.batch_limit.limit() if self.batch_limit is not None else None  # type: ignore[attr-defined]
+        return min(cap, float(file_limit)) if file_limit is not None else cap
 
 
 STATE = web.AppKey("state", ServerState)
@@ -72,6 +84,12 @@ async def _completion(request: web.Request) -> web.StreamResponse:
         n = min(n, EARLY)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
+    state.waiting += 1
+    try:
+        while state.running >= state.limit():
+            await asyncio.sleep(0.001)
+    finally:
+        state.waiting -= 1
     state.running += 1
     state.max_running = max(state.max_running, state.running)
 
@@ -119,9 +137,16 @@ async def _completion(request: web.Request) -> web.StreamResponse:
                 }
             )
         await send("[DONE]")
+    except ConnectionResetError:  # the client went away (a stopped load cancels its streams)
+        pass
     finally:
         state.running -= 1
     return resp
+
+
+async def _reset_prefix_cache(request: web.Request) -> web.Response:
+    print("test server: prefix cache reset", flush=True)
+    return web.Response(text="")
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -136,7 +161,7 @@ async def _metrics(request: web.Request) -> web.Response:
         f'vllm:num_requests_running{{engine="0",model_name="m"}} {float(s.running)}\n'
         "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
         "# TYPE vllm:num_requests_waiting gauge\n"
-        'vllm:num_requests_waiting{engine="0",model_name="m"} 0.0\n'
+        f'vllm:num_requests_waiting{{engine="0",model_name="m"}} {float(s.waiting)}\n'
         "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
         "# TYPE vllm:kv_cache_usage_perc gauge\n"
         f'vllm:kv_cache_usage_perc{{engine="0",model_name="m"}} {min(1.0, s.running / 100):.4f}\n'
@@ -154,6 +179,8 @@ def make_app(state: ServerState | None = None) -> web.Application:
     app.router.add_post("/v1/completions", _completion)
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
+    if os.environ.get("VLLM_SERVER_DEV_MODE") == "1":  # vLLM serves its dev endpoints only then
+        app.router.add_post("/reset_prefix_cache", _reset_prefix_cache)
     return app
 
 
@@ -162,6 +189,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("model", nargs="?")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-num-seqs", type=int)
     args, _unknown = parser.parse_known_args([a for a in argv if a != "serve"])
     mode = os.environ.get("TEST_SERVER_MODE", "ok")
     print(f"test server: mode {mode}, model {args.model}", flush=True)
@@ -178,6 +206,11 @@ def main(argv: list[str]) -> None:
         int(os.environ.get("TEST_SERVER_TOKENS_PER_CHUNK", "1")),
         die_after,
     )
+    state.max_num_seqs = args.max_num_seqs
+    if os.environ.get("JOULEFLOW_BATCH_LIMIT_FILE"):
+        from jouleflow.measure.engines.batch_limit import BatchLimitFile
+
+        state.batch_limit = BatchLimitFile.from_env()
     web.run_app(make_app(state), host=args.host, port=args.port, print=None)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import yaml
 from jouleflow.plan.config import load_config
 from jouleflow.plan.grid import build_grid
+from jouleflow.plan.gridtable import sync_planned_config, write_grid_tables
 from jouleflow.plan.localgpu import resolve_local
 from pipeline_helpers import copy_workflow
 
@@ -17,13 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
 
 
-def plan_cli(workdir: Path, *configfiles: Path) -> subprocess.CompletedProcess:
+def campaign_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(workdir / "workflow")}
-    args = [a for f in configfiles for a in ("--configfile", str(f))]
     return subprocess.run(
-        [sys.executable, "-m", "jouleflow", "campaign", "plan", *args, "--jobs", "jobs.tsv"],
+        [sys.executable, "-m", "jouleflow", "campaign", *args],
         cwd=workdir, capture_output=True, text=True, env=env,
     )  # fmt: skip
+
+
+def plan_cli(workdir: Path, *configfiles: Path) -> subprocess.CompletedProcess:
+    args = [a for f in configfiles for a in ("--configfile", str(f))]
+    return campaign_cli(workdir, "plan", *args, "--jobs", "jobs.tsv")
 
 
 def test_plan_lists_runs_and_skipped_points(tmp_path):
@@ -86,3 +92,41 @@ def test_quickstart_measures_a_small_grid():
         == "resources/mlenergy-v3/models/meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json"
     )
     assert (REPO / spec["synthetic"]["output_lengths"]).is_file()
+
+
+def test_grid_table_and_targets_commands_rebuild_the_planned_grid(tmp_path, monkeypatch):
+    """The grid_table and analysis_targets rules read the planned config back (results/specs/
+    config.json): the same tables and targets as the grid the workflow built, `local` resolved."""
+    workdir = copy_workflow(tmp_path / "wf")
+    monkeypatch.chdir(workdir)
+    config = load_config([workdir / "config" / "config.yaml", workdir / "config" / "quickstart.yaml"], SCHEMA)
+    config["filters"]["exclude"] = [{"batch_size": 128}]
+    try:
+        config["sweeps"] = resolve_local(config, types=["H100"])["sweeps"]
+    finally:
+        os.environ.pop("JOULEFLOW_LOCAL_GPU", None)  # the commands below must not need it
+    grid = build_grid(config)
+    assert sync_planned_config(grid) is True
+    assert sync_planned_config(grid) is False  # unchanged: not rewritten
+    planned = "results/quickstart/specs/config.json"
+
+    made = campaign_cli(
+        workdir, "grid-table", planned, "--jobs", "cli/jobs.tsv", "--skipped", "cli/skipped.tsv"
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stderr == "2 runs, 1 skipped\n"
+    write_grid_tables(grid, "direct/jobs.tsv", "direct/skipped.tsv")
+    for name in ("jobs.tsv", "skipped.tsv"):
+        assert (workdir / "cli" / name).read_bytes() == (workdir / "direct" / name).read_bytes()
+    jobs = (workdir / "cli" / "jobs.tsv").read_text().splitlines()
+    assert len(jobs) == 1 + 2 and all("\tH100\t" in row for row in jobs[1:])
+    assert "excluded by filters.exclude[0]" in (workdir / "cli" / "skipped.tsv").read_text()
+
+    made = campaign_cli(workdir, "analysis-targets", planned, "-o", "cli/targets.json")
+    assert made.returncode == 0, made.stderr
+    targets = json.loads((workdir / "cli" / "targets.json").read_text())
+    assert targets == grid.analysis_targets()
+    assert targets == {"lm-arena-chat": {"metric": "median_itl_s", "targets": ["25ms", "50ms"]}}
+
+    missing = campaign_cli(workdir, "grid-table", "nope.json", "--jobs", "j.tsv", "--skipped", "s.tsv")
+    assert missing.returncode == 2 and "nope.json: planned config not found" in missing.stderr

@@ -79,6 +79,20 @@ def test_outputs_are_written_and_reproducible(capsys, summary, tmp_path):
     assert header.startswith("task,model,precision,deadline_s,a_gpu")
 
 
+def test_figures_use_the_plot_toolkit(capsys, summary, tmp_path):
+    """Compare figures are written like every other figure (plots.style): 200 dpi, tagged jouleflow."""
+    from PIL import Image
+
+    base = ["gpus", "--summary", summary, "--a", "H100", "--b", "B200"]
+    assert run(capsys, *base, "--deadlines", "50ms", "--figure", tmp_path / "f.png")[0] == 0
+    assert run(capsys, *base, "--deadlines", "1ms", "--allow-empty", "--figure", tmp_path / "e.png")[0] == 0
+    for name in ("f", "e"):
+        with Image.open(tmp_path / f"{name}.png") as png:
+            assert png.info["dpi"] == pytest.approx((200, 200), abs=0.01)
+            assert png.info["Software"] == "jouleflow"
+        assert "jouleflow" in (tmp_path / f"{name}.svg").read_text()  # the SVG's creator
+
+
 def test_bad_deadline_names_the_item(capsys, summary):
     code, _, err = run(
         capsys, "gpus", "--summary", summary, "--a", "H100", "--b", "B200", "--deadlines", "50ms,soon"

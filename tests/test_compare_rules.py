@@ -23,7 +23,9 @@ def workdir(tmp_path: Path, compare: dict) -> Path:
     (tmp_path / "envs").mkdir()
     (tmp_path / "envs" / "analysis.yaml").write_text("name: analysis\ndependencies: []\n")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"compare": compare}))
-    (tmp_path / "Snakefile").write_text('configfile: "config.yaml"\n\n\ninclude: "rules/compare.smk"\n')
+    (tmp_path / "Snakefile").write_text(
+        'configfile: "config.yaml"\n\n\ninclude: "rules/constants.smk"\ninclude: "rules/compare.smk"\n'
+    )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     launcher = bin_dir / "jouleflow"

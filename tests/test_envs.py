@@ -56,3 +56,18 @@ def test_env_pins_are_inside_pyproject_ranges(env):
 
 def test_every_env_is_checked():
     assert {p.stem for p in (REPO / "envs").glob("*.yaml")} == set(ENV_EXTRA)
+
+
+def extra_names(*extras: str) -> set[str]:
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return {canonicalize_name(Requirement(r).name) for e in extras for r in optional[e]}
+
+
+def test_the_analysis_env_holds_no_measurement_package():
+    """Rules that only analyse run in envs/analysis.yaml, as on a base install: no measure or engine extra."""
+    assert not set(pins(REPO / "envs" / "analysis.yaml")) & extra_names("measure", "vllm", "xdit")
+
+
+def test_the_llm_measurement_env_holds_the_measure_extra():
+    """jouleflow goes into the env with --no-deps: the env itself must bring what measuring imports."""
+    assert extra_names("measure") <= set(pins(REPO / "envs" / "vllm.yaml"))

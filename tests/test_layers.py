@@ -1,7 +1,11 @@
 """The layering rule as a contract (pyproject.toml [tool.importlinter], docs/architecture.md).
 
-Planning, analysis, importers and plots never import `jouleflow.measure`; measurement never imports
-plotting; the shared modules (traces, records, gpus, tasks, units) import no layer; nothing imports `jouleflow.cli`.
+Planning, analysis, importers and plots never import `jouleflow.measure`; only plots import
+plotting (`jouleflow.plots`, matplotlib); the shared modules (traces, records, gpus, tasks, units) import
+no layer; nothing imports `jouleflow.cli`; only the scheduler that vLLM's engine process loads imports
+vllm, and nothing imports that module.
+Nothing the base install runs (those layers, the shared modules, the CLI's analysis commands) imports a
+package of the measure or engine extras (zeus, aiohttp, vllm, ...).
 `lint-imports` checks it; these tests run it on the package and on a copy with a forbidden import.
 """
 
@@ -52,14 +56,45 @@ def test_every_top_level_module_is_bound_by_the_no_cli_contract():
     assert top - {"__init__", "__main__", "cli"} == listed
 
 
+# CLI modules of the commands that measure or build measurement inputs; every other one is bound by the
+# no-measure-deps-in-analysis-cli contract.
+MEASURING_CLI = {"measure", "measure_args", "measure_diffusion", "measure_sweep", "prepare"}
+
+
+def test_every_analysis_cli_module_is_bound_by_the_no_measure_deps_contract():
+    """A new CLI module that does not measure cannot escape the contract by not being listed."""
+    cli = {p.stem for p in (PACKAGE / "cli").glob("*.py")} - {"__init__"}
+    listed = set(contracts()["no-measure-deps-in-analysis-cli"]["source_modules"])
+    assert listed == {"jouleflow", "jouleflow.cli"} | {f"jouleflow.cli.{m}" for m in cli - MEASURING_CLI}
+
+
 @pytest.mark.parametrize(
     ("where", "statement", "broken"),
     [
-        # A lazy import inside a function counts as much as one at the top.
-        ("analysis", "def f():\n    from jouleflow.measure import power\n", "no-measure"),
-        ("plan", "from jouleflow.measure.engines import base\n", "no-measure"),
-        ("measure", "import matplotlib.pyplot\n", "no-plotting-in-measure"),
-        ("plots", "from jouleflow.cli import CLIError\n", "no-cli"),
+        # A lazy import inside a function counts as much as one at the top. power imports zeus, so
+        # reaching it from analysis breaks both contracts; engines.base imports no outside package.
+        (
+            "analysis",
+            "def f():\n    from jouleflow.measure import power\n",
+            {"no-measure", "no-measure-deps"},
+        ),
+        ("plan", "from jouleflow.measure.engines import base\n", {"no-measure"}),
+        ("measure", "import matplotlib.pyplot\n", {"plotting-only-in-plots"}),
+        ("analysis", "def f():\n    from jouleflow.plots import style\n", {"plotting-only-in-plots"}),
+        ("plots", "from jouleflow.cli import CLIError\n", {"no-cli"}),
+        ("measure", "def f():\n    import vllm\n", {"vllm-only-in-the-engine"}),
+        ("cli", "from jouleflow.measure.engines import vllm_batch_limit\n", {"vllm-only-in-the-engine"}),
+        # A measurement package, installed here (zeus) or not (vllm), in a layer the base install runs.
+        ("analysis", "def f():\n    import zeus\n", {"no-measure-deps"}),
+        ("importers", "import aiohttp\n", {"no-measure-deps"}),
+        ("plots", "import vllm\n", {"no-measure-deps", "vllm-only-in-the-engine"}),
+        # An analysis command of the CLI (a module that exists: the contract lists single modules).
+        ("cli/energy", "def f():\n    import prometheus_client\n", {"no-measure-deps-in-analysis-cli"}),
+        (
+            "cli/plot",
+            "def f():\n    from jouleflow.measure.engines import xdit\n",
+            {"no-measure-deps-in-analysis-cli"},
+        ),
     ],
 )
 def test_a_forbidden_import_breaks_the_contract(tmp_path, where, statement, broken):
@@ -67,12 +102,22 @@ def test_a_forbidden_import_breaks_the_contract(tmp_path, where, statement, brok
     shutil.copytree(
         PACKAGE, tmp_path / "workflow" / "jouleflow", ignore=shutil.ignore_patterns("__pycache__")
     )
-    probe = tmp_path / "workflow" / "jouleflow" / where / "layer_probe.py"
-    probe.write_text(f'"""Breaks the layering rule on purpose."""\n\n{statement}')
+    # A folder gets a new module; a module path (cli/energy) gets the statement appended.
+    folder = (PACKAGE / where).is_dir()
+    rel = f"{where}/layer_probe.py" if folder else f"{where}.py"
+    probe = tmp_path / "workflow" / "jouleflow" / rel
+    if folder:
+        probe.write_text(f'"""Breaks the layering rule on purpose."""\n\n{statement}')
+    else:
+        probe.write_text(probe.read_text() + f"\n\n# Breaks the layering rule on purpose.\n{statement}")
     out = lint_imports(tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
-    assert f"{contracts()[broken]['name']} BROKEN" in out.stdout
-    assert f"jouleflow.{where}.layer_probe" in out.stdout
-    assert "Contracts: 3 kept, 1 broken." in out.stdout
+    for contract in broken:
+        assert f"{contracts()[contract]['name']} BROKEN" in " ".join(out.stdout.split())
+    module = "jouleflow." + rel.removesuffix(".py").replace("/", ".")
+    assert module in out.stdout
+    assert f"Contracts: {len(contracts()) - len(broken)} kept, {len(broken)} broken." in out.stdout
     # The package itself is untouched and still keeps the contract.
     assert not (PACKAGE / where / "layer_probe.py").exists()
+    if not folder:
+        assert statement not in (PACKAGE / rel).read_text()

@@ -92,7 +92,7 @@ def test_run_json_of_a_real_session_round_trips(session_run):
     run = read_run(session_run)
     assert run.to_json() == text
     assert RunRecord.from_dict(json.loads(text)) == run
-    assert (run.status, run.reason, run.schema_version) == ("ok", None, 1)
+    assert (run.status, run.reason, run.schema_version) == ("ok", None, 2)
     assert run.config["model"] == "test/model" and run.config["batch_size"] == 4
     assert run.energy_source is None and run.gpus == []  # --no-energy
     assert run.load == {"requests": 12, "ok": 12, "aborted": None}
@@ -147,9 +147,9 @@ def test_a_newer_version_is_refused_naming_the_file(session_run, specs, tmp_path
     run_dir = tmp_path / "run"
     shutil.copytree(session_run, run_dir)
     summary = write_summary(run_dir, tmp_path / "summary.json")
-    edited(run_dir / traces.RUN_JSON, lambda d: d.update(schema_version=2))
+    edited(run_dir / traces.RUN_JSON, lambda d: d.update(schema_version=3))
     with pytest.raises(
-        RecordError, match=r"run/run.json: schema version 2 is newer than this jouleflow \(1\)"
+        RecordError, match=r"run/run.json: schema version 3 is newer than this jouleflow \(2\)"
     ):
         read_run(run_dir)
     edited(summary, lambda d: d.update(summary_schema_version=3))

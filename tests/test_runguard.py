@@ -185,3 +185,20 @@ def test_cli_fetch_reference_copies_once(tmp_path):
     assert snapshot(dst) == before
     missing = cli("campaign", "fetch-reference", str(tmp_path / "nope"), str(tmp_path / "runs" / "128"))
     assert missing.returncode == 2 and "nope: no bundled run here" in missing.stderr
+
+
+def test_an_optional_setting_left_out_of_the_spec_is_null(tmp_path):
+    """Specs carry cudagraph_max_capture only when the config sets it: absent means null."""
+    fixed = measured_run(tmp_path / "fixed", cudagraph_max_capture=512)
+    with pytest.raises(StaleRunError, match=r"cudagraph_max_capture: run has 512"):
+        decide(SPEC, fixed, "measure")
+    assert decide({**SPEC, "cudagraph_max_capture": 512}, fixed, "measure").action == "keep"
+    default = measured_run(tmp_path / "default", cudagraph_max_capture=None)
+    assert decide(SPEC, default, "measure").action == "keep"
+    with pytest.raises(StaleRunError, match=r"cudagraph_max_capture: run has None"):
+        decide({**SPEC, "cudagraph_max_capture": 512}, default, "measure")
+    # A run recorded before the setting existed is kept either way.
+    assert (
+        decide({**SPEC, "cudagraph_max_capture": 512}, measured_run(tmp_path / "old"), "measure").action
+        == "keep"
+    )

@@ -102,7 +102,7 @@ def test_ok_run_writes_the_contract(tmp_path, model_dir):
         "tokens.parquet",
     ]
     doc = json.loads((out / "run.json").read_text())
-    assert doc["status"] == "ok" and doc["reason"] is None and doc["schema_version"] == 1
+    assert doc["status"] == "ok" and doc["reason"] is None and doc["schema_version"] == 2
     c = doc["config"]
     assert (c["model"], c["batch_size"], c["num_gpus"], c["parallelism"], c["engine"]) == (
         "test/model",

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from jouleflow.traces import RUN_JSON, STATUSES, TraceError, json_text, read_json, write_text
 
 SPEC_SCHEMA_VERSION = 1
-RUN_SCHEMA_VERSION = 1
+RUN_SCHEMA_VERSION = 2  # 2: a saturate run's `convergence` and the stop in `load`
 SUMMARY_SCHEMA_VERSION = 1
 
 # Job-spec keys (run.json `config`) that define a grid point: compared for copied reference runs.
@@ -28,15 +28,18 @@ IDENTITY_KEYS = ("task", "model", "gpu", "num_gpus", "batch_size", "precision")
 LLM_MEASURED_KEYS = (
     "tensor_parallel", "pipeline_parallel", "data_parallel", "expert_parallel", "quantization",
     "load_format", "engine", "endpoint", "num_requests", "max_model_len", "sampling", "extra_body",
-    "server_args", "env", "request_set", "synthetic",
+    "server_args", "env", "request_set", "synthetic", "arrival", "saturate",
 )  # fmt: skip
 DIFFUSION_MEASURED_KEYS = (
     "pipeline", "ulysses_degree", "ring_degree", "cfg_parallel", "pipefusion_degree", "load_format",
     "steps", "height", "width", "num_frames", "guidance_scale", "seed", "num_batches", "warmup_batches",
     "prompts", "cycle_prompts", "xfuser_args", "env",
 )  # fmt: skip
+# Measured keys a spec carries only when the config sets them, so that specs (and the rerun trigger)
+# stay as they were without them; absent means null.
+OPTIONAL_MEASURED_KEYS = ("cudagraph_max_capture", "server_max_num_seqs")
 # The guard compares the keys a spec has, so one tuple serves both modalities.
-MEASURED_KEYS = (*IDENTITY_KEYS, *LLM_MEASURED_KEYS, *DIFFUSION_MEASURED_KEYS)
+MEASURED_KEYS = (*IDENTITY_KEYS, *LLM_MEASURED_KEYS, *OPTIONAL_MEASURED_KEYS, *DIFFUSION_MEASURED_KEYS)
 
 
 class RecordError(TraceError):
@@ -158,7 +161,8 @@ class Timing:
 class RunRecord:
     """`run.json`: a run directory's status, reason, effective config and provenance.
 
-    Written by the sessions (measure.session, measure.diffusion_record), the job supervisor
+    Written by the sessions (measure.session_base commits what measure.session, with
+    measure.convergence's section, or measure.diffusion_record builds), the job supervisor
     (plan.attempt) and the run guard (plan.runguard), always through traces.RunDirWriter.commit.
     `config` keeps the job spec's shape (the run guard compares it key by key) plus what the
     session resolved; its keys are the job-config builders' (measure.jobconfig, diffusion_config).
@@ -174,14 +178,17 @@ class RunRecord:
     request_set: dict[str, Any] | None = None  # LLM: the request set that was replayed (sha256, ...)
     timing: Timing | None = None
     server: dict[str, Any] | None = None  # LLM: the engine's argv, port, metrics
-    load: dict[str, Any] | None = None  # LLM: requests sent, ok, aborted
+    load: dict[str, Any] | None = None  # LLM: requests sent, ok, aborted (saturate: arrival, the stop)
     worker: dict[str, Any] | None = None  # diffusion: the xDiT worker's argv, exit code, logs
     warmup: list[dict[str, Any]] | None = None  # diffusion: the warm-up batches
+    convergence: dict[str, Any] | None = None  # LLM arrival saturate: targets, stop reason, CI reached
     schema_version: int = RUN_SCHEMA_VERSION
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("status", "config")
     # Sections only some writers have: left out of the file when unset.
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("request_set", "timing", "server", "load", "worker", "warmup")
+    OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "request_set", "timing", "server", "load", "worker", "warmup", "convergence",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -218,7 +225,7 @@ class RunRecord:
             raise RecordError(f"{source}: status must be one of {STATUSES}, got {status!r}")
         values = {k: v for k, v in doc.items() if k not in ("schema_version", "timing")}
         _typed(doc, "config", (dict,), source)
-        for key in ("provenance", "request_set", "server", "load", "worker"):
+        for key in ("provenance", "request_set", "server", "load", "worker", "convergence"):
             if doc.get(key) is not None:
                 _typed(doc, key, (dict,), source)
         timing = doc.get("timing")
@@ -309,7 +316,15 @@ class SummaryRecord:
     num_requests: int | None = None
     num_ok: int | None = None
     num_failed: int | None = None
+    num_stopped: int | None = None  # arrival saturate: stopped in flight, neither ok nor failed
+    num_not_sent: int | None = None  # ... and never sent
+    load_stop_reason: str | None = None  # why a saturate load stopped (run.json load.stopped)
     batch_latency_s: float | None = None
+    # J/token uncertainty (analysis.uncertainty): batch-means 95% CI half-width / mean
+    energy_per_token_ci_rel: float | None = None
+    energy_per_token_ci_intervals: int | None = None
+    energy_per_token_ci_interval_s: float | None = None
+    energy_per_token_ci_reason: str | None = None
     # latency distributions (analysis.latency): median/mean/p90/p95/p99 and count per metric
     median_ttft_s: float | None = None
     mean_ttft_s: float | None = None

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     from jouleflow.records import RunRecord
 
-SCHEMA_VERSION = 1  # of the Parquet traces (file metadata); the JSON records' are in records
+# of the Parquet traces (file metadata; the JSON records' are in records). 2: requests.parquet `stopped`
+SCHEMA_VERSION = 2
 # zstd keeps bundled reference runs small; level 9 is a good size/speed trade-off.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 9}
 
@@ -48,6 +49,9 @@ REQUESTS = pa.schema(
         ("output_tokens", pa.int64()),
         ("ok", pa.bool_()),
         ("error", pa.string()),  # null when ok
+        # true: the load stopped it on purpose (arrival saturate; error "stopped: ..." in flight,
+        # "not sent: ..." never sent), neither ok nor failed. Null in traces older than version 2.
+        pa.field("stopped", pa.bool_(), metadata={b"since": b"2"}),
     ]
 )
 
@@ -133,6 +137,10 @@ SUMMARY = pa.schema(
         ("batch_latency_s", pa.float64()),  # diffusion
         ("mean_batch_size", pa.float64()),  # mean running requests in the steady window
         ("steady_duration_s", pa.float64()),
+        # J/token uncertainty: batch-means 95% CI half-width / mean over the steady window, and the
+        # number of intervals behind it (analysis.uncertainty); null when there is no estimate
+        ("energy_per_token_ci_rel", pa.float64()),
+        ("energy_per_token_ci_intervals", pa.int64()),
         ("reason", pa.string()),  # why a run is infeasible or failed (run.json reason)
         # the published configuration whose output lengths the request set drew from, "(fallback)" when
         # it stood in for an unpublished one (synthetic.load_histogram's rule)
@@ -262,6 +270,7 @@ def read_table(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
     except Exception as exc:  # pyarrow raises several types for truncated/corrupt files
         raise TraceError(f"{path}: not a readable Parquet file ({exc})") from exc
     if schema is not None:
+        table = _add_newer_columns(table, schema)
         missing = [f.name for f in schema if f.name not in table.column_names]
         if missing:
             raise TraceError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -274,6 +283,17 @@ def read_table(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
             raise TraceError(f"{path}: column type mismatch ({exc})") from exc
         for i, f in enumerate(schema):
             table = table.set_column(i, f, cast[i])
+    return table
+
+
+def _add_newer_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Null columns for the contract columns added after the file's schema version (older traces read)."""
+    raw = (table.schema.metadata or {}).get(b"jouleflow_schema_version", b"1")
+    version = int(raw) if raw.isdigit() else 1
+    for f in schema:
+        since = int((f.metadata or {}).get(b"since", b"1"))
+        if f.name not in table.column_names and since > version:
+            table = table.append_column(pa.field(f.name, f.type), pa.nulls(table.num_rows, f.type))
     return table
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from jouleflow.analysis import validity
-from jouleflow.analysis.energy import (
+from jouleflow.analysis.accounting import (
     RunData,
     add_status_flags,
     empty_summary,

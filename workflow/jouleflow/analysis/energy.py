@@ -8,7 +8,6 @@ had a real sensor: no power.parquet or a null `provenance.energy_source` gives n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,50 +15,26 @@ import polars as pl
 
 from jouleflow import traces
 from jouleflow.analysis import steady, trace_checks, validity
-from jouleflow.analysis.latency import latency_summary
-from jouleflow.analysis.power_trace import GpuTrace, gpu_traces, window_energy
+from jouleflow.analysis.accounting import (
+    RunData,
+    add_status_flags,
+    empty_summary,
+    finish,
+    has_energy_sensor,
+    job_gpu_traces,
+    load_run,
+    power_limits_w,
+)
+from jouleflow.analysis.diffusion import analyze_diffusion
+from jouleflow.analysis.latency import latency_summary, request_counts
+from jouleflow.analysis.power_trace import GpuTrace, window_energy
 from jouleflow.analysis.run_row import summary_row
+from jouleflow.analysis.uncertainty import DEFAULT_INTERVAL_S, window_uncertainty
 from jouleflow.analysis.validity import DEFAULT_THRESHOLDS, Flags, Thresholds
 from jouleflow.gpus import gpu_short_name
-from jouleflow.records import RunRecord, SummaryRecord, read_run
+from jouleflow.records import RunRecord, SummaryRecord
 
 __all__ = ["analyze_run", "gpu_short_name", "load_run", "summarize_run", "summary_row", "write_summary"]
-
-
-@dataclass
-class RunData:
-    """A run directory's traces as polars frames (None when the file is absent)."""
-
-    run_dir: Path
-    record: RunRecord  # run.json
-    power: pl.DataFrame | None
-    requests: pl.DataFrame | None
-    tokens: pl.DataFrame | None
-    server: pl.DataFrame | None
-    batches: pl.DataFrame | None
-
-
-def _read(run_dir: Path, name: str, required: bool) -> pl.DataFrame | None:
-    path = run_dir / name
-    if not path.exists() and not required:
-        return None
-    return pl.from_arrow(traces.read_table(path))  # TraceError names the file when corrupt/incomplete
-
-
-def load_run(run_dir: str | Path) -> RunData:
-    """Read run.json and the traces; a run with status ok must have requests and tokens."""
-    run_dir = Path(run_dir)
-    record = read_run(run_dir)
-    llm_ok = record.status == "ok" and not (run_dir / "batches.parquet").exists()
-    return RunData(
-        run_dir=run_dir,
-        record=record,
-        power=_read(run_dir, "power.parquet", required=False),
-        requests=_read(run_dir, "requests.parquet", required=llm_ok),
-        tokens=_read(run_dir, "tokens.parquet", required=llm_ok),
-        server=_read(run_dir, "server.parquet", required=False),
-        batches=_read(run_dir, "batches.parquet", required=False),
-    )
 
 
 def full_batch_of(record: RunRecord, source: str) -> int:
@@ -79,60 +54,27 @@ def full_batch_of(record: RunRecord, source: str) -> int:
     return batch * replicas
 
 
-def has_energy_sensor(run: RunData) -> bool:
-    return run.power is not None and run.power.height > 0 and bool(run.record.energy_source)
-
-
-def power_limits_w(record: RunRecord) -> dict[int, float | None]:
-    """Per GPU (index among the job's GPUs) its enforced power limit from provenance.gpus."""
-    limits: dict[int, float | None] = {}
-    for position, gpu in enumerate(record.gpus):
-        index = gpu.get("index", position)
-        limit = gpu.get("power_limit_w", gpu.get("default_power_limit_w"))
-        limits[int(index)] = float(limit) if limit is not None else None
-    return limits
-
-
-def empty_summary(record: RunRecord, thresholds: Thresholds) -> SummaryRecord:
-    """summary.json with null figures (the shape an infeasible/failed run gets)."""
-    return SummaryRecord(
-        status=record.status,
-        reason=record.reason,
-        energy_source=record.energy_source,
-        batch_size=record.config.get("batch_size"),
-        config_hash=record.config_hash,
-        thresholds=thresholds.to_dict(),
-    )
-
-
-def add_status_flags(record: RunRecord, flags: Flags) -> None:
-    if record.status != "ok":
-        flags.raise_flag(
-            validity.STATUS_NOT_OK, f"status {record.status!r}: {record.reason or 'no reason given'}"
-        )
-
-
 def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> SummaryRecord:
     """The summary of an LLM serving run (status ok or not: whatever can be computed is)."""
-    flags = Flags()
-    out = empty_summary(run.record, thresholds)
-    add_status_flags(run.record, flags)
+    record, flags = run.record, Flags()
+    out = empty_summary(record, thresholds)
+    add_status_flags(record, flags)
     if not has_energy_sensor(run):
         flags.raise_flag(validity.NO_ENERGY_SENSOR, "no power.parquet or provenance.energy_source is null")
     if run.requests is None or run.tokens is None or run.requests.height == 0:
         flags.raise_flag(validity.NO_STEADY_STATE, "no requests were recorded")
         return finish(out, flags)
 
-    batch = full_batch_of(run.record, str(run.run_dir / traces.RUN_JSON))
+    batch = full_batch_of(record, str(run.run_dir / traces.RUN_JSON))
     out.full_batch = batch
     req, tok = run.requests, run.tokens.filter(pl.col("n_tokens") > 0)
     ok = req.filter(pl.col("ok").fill_null(False))
-    out.update(num_requests=req.height, num_ok=ok.height, num_failed=req.height - ok.height)
-    if out.num_failed > thresholds.max_failed_fraction * req.height:
-        errors = req.filter(~pl.col("ok").fill_null(False))["error"].drop_nulls().unique().head(3).to_list()
-        flags.raise_flag(
-            validity.FAILED_REQUESTS, f"{out.num_failed} of {req.height} requests failed {errors}"
-        )
+    out.update(**request_counts(req))  # stopped requests (saturate) are neither ok nor failed
+    settled = out.num_ok + out.num_failed
+    if out.num_failed > thresholds.max_failed_fraction * settled:
+        failed = ~pl.col("ok").fill_null(False) & ~pl.col("stopped").fill_null(False)
+        errors = req.filter(failed)["error"].drop_nulls().unique().head(3).to_list()
+        flags.raise_flag(validity.FAILED_REQUESTS, f"{out.num_failed} of {settled} requests failed {errors}")
     out.mean_output_tokens = float(ok["output_tokens"].mean()) if ok.height else None
     out.update(**latency_summary(req, run.tokens))
 
@@ -147,6 +89,10 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Su
     )
     w_client = steady.client_window_mlenergy(first, end, batch)
     w_active = steady.client_window_active(first, end, batch, tol)
+    t_stop = saturate_stop(record)
+    if t_stop is not None:  # no ramp-down: the windows end where the load stopped
+        w_server, w_active = steady.until_stop(w_server, t_stop), steady.until_stop(w_active, t_stop)
+        w_client = steady.client_window_saturate(first, batch, t_stop)
     window = steady.choose_window(w_server, w_client)
     out.update(
         window_server=w_server.to_dict(),
@@ -197,24 +143,36 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Su
         flags.raise_flag(validity.NO_TOKENS, "no tokens were streamed in the steady window")
     if validity.NO_ENERGY_SENSOR not in flags.details:
         _account_energy(run, out, flags, thresholds, start, stop)
+    out.load_stop_reason = (record.load or {}).get("stopped")
+    ci_n = out.energy_per_token_ci_intervals or 0
+    validity.check_convergence(flags, record.convergence, out.energy_per_token_ci_rel, ci_n, thresholds)
     return finish(out, flags)
 
 
-def job_gpu_traces(run: RunData, flags: Flags) -> dict[int, GpuTrace] | None:
-    """Per-GPU counter traces; None (and `power-trace-gap`) when a GPU of the job has no samples.
+def saturate_stop(record: RunRecord) -> float | None:
+    """When a saturate run's load stopped itself (None for the other arrivals and older runs)."""
+    load = record.load or {}
+    return load.get("t_stop") if load.get("arrival") == "saturate" else None
 
-    The job's GPUs are those listed in run.json provenance.gpus; summing only some of them would
-    under-report the energy, so the run gets no energy figure instead.
-    """
-    by_gpu = gpu_traces(run.power)
-    expected = set(power_limits_w(run.record))
-    missing = sorted(expected - set(by_gpu))
-    if missing or not by_gpu:
-        flags.raise_flag(
-            validity.POWER_TRACE_GAP, f"no power samples for GPU(s) {missing or 'any'} of the job"
-        )
-        return None
-    return by_gpu
+
+def _add_uncertainty(
+    run: RunData, out: SummaryRecord, traces_by_gpu: dict[int, GpuTrace], start: float, stop: float
+) -> None:
+    """The batch-means 95% CI of J/token over the window (analysis.uncertainty)."""
+    targets = (run.record.convergence or {}).get("targets") or {}
+    interval = float(targets.get("interval_s") or DEFAULT_INTERVAL_S)
+    tok = run.tokens.filter(pl.col("n_tokens") > 0).sort("t") if run.tokens is not None else None
+    if tok is None:
+        return
+    bm = window_uncertainty(
+        traces_by_gpu, tok["t"].to_list(), tok["n_tokens"].to_list(), start, stop, interval
+    )
+    out.update(
+        energy_per_token_ci_rel=bm.rel_half_width,
+        energy_per_token_ci_intervals=bm.n_intervals,
+        energy_per_token_ci_interval_s=interval,
+        energy_per_token_ci_reason=bm.reason,
+    )
 
 
 def _account_energy(
@@ -243,6 +201,7 @@ def _account_energy(
     out.energy_per_gpu_j = {str(g): e for g, e in energy.per_gpu_j.items()}
     if total is None:
         return
+    _add_uncertainty(run, out, traces_by_gpu, start, stop)
     per_gpu_power = {g: e / duration for g, e in energy.per_gpu_j.items()}
     validity.check_power_bounds(flags, per_gpu_power, power_limits_w(run.record), thresholds)
     tokens = out.steady_tokens
@@ -266,11 +225,6 @@ def _account_energy(
             )
 
 
-def finish(out: SummaryRecord, flags: Flags) -> SummaryRecord:
-    out.update(valid=flags.valid, flags=flags.names, flag_details=dict(flags.details))
-    return out
-
-
 def _foreign_flags(record: RunRecord, out: SummaryRecord) -> None:
     procs = validity.foreign_process_list(record)
     if procs:
@@ -286,8 +240,6 @@ def summarize_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOL
     checked = trace_checks.check_run(load_run(run_dir))  # before any accounting
     run = checked.run
     if run.batches is not None:
-        from jouleflow.analysis.diffusion import analyze_diffusion
-
         out = analyze_diffusion(run, thresholds)
         edges = run.batches["t_start"].to_list() + run.batches["t_end"].to_list()
     else:

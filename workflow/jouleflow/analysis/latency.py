@@ -3,6 +3,8 @@
 Percentiles use linear interpolation between closest ranks (Hyndman & Fan type 7, numpy's and
 polars' "linear" default): the q-quantile of sorted x[0..n-1] is x[i] + f * (x[i+1] - x[i]) with
 i + f = q * (n - 1). Latencies are taken over all successful requests of the run, like ML.ENERGY.
+Requests a saturate load stopped on purpose (`stopped`, in flight or never sent) are neither
+successful nor failed: left out of the latencies and counted apart (`request_counts`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ def inter_token_latencies(tokens: pl.DataFrame, request_ids: pl.Series | None = 
         .explode()
         .alias("itl")
     ).to_series()
+
+
+def request_counts(requests: pl.DataFrame) -> dict[str, int]:
+    """num_requests, num_ok, num_failed, and the stopped ones: in flight at the stop / never sent."""
+    ok = requests["ok"].fill_null(False)
+    stopped = requests["stopped"].fill_null(False) & ~ok if "stopped" in requests.columns else ok & False
+    sent = requests["t_send"].is_not_null()
+    return {
+        "num_requests": requests.height,
+        "num_ok": int(ok.sum()),
+        "num_failed": int((~ok & ~stopped).sum()),
+        "num_stopped": int((stopped & sent).sum()),
+        "num_not_sent": int((stopped & ~sent).sum()),
+    }
 
 
 def request_latencies(requests: pl.DataFrame) -> pl.DataFrame:

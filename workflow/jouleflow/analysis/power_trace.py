@@ -11,7 +11,9 @@ cross-check of the counter.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -51,6 +53,20 @@ def gpu_traces(power: pl.DataFrame) -> dict[int, GpuTrace]:
             tuple(part["power_w"].to_list()),
         )
     return traces
+
+
+def gpu_traces_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[int, GpuTrace]:
+    """gpu_traces for rows of traces.POWER as dicts (the live sampler's rows), same filtering."""
+    by_gpu: dict[int, list[tuple[float, float, float | None]]] = {}
+    for row in rows:
+        if row.get("t") is not None and row.get("energy_j") is not None:
+            by_gpu.setdefault(int(row["gpu"]), []).append((row["t"], row["energy_j"], row.get("power_w")))
+    out = {}
+    for gpu, samples in sorted(by_gpu.items()):
+        samples.sort(key=lambda s: s[0])
+        t, e, p = zip(*samples, strict=True)
+        out[gpu] = GpuTrace(gpu, tuple(t), tuple(e), tuple(p))
+    return out
 
 
 def _interpolate(t: tuple[float, ...], y: tuple[float, ...], x: float) -> float:

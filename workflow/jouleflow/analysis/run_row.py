@@ -72,6 +72,8 @@ def summary_row(run_dir: str | Path, summary_path: str | Path | None = None) -> 
         "batch_latency_s": summary.batch_latency_s,
         "mean_batch_size": summary.mean_batch_size if diffusion else summary.mean_running,
         "steady_duration_s": summary.steady_duration_s,
+        "energy_per_token_ci_rel": summary.energy_per_token_ci_rel,
+        "energy_per_token_ci_intervals": summary.energy_per_token_ci_intervals,
         "reason": run.reason,
         "output_lengths_from": _output_lengths_from(run),
     }

@@ -12,6 +12,9 @@ Three independent estimates, all reported (docs/method.md has the exact definiti
   it last drops below it.
 
 The accounting window is the server one when server metrics give one, else client-mlenergy.
+A saturate run (the load stopped itself at `t_stop`, requests still in flight) has no ramp-down:
+every window ends at the stop at the latest (`until_stop`), and the client window runs from the
+B-th first token to the stop (`client_window_saturate`), as there is no (N - B - 1)-th completion.
 Only stdlib here: inputs are plain sequences so that the rules are easy to check by hand.
 """
 
@@ -189,6 +192,28 @@ def client_window_active(
     if end is None or end <= start:
         return Window(CLIENT_ACTIVE, start, end, reason="the active count never dropped below the threshold")
     return Window(CLIENT_ACTIVE, start, end)
+
+
+def until_stop(w: Window, t_stop: float) -> Window:
+    """The window cut at the load's stop (a gauge sampled just after it still shows a full batch)."""
+    if w.start is None or w.end is None or w.end <= t_stop:
+        return w
+    if w.start >= t_stop:
+        return Window(w.source, reason=f"full batch only after the load stopped ({w.reason or 'ok'})")
+    return Window(w.source, w.start, t_stop, w.reason)
+
+
+def client_window_saturate(t_first_token: Sequence[float | None], batch_size: int, t_stop: float) -> Window:
+    """A saturate run's client window: from the B-th first token to the load's stop."""
+    firsts = sorted(x for x in t_first_token if x is not None)
+    if len(firsts) < batch_size:
+        return Window(
+            CLIENT_MLENERGY,
+            reason=f"only {len(firsts)} requests got a first token, fewer than B={batch_size}",
+        )
+    if firsts[batch_size - 1] >= t_stop:
+        return Window(CLIENT_MLENERGY, reason="the load stopped before B requests got a first token")
+    return Window(CLIENT_MLENERGY, firsts[batch_size - 1], t_stop)
 
 
 def window_overlap(a: Window, b: Window) -> float | None:

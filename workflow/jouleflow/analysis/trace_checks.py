@@ -32,7 +32,7 @@ from jouleflow.analysis import validity
 from jouleflow.analysis.validity import Flags
 
 if TYPE_CHECKING:
-    from jouleflow.analysis.energy import RunData
+    from jouleflow.analysis.accounting import RunData
     from jouleflow.records import RunRecord
 
 # Chunk and request times come from the same client clock; allow only timer jitter.

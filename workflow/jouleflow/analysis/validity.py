@@ -28,6 +28,7 @@ FOREIGN_PROCESSES = "foreign-processes"
 WINDOW_DISAGREEMENT = "window-disagreement"
 NO_TOKENS = "no-tokens"
 TRACE_INCONSISTENT = "trace-inconsistent"  # the trace files contradict each other (trace_checks)
+NOT_CONVERGED = "not-converged"  # a saturate run stopped (time limit, pool) short of its J/token precision
 # Informational flags: worth knowing, not disqualifying.
 SERVER_WINDOW_MISSING = "server-window-missing"
 ENERGY_COUNTER_RESET_OUTSIDE = "energy-counter-reset-outside-window"
@@ -50,6 +51,7 @@ BLOCKING = frozenset(
         WINDOW_DISAGREEMENT,
         NO_TOKENS,
         TRACE_INCONSISTENT,
+        NOT_CONVERGED,
     }
 )
 
@@ -65,6 +67,9 @@ class Thresholds:
     min_window_overlap: float = 0.8  # server vs client window, intersection over union; 0 disables
     max_energy_power_mismatch: float = 0.15  # |counter energy / integrated power - 1|
     max_failed_fraction: float = 0.0  # failed requests / N tolerated
+    # A saturate run that stopped unconverged is valid only if its J/token 95% CI half-width / mean
+    # (recomputed from the traces) is at most this; 0 = the run's own target_ci.
+    max_jpt_ci: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -119,6 +124,23 @@ def check_power_bounds(
                 POWER_OUT_OF_BOUNDS,
                 f"GPU {gpu}: mean power {watts:.1f} W > {thresholds.max_power_fraction:g} x limit {limit:g} W",
             )
+
+
+def check_convergence(
+    flags: Flags, convergence: dict | None, ci_rel: float | None, n_intervals: int, thresholds: Thresholds
+) -> None:
+    """`not-converged` for a saturate run that stopped short of converging and of the CI limit."""
+    if not convergence or convergence.get("converged"):
+        return
+    limit = thresholds.max_jpt_ci or (convergence.get("targets") or {}).get("target_ci")
+    if ci_rel is not None and limit is not None and ci_rel <= limit:
+        return
+    achieved = "unknown" if ci_rel is None else f"±{100 * ci_rel:.2g}%"
+    flags.raise_flag(
+        NOT_CONVERGED,
+        f"load stopped: {convergence.get('stop_reason')}; J/token {achieved} over {n_intervals} intervals"
+        + (f" > {100 * limit:g}%" if limit is not None else ""),
+    )
 
 
 def foreign_process_list(record: RunRecord) -> list:

@@ -13,12 +13,13 @@ import sys
 
 from jouleflow import __version__
 
-# Modules under jouleflow.cli, one per top-level command (`import_` is `import`; `campaign` also
-# registers `summarize`), each with `register(subparsers)`; the order is the order of --help.
+# Modules under jouleflow.cli, one per top-level command (`import_` is `import`), each with
+# `register(subparsers)`; the order is the order of --help.
 COMMAND_MODULES = (
     "measure",
     "prepare",
     "energy",
+    "summarize",
     "campaign",
     "import_",
     "frontier",

@@ -1,10 +1,11 @@
 """Campaign plumbing the Snakemake rules call: run guard + measurement, reference copies, the
-summary table, the grid plan and the provenance table.
+grid plan and the provenance table.
 
-    jouleflow summarize [RUN_DIR ...] [--jobs results/grid/jobs.tsv] -o summary.parquet [--csv summary.csv]
     jouleflow campaign measure SPEC RUN_DIR [--after SMALLER_BATCH_RUN_DIR] [--kind llm|diffusion]
     jouleflow campaign fetch-reference BUNDLED_RUN_DIR RUN_DIR [--spec SPEC]
     jouleflow campaign plan [--configfile FILE ...] [--jobs jobs.tsv] [--skipped skipped.tsv]
+    jouleflow campaign grid-table PLANNED_CONFIG --jobs jobs.tsv --skipped skipped.tsv
+    jouleflow campaign analysis-targets PLANNED_CONFIG -o targets.json
     jouleflow campaign provenance --jobs jobs.tsv -o provenance.csv
 """
 
@@ -21,19 +22,6 @@ if TYPE_CHECKING:
 
 
 def register(subparsers) -> None:
-    s = subparsers.add_parser(
-        "summarize",
-        help="one summary row per run (the union of all runs) into a Parquet table",
-        description="Summary table: one traces.SUMMARY row per run, from run.json + summary.json.",
-    )
-    s.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="run dirs (with summary.json)")
-    s.add_argument(
-        "--jobs", type=Path, help="the pipeline's jobs table (run_dir, energy_json, registry facts)"
-    )
-    s.add_argument("-o", "--output", type=Path, required=True, help="summary Parquet file")
-    s.add_argument("--csv", type=Path, help="also write the table as CSV")
-    s.set_defaults(func=run_summarize)
-
     c = subparsers.add_parser("campaign", help="pipeline plumbing (called by the Snakemake rules)")
     sub = c.add_subparsers(dest="campaign_command", required=True, metavar="ACTION")
 
@@ -70,6 +58,19 @@ def register(subparsers) -> None:
     p.add_argument("--skipped", type=Path, help="write the skipped points (TSV)")
     p.set_defaults(func=run_plan)
 
+    g = sub.add_parser("grid-table", help="the jobs and skipped tables of the planned config")
+    g.add_argument("planned", type=Path, metavar="PLANNED_CONFIG", help="results/specs/config.json")
+    g.add_argument("--jobs", type=Path, required=True, help="jobs table to write (TSV)")
+    g.add_argument("--skipped", type=Path, required=True, help="skipped points to write (TSV)")
+    g.set_defaults(func=run_grid_table)
+
+    t = sub.add_parser("analysis-targets", help="the latency metric and targets of each task (JSON)")
+    t.add_argument("planned", type=Path, metavar="PLANNED_CONFIG", help="results/specs/config.json")
+    t.add_argument(
+        "-o", "--output", type=Path, required=True, help="JSON file (jouleflow frontier --targets)"
+    )
+    t.set_defaults(func=run_analysis_targets)
+
     v = sub.add_parser("provenance", help="one row per run: where it came from, host, GPU, engine, versions")
     v.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR")
     v.add_argument("--jobs", type=Path, help="the pipeline's jobs table (its run_dir column)")
@@ -93,7 +94,13 @@ def _load_spec(path: Path) -> JobSpec:
 def run_measure(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
     from jouleflow.plan import attempt
-    from jouleflow.plan.runguard import StaleRunError, archive_failed, decide, write_skipped_infeasible
+    from jouleflow.plan.runguard import (
+        StaleRunError,
+        archive_failed,
+        decide,
+        run_status,
+        write_skipped_infeasible,
+    )
     from jouleflow.traces import is_complete_run
 
     spec = _load_spec(args.spec)
@@ -135,7 +142,7 @@ def run_measure(args: argparse.Namespace) -> int:
     salvage = attempt.partials(run_dir)
     result = attempt.run_child(argv, deadline_s)
     if is_complete_run(run_dir):
-        status, reason = attempt.run_status(run_dir)
+        status, reason = run_status(run_dir)
         if status == "failed":
             attempt.log_failure(failures, run_dir, status, reason or "failed")
         for partial in salvage:  # a killed earlier attempt's logs: reported in the failure log above
@@ -177,21 +184,6 @@ def run_fetch_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_summarize(args: argparse.Namespace) -> int:
-    from jouleflow.analysis.summary import RunEntry, build_summary, read_jobs_table, write_summary
-    from jouleflow.cli import CLIError
-
-    entries = [RunEntry(d) for d in args.run_dirs]
-    if args.jobs:
-        entries += read_jobs_table(args.jobs)
-    if not entries:
-        raise CLIError("no runs given (RUN_DIR ... or --jobs)")
-    frame = build_summary(entries)
-    write_summary(frame, args.output, args.csv)
-    print(f"{frame.height} run(s) -> {args.output}", file=sys.stderr)
-    return 0
-
-
 def run_plan(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
     from jouleflow.plan.config import load_config
@@ -217,6 +209,24 @@ def run_plan(args: argparse.Namespace) -> int:
         write_tsv(job_rows(grid), JOB_COLUMNS, args.jobs)
     if args.skipped:
         write_tsv(skipped_rows(grid), SKIPPED_COLUMNS, args.skipped)
+    return 0
+
+
+def run_grid_table(args: argparse.Namespace) -> int:
+    from jouleflow.plan.gridtable import read_planned_grid, write_grid_tables
+
+    grid = read_planned_grid(args.planned)
+    write_grid_tables(grid, args.jobs, args.skipped)
+    print(f"{len(grid.points)} runs, {len(grid.skipped)} skipped", file=sys.stderr)
+    return 0
+
+
+def run_analysis_targets(args: argparse.Namespace) -> int:
+    from jouleflow.plan.gridtable import read_planned_grid
+    from jouleflow.traces import write_json
+
+    write_json(read_planned_grid(args.planned).analysis_targets(), args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 

@@ -226,7 +226,9 @@ def _run(
         if args.markdown:
             output.write_text(args.markdown, f"# {title}\n\nNo comparable pairs. {message}\n")
         if args.figure:
-            output.message_figure(args.figure, title, "no comparable pairs")
+            from jouleflow.plots.compare_figures import no_pairs_figure
+
+            no_pairs_figure(args.figure, title)
         return 0
     except common.CompareError as exc:
         raise CLIError(f"{args.summary}: {exc}") from exc
@@ -240,5 +242,7 @@ def _run(
     if args.markdown:
         output.write_text(args.markdown, result.markdown())
     if args.figure:
-        result.figure(args.figure)
+        from jouleflow.plots.compare_figures import draw
+
+        draw(result, args.figure)
     return 0

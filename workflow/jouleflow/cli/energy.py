@@ -78,6 +78,14 @@ def register(subparsers) -> None:
         metavar="F",
         help="failed requests tolerated, fraction of N (0)",
     )
+    p.add_argument(
+        "--max-jpt-ci",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="saturate runs that stopped unconverged: highest valid J/token CI half-width / mean; "
+        "0 = the run's own target_ci (0)",
+    )
     p.add_argument("--print", dest="print_summary", action="store_true", help="also print the summary JSON")
     p.set_defaults(func=run)
 
@@ -98,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             min_window_overlap=args.min_window_overlap,
             max_energy_power_mismatch=args.max_energy_power_mismatch,
             max_failed_fraction=args.max_failed_fraction,
+            max_jpt_ci=args.max_jpt_ci,
         )
     except ValueError as exc:
         raise CLIError(str(exc)) from exc

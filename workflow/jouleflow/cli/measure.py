@@ -48,8 +48,10 @@ _NOT_CONFIG = {
     "top_p",
     "extra_body_json",
 }
+_SATURATE = ("target_window_s", "target_ci", "max_load_s", "interval_s", "headroom")
 _SECTIONS = {
     **{dest: ("synthetic", key) for dest, key in _SYNTHETIC.items()},
+    **{dest: ("saturate", dest) for dest in _SATURATE},
     **{dest: ("container", key) for dest, key in CONTAINER_FLAGS.items()},
 }
 
@@ -91,6 +93,16 @@ def register(subparsers: Any) -> None:
     g.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction)
     g.add_argument("--gpu-memory-utilization", type=float)
     g.add_argument(
+        "--cudagraph-max-capture", type=int, help="vLLM max_cudagraph_capture_size (default: vLLM's)"
+    )
+    g.add_argument(
+        "--engine-cache-dir",
+        help="persistent compile caches, kept across runs (<dir>/<host>/<engine>-<version>)",
+    )
+    g.add_argument(
+        "--batch-limit-file", help="vLLM: a file whose integer caps the running requests of the live server"
+    )
+    g.add_argument(
         "--server-arg",
         dest="server_args",
         action="append",
@@ -130,7 +142,12 @@ def register(subparsers: Any) -> None:
         help="KEY=JSON_VALUE sampling parameter (repeat)",
     )
     r.add_argument("--extra-body", dest="extra_body_json", help="JSON object merged into every request body")
-    r.add_argument("--arrival", choices=["burst", "concurrency", "poisson"])
+    r.add_argument("--arrival", choices=["burst", "concurrency", "poisson", "saturate"])
+    r.add_argument("--target-window", dest="target_window_s", type=duration, help="saturate: steady window")
+    r.add_argument("--target-ci", type=float, help="saturate: J/token 95%% CI half-width / mean to stop at")
+    r.add_argument("--max-load", dest="max_load_s", type=duration, help="saturate: stop here anyway")
+    r.add_argument("--ci-interval", dest="interval_s", type=duration, help="saturate: batch-means interval")
+    r.add_argument("--headroom", type=int, help="saturate: requests waiting beyond B (max(4, B // 8))")
     r.add_argument("--max-concurrency", type=int)
     r.add_argument("--rate", type=float, help="requests/s (poisson)")
     r.add_argument("--arrival-seed", type=int)
@@ -150,6 +167,10 @@ def register(subparsers: Any) -> None:
     from jouleflow.cli.measure_diffusion import register_diffusion
 
     register_diffusion(kinds)
+
+    from jouleflow.cli.measure_sweep import register_sweep
+
+    register_sweep(kinds)
 
 
 def job_dict(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,23 +1,20 @@
 """One measured diffusion session: xDiT batch worker + power sampling -> one run directory.
 
-Order: resolve and validate everything (bad input ends here, nothing written) -> GPU allocation
-hook -> power sampler and the whole-session Zeus check -> launch the worker under torchrun in its
-own process group -> follow its events (progress, foreign GPU processes, overall timeout) -> stop
-everything -> batches.parquet (timed batches only), power.parquet, run.json, renamed into place
-atomically. Out of GPU memory (at load or in any batch) is a result: status "infeasible",
-committed at the final path. Any other failure once the worker was launched (it exits early or
-times out, the power sampler breaks down, anything raised) is committed next to it as
-`<name>.failed-<time>` with what was gathered, and raised (details in session.log); session
-failures go through session_common.Failure. Bad input before the launch, and Ctrl-C / SIGTERM
-at any time, tear everything down and leave no directory.
+The lifecycle is session_base.MeasuredSession's; this is what a diffusion session does in it.
+Resolve: the pipeline, the prompts and the batches (bad input ends here, nothing written).
+Measure: launch the worker under torchrun in its own process group -> follow its events (progress,
+foreign GPU processes, overall timeout). Record: batches.parquet (timed batches only),
+power.parquet, run.json. Out of GPU memory (at load or in any batch) is a result: status
+"infeasible", committed at the final path. Any other failure once the worker was launched (it
+exits early or times out, the power sampler breaks down, anything raised) is kept as
+`<name>.failed-<time>` with what was gathered and raised (details in session.log). Ctrl-C /
+SIGTERM at any time tears everything down and leaves no directory.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,20 +32,10 @@ from jouleflow.measure.engines.xdit_protocol import (
     decide_status,
     read_events,
 )
-from jouleflow.measure.gpualloc import AllocatedGpus, GpuAllocationError, session_gpus
-from jouleflow.measure.provenance import PhaseTimer, base_provenance
-from jouleflow.measure.session_common import (
-    Failure,
-    RunFailed,
-    attach_session_log,
-    collect_foreign,
-    detach_session_log,
-    failed_run_dir,
-    open_power,
-    record_allocation,
-    session_gpu_indices,
-    stop_power,
-)
+from jouleflow.measure.provenance import base_provenance
+from jouleflow.measure.session_base import MeasuredSession
+from jouleflow.measure.session_common import RunFailed, SessionSetupError
+from jouleflow.records import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +44,7 @@ WORKER_SPEC = "worker_spec.json"
 POLL_S = 0.5
 
 
-class DiffusionSessionError(RuntimeError):
+class DiffusionSessionError(SessionSetupError):
     """The session could not run (no GPU, bad setup): user-facing, nothing was written."""
 
 
@@ -85,57 +72,32 @@ def plan(cfg: DiffusionJobConfig) -> Plan:
     return Plan(family, gen, prompts, batches, xdit.xfuser_args(model, cfg.degrees, gen, cfg.xfuser_args))
 
 
-class DiffusionSession:
-    """Holds the live resources so that every exit path tears them down."""
+class DiffusionSession(MeasuredSession):
+    """A diffusion session: the engine is the xDiT batch worker (self.process)."""
+
+    setup_error = DiffusionSessionError
+    failed_error = DiffusionSessionFailed
 
     def __init__(self, cfg: DiffusionJobConfig, out_dir: str | Path) -> None:
-        self.cfg = cfg
-        self.out_dir = Path(out_dir)
-        self.timer = PhaseTimer()
-        self.worker: base.ServerProcess | None = None
-        self.sampler: Any = None
-        self.check: Any = None
-        self.power_rows: list[dict] = []
-        self.foreign: list[dict] = []
-        self.notes: list[str] = []
-        self.gpus: AllocatedGpus | None = None  # held while measuring
-        self.failure = Failure(self.notes)
+        super().__init__(cfg, out_dir)
+        self.cfg: DiffusionJobConfig = cfg
+        self.job: Plan | None = None
+        self.report, self.timed_out = WorkerReport(), None
 
-    # --- energy -------------------------------------------------------------------------------
-    def start_power(self) -> list[dict]:
-        if self.cfg.no_energy:
-            self.notes.append("no energy measured (no_energy): no power.parquet, energy_source null")
-            return []
-        from jouleflow.measure import power
+    # --- the steps of the lifecycle -----------------------------------------------------------
+    def resolve(self) -> None:
+        with self.timer.phase("prepare"):
+            self.job = plan(self.cfg)  # bad input raises here, before anything is written
 
-        gpus = session_gpu_indices(self.gpus, self.cfg.effective_num_gpus)
-        try:
-            self.sampler, self.check, inventory = open_power(gpus, self.cfg.power_period_s, self.notes)
-        except power.NoGPUError as exc:
-            raise DiffusionSessionError(f"no GPU energy sensor for GPUs {gpus}: {exc}") from exc
-        return inventory
+    def prepare(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> None:
+        prov.update(base_provenance("xfuser"))
 
-    def check_foreign(self) -> None:
-        if self.sampler is None:
-            return
-        own = {os.getpid()} | (self.worker.group_pids() if self.worker else set())
-        collect_foreign(self.foreign, session_gpu_indices(self.gpus, self.cfg.effective_num_gpus), own)
-
-    def teardown(self) -> dict | None:
-        """Stop the worker, then the sampler; idempotent. Returns the Zeus cross-check."""
-        if self.worker is not None:
-            try:
-                self.worker.stop()
-            except Exception as exc:  # the sampler must still stop and its rows be kept
-                self.failure.add(f"teardown: {type(exc).__name__}: {exc}", traceback.format_exc())
-        result = None
-        if self.sampler is not None:
-            sampler, self.sampler = self.sampler, None
-            self.power_rows, result, failure = stop_power(sampler, self.check)
-            self.check = None
-            if failure:
-                self.failure.add(failure)
-        return result
+    def measure(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> None:
+        assert self.job is not None
+        with self.timer.phase("worker"):
+            self.spec = self.launch(self.job, writer)
+            self.report, self.timed_out = self.follow(writer.path(EVENTS_FILE))
+        self.check_foreign()
 
     # --- the worker ---------------------------------------------------------------------------
     def worker_spec(self, p: Plan, events_path: Path) -> dict[str, Any]:
@@ -170,16 +132,16 @@ class DiffusionSession:
             engine="xdit", argv=argv, host="127.0.0.1", port=0, served_model=cfg.model, env=env,
             metrics_path=None, stop_argv=stop_argv,
         )  # fmt: skip
-        self.worker = base.ServerProcess(spec, writer.path(WORKER_LOG))
-        self.worker.start()
+        self.process = base.ServerProcess(spec, writer.path(WORKER_LOG))
+        self.process.start()
         return spec
 
     def follow(self, events_path: Path) -> tuple[WorkerReport, float | None]:
         """Until the worker exits or the timeout passes: progress lines, foreign-process checks."""
-        assert self.worker is not None
+        assert self.process is not None
         deadline = time.monotonic() + self.cfg.timeout_s
         seen, loaded, total = 0, False, self.cfg.timed_batches
-        while self.worker.is_alive():
+        while self.process.is_alive():
             failure = self.sampler.failure() if self.sampler is not None else None
             if failure:  # no energy record any more: stop now, keep what was gathered
                 self.failure.add(f"power sampler failed: {failure}")
@@ -203,63 +165,17 @@ class DiffusionSession:
             seen = len(done)
             if time.monotonic() > deadline:
                 log.error("worker timed out after %.0f s: stopping it", self.cfg.timeout_s)
-                self.worker.stop()
+                self.process.stop()
                 return read_events(events_path), self.cfg.timeout_s
             time.sleep(POLL_S)
         return read_events(events_path), None
 
-    # --- the session --------------------------------------------------------------------------
-    def run(self) -> Path:
-        cfg = self.cfg
-        with self.timer.phase("prepare"):
-            p = plan(cfg)  # bad input raises here, before anything is written
-        writer = traces.RunDirWriter(self.out_dir)
-        handler = self.failure.handler = attach_session_log(writer)
-        prov: dict[str, Any] = {"start_time": time.time()}
-        report, timed_out, spec, inventory, check = WorkerReport(), None, None, [], None
-        try:
-            with base.sigterm_raises():
-                prov.update(base_provenance("xfuser"))
-                with session_gpus(cfg.effective_num_gpus, cfg.gpu, energy=not cfg.no_energy) as alloc:
-                    self.gpus = alloc
-                    record_allocation(prov, alloc)
-                    with self.timer.phase("power_start"):
-                        inventory = self.start_power()
-                    try:
-                        with self.timer.phase("worker"):
-                            spec = self.launch(p, writer)
-                            report, timed_out = self.follow(writer.path(EVENTS_FILE))
-                        self.check_foreign()
-                    finally:
-                        with self.timer.phase("teardown"):
-                            check = self.teardown()
-        except KeyboardInterrupt as exc:
-            self.abort(writer, handler)
-            log.error("session interrupted: %s; torn down, nothing written", exc)
-            raise
-        except Exception as exc:
-            bad_input = (DiffusionSessionError, GpuAllocationError, ValueError, FileNotFoundError)
-            if isinstance(exc, bad_input) and not (self.worker and self.worker.proc):
-                self.abort(writer, handler)  # the errors name the thing; nothing was measured
-                raise
-            self.teardown()
-            self.failure.add(f"{type(exc).__name__}: {exc}", traceback.format_exc())
-        prov.update(end_time=time.time(), gpus=inventory)
-        try:
-            return self.commit(writer, p, prov, spec, report, timed_out, check)
-        finally:
-            detach_session_log(handler)
-
-    def abort(self, writer: traces.RunDirWriter, handler: Any) -> None:
-        self.teardown()
-        detach_session_log(handler)
-        writer.abort()
-
-    def commit(self, writer, p: Plan, prov, spec, report: WorkerReport, timed_out, check) -> Path:
-        cfg = self.cfg
-        exit_code = self.worker.exit_code() if self.worker is not None else None
+    def record(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> tuple[str, str | None, RunRecord]:
+        cfg, p, spec, report = self.cfg, self.job, self.spec, self.report
+        assert p is not None
+        exit_code = self.process.exit_code() if self.process is not None else None
         log_text = base.tail(writer.path(WORKER_LOG), max_lines=400)
-        outcome = decide_status(report, exit_code, log_text, cfg.timed_batches, timed_out)
+        outcome = decide_status(report, exit_code, log_text, cfg.timed_batches, self.timed_out)
         if self.failure.reason:  # the session's own failure comes first: the worker was stopped for it
             outcome = Outcome("failed", self.failure.reason)
         elif outcome.status == "failed" and exit_code not in (0, None):
@@ -274,19 +190,12 @@ class DiffusionSession:
         )
         doc = record.run_document(
             config=config, outcome=outcome, report=report, provenance=prov, phases=self.timer.phases,
-            energy_source=energy_source, zeus_check=check, power_period_s=cfg.power_period_s,
+            energy_source=energy_source, zeus_check=self.check_result, power_period_s=cfg.power_period_s,
             worker_argv=record.portable_argv(spec.argv, writer.tmp_dir) if spec else None,
             exit_code=exit_code, foreign=self.foreign,
             notes=self.notes,
         )  # fmt: skip
-        if outcome.status == "failed":
-            writer.final_dir = failed_run_dir(self.out_dir)
-            path = writer.commit(doc)
-            log.error("run failed: %s (kept in %s)", outcome.reason, path)
-            raise DiffusionSessionFailed(outcome.reason or "failed", path)
-        path = writer.commit(doc)
-        log.info("run %s: %s%s", outcome.status, path, f" ({outcome.reason})" if outcome.reason else "")
-        return path
+        return outcome.status, outcome.reason, doc
 
 
 def run_diffusion_session(cfg: DiffusionJobConfig, out_dir: str | Path) -> Path:

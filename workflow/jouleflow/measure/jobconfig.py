@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 ENGINES = ("vllm", "transformers")
 ENDPOINTS = ("chat", "completions")
 LOAD_FORMATS = ("real", "dummy")
-ARRIVALS = ("burst", "concurrency", "poisson")
+ARRIVALS = ("burst", "concurrency", "poisson", "saturate")
 CONTAINER_RUNTIMES = ("apptainer", "singularity", "docker")
 
 
@@ -51,6 +51,35 @@ class SyntheticConfig:
 
 
 @dataclass
+class SaturateConfig:
+    """arrival=saturate: keep B + headroom requests in flight until J/token has converged."""
+
+    target_window_s: float = 60.0  # shortest steady window before stopping
+    target_ci: float = 0.01  # stop when the J/token 95% CI half-width / mean is at most this
+    max_load_s: float = 600.0  # stop here anyway (the run is flagged when not converged)
+    interval_s: float = 5.0  # batch-means interval length
+    headroom: int | None = None  # requests waiting beyond B; null = max(4, B // 8)
+
+    def validate(self) -> None:
+        for key in ("target_window_s", "target_ci", "max_load_s", "interval_s"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+                raise ConfigError(f"saturate.{key}: must be a number > 0, got {value!r}")
+        h = self.headroom
+        if h is not None and not (isinstance(h, int) and not isinstance(h, bool) and h >= 0):
+            raise ConfigError(f"saturate.headroom: must be an integer >= 0 or null, got {self.headroom!r}")
+        if self.interval_s * 2 > self.target_window_s:
+            raise ConfigError(
+                f"saturate.interval_s: {self.interval_s:g} s leaves fewer than 2 intervals in "
+                f"target_window_s={self.target_window_s:g} s"
+            )
+        if self.max_load_s < self.target_window_s:
+            raise ConfigError(
+                f"saturate.max_load_s: {self.max_load_s:g} s is shorter than target_window_s={self.target_window_s:g} s"
+            )
+
+
+@dataclass
 class LLMJobConfig:
     model: str  # HF id, e.g. meta-llama/Llama-3.1-8B-Instruct
     batch_size: int  # vLLM --max-num-seqs
@@ -71,6 +100,16 @@ class LLMJobConfig:
     max_num_batched_tokens: int | None = None
     async_scheduling: bool | None = None  # null = engine default
     gpu_memory_utilization: float | None = None
+    # vLLM's max_cudagraph_capture_size (--compilation-config); null = vLLM's min(2 x max_num_seqs, 512).
+    cudagraph_max_capture: int | None = None
+    # Persistent compile caches kept across points (measure/engine_cache.py); null = the engine's own.
+    engine_cache_dir: str | None = None
+    # A control file whose integer caps the running requests of a live vLLM server (engines/batch_limit.py).
+    batch_limit_file: str | None = None
+    # Measured on a server shared by several batch sizes (measure/reuse.py): that server's
+    # --max-num-seqs, the batch size enforced inside it by the batch-limit scheduler; null = a
+    # dedicated server started with --max-num-seqs = batch_size.
+    server_max_num_seqs: int | None = None
     server_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     launcher: list[str] | None = None  # e.g. ["vllm", "serve"]; null = auto
@@ -86,6 +125,7 @@ class LLMJobConfig:
     max_concurrency: int | None = None
     rate: float | None = None  # requests/s for poisson
     arrival_seed: int = 0
+    saturate: SaturateConfig | None = None  # arrival=saturate only; null there = the defaults
     request_timeout_s: float = 1800.0
     chunk_timeout_s: float = 300.0  # longest silence on one stream
     health_timeout_s: float = 3600.0  # big models load for many minutes
@@ -146,6 +186,11 @@ class LLMJobConfig:
                 "rate",
                 "must be > 0 for arrival=poisson",
             )
+        if self.arrival == "saturate":
+            self.saturate = self.saturate or SaturateConfig()
+            self.saturate.validate()
+        else:
+            need(self.saturate is None, "saturate", f"only used with arrival=saturate, not {self.arrival!r}")
         parallel = self.tensor_parallel * self.pipeline_parallel * self.data_parallel
         if self.num_gpus is not None:
             need(is_pos_int(self.num_gpus), "num_gpus", f"must be a positive integer, got {self.num_gpus!r}")
@@ -162,6 +207,7 @@ class LLMJobConfig:
         )
         need(isinstance(self.env, dict), "env", "must be a mapping of strings")
         self.env = {str(k): str(v) for k, v in self.env.items()}
+        self._validate_engine_settings(need)
         for key in (
             "request_timeout_s",
             "chunk_timeout_s",
@@ -192,8 +238,44 @@ class LLMJobConfig:
                 "no request_set: set synthetic.output_lengths (histogram file) or synthetic.fixed_output_len",
             )
 
+    def _validate_engine_settings(self, need: Any) -> None:
+        if self.cudagraph_max_capture is not None:
+            need(
+                is_pos_int(self.cudagraph_max_capture),
+                "cudagraph_max_capture",
+                f"must be a positive integer or null, got {self.cudagraph_max_capture!r}",
+            )
+        for key in ("cudagraph_max_capture", "batch_limit_file"):
+            if getattr(self, key) is not None:
+                need(self.engine == "vllm", key, f"vLLM only, not engine {self.engine!r}")
+        if self.server_max_num_seqs is not None:
+            need(
+                is_pos_int(self.server_max_num_seqs) and self.server_max_num_seqs >= self.batch_size,
+                "server_max_num_seqs",
+                f"must be an integer >= batch_size ({self.batch_size}) or null, got {self.server_max_num_seqs!r}",
+            )
+            need(self.engine == "vllm", "server_max_num_seqs", f"vLLM only, not engine {self.engine!r}")
+        for key in ("engine_cache_dir", "batch_limit_file"):
+            value = getattr(self, key)
+            need(value is None or (isinstance(value, str) and bool(value)), key, "must be a path or null")
+        if self.engine_cache_dir is not None:
+            from jouleflow.measure.engine_cache import conflicting_env
+
+            clash = conflicting_env(self.env)
+            need(
+                not clash, "engine_cache_dir", f"env sets {', '.join(clash)} too; set the caches in one place"
+            )
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["saturate"] is None:  # other arrivals record (and hash) what they always did
+            del out["saturate"]
+        return out
+
+    def saturate_headroom(self) -> int:
+        """Requests kept waiting beyond B in arrival=saturate (the default keeps a few queued)."""
+        headroom = self.saturate.headroom if self.saturate else None
+        return max(4, self.batch_size // 8) if headroom is None else headroom
 
 
 def parallelism_label(tp: int, pp: int, dp: int, ep: bool) -> str:
@@ -214,7 +296,7 @@ def is_pos_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
-_NESTED = {"container": ContainerConfig, "synthetic": SyntheticConfig}
+_NESTED = {"container": ContainerConfig, "synthetic": SyntheticConfig, "saturate": SaturateConfig}
 
 
 def build_job_config(

@@ -1,7 +1,8 @@
 """Request replay client: streams OpenAI-compatible chat/completions requests and records every chunk.
 
 Arrival modes: "burst" (all N requests at t0, as ML.ENERGY does), "concurrency" (at most K in
-flight), "poisson" (exponential gaps at `rate` requests/s, seeded).
+flight), "poisson" (exponential gaps at `rate` requests/s, seeded), "saturate" (`in_flight`
+requests kept in flight until a stop check says so: measure/saturate.py).
 
 Token counts per chunk: when a content chunk carries `usage` (vLLM's continuous usage stats) the
 chunk's count is the growth of `completion_tokens`; otherwise each chunk with non-empty content
@@ -34,6 +35,8 @@ from typing import Any
 
 import aiohttp
 
+from jouleflow.measure.load_rows import request_rows, token_columns  # noqa: F401  (their old home)
+
 try:  # optional, ~3x faster than json for small objects
     import orjson
 
@@ -64,6 +67,7 @@ class RequestResult:
     error: str | None = None
     usage_reported: bool = False
     finish_reason: str | None = None  # not written to requests.parquet
+    stopped: bool = False  # the load stopped it on purpose (saturate): neither ok nor failed
     chunk_t: list[float] = field(default_factory=list)
     chunk_n: list[int] = field(default_factory=list)
 
@@ -79,6 +83,7 @@ class LoadSettings:
     arrival: str = "burst"
     max_concurrency: int | None = None
     rate: float | None = None
+    in_flight: int | None = None  # saturate: requests kept in flight (B + headroom)
     seed: int = 0
     request_timeout_s: float = 1800.0
     chunk_timeout_s: float = 300.0
@@ -102,6 +107,8 @@ class LoadResult:
     t0: float
     t_last_end: float | None
     aborted: str | None = None  # reason when the abort check stopped the load
+    stopped: str | None = None  # saturate: why the load stopped (converged, time limit, pool exhausted)
+    t_stop: float | None = None  # saturate: when it stopped (the steady window ends there)
 
 
 def build_body(req: LoadRequest, s: LoadSettings) -> bytes:
@@ -300,23 +307,52 @@ async def _run_request(
         stats.done += 1
 
 
+def prepare(requests: Sequence[LoadRequest], s: LoadSettings):
+    """(chat, url, bodies, results, timeout) of a load; bodies serialized before t0."""
+    chat = s.endpoint == "chat"
+    url = s.base_url.rstrip("/") + ("/v1/chat/completions" if chat else "/v1/completions")
+    bodies = [build_body(r, s) for r in requests]
+    results = [RequestResult(request_id=r.request_id, input_tokens=r.input_tokens) for r in requests]
+    timeout = aiohttp.ClientTimeout(
+        total=s.request_timeout_s, sock_connect=s.connect_timeout_s, sock_read=s.chunk_timeout_s
+    )
+    return chat, url, bodies, results, timeout
+
+
+def mark_unfinished(
+    results: Sequence[RequestResult], sent_error: str, unsent_error: str, stopped: bool = False
+) -> None:
+    """Give the requests a stopped load left unfinished their error (in flight / never sent)."""
+    now = time.time()
+    for res in results:
+        if res.error is None and not res.ok:
+            res.stopped = stopped
+            res.error = sent_error if res.t_send is not None else unsent_error
+            if res.t_send is not None or not stopped:  # (an aborted load stamps its unsent requests too)
+                res.t_end = res.t_end or now
+            res.t_first_token = res.chunk_t[0] if res.chunk_t else None
+            res.output_tokens = sum(res.chunk_n)
+
+
 async def run_load(
     requests: Sequence[LoadRequest],
     s: LoadSettings,
     stats: LoadStats | None = None,
     abort_check: Callable[[], str | None] | None = None,
     poll_s: float = 0.5,
+    stop_check: Callable[[Sequence[RequestResult]], str | None] | None = None,
 ) -> LoadResult:
-    """Replay `requests`; returns one RequestResult per request, in request order."""
+    """Replay `requests`; returns one RequestResult per request, in request order.
+
+    `stop_check` (saturate only) is polled every `poll_s` with the results so far; a reason stops it.
+    """
     stats = stats if stats is not None else LoadStats()
+    if s.arrival == "saturate":
+        from jouleflow.measure.saturate import run_saturate  # it builds on this module
+
+        return await run_saturate(requests, s, stats, abort_check, stop_check, poll_s)
     stats.total = len(requests)
-    chat = s.endpoint == "chat"
-    url = s.base_url.rstrip("/") + ("/v1/chat/completions" if chat else "/v1/completions")
-    bodies = [build_body(r, s) for r in requests]  # serialized before t0: submission is instant
-    results = [RequestResult(request_id=r.request_id, input_tokens=r.input_tokens) for r in requests]
-    timeout = aiohttp.ClientTimeout(
-        total=s.request_timeout_s, sock_connect=s.connect_timeout_s, sock_read=s.chunk_timeout_s
-    )
+    chat, url, bodies, results, timeout = prepare(requests, s)
     sem = asyncio.Semaphore(s.max_concurrency) if s.arrival == "concurrency" and s.max_concurrency else None
     raise_fd_limit(len(requests) if sem is None else (s.max_concurrency or 0))
     aborted: str | None = None
@@ -352,44 +388,6 @@ async def run_load(
         if not aborted:
             dispatcher.result()  # surface a dispatcher bug instead of hiding it
     if aborted:
-        now = time.time()
-        for res in results:
-            if res.error is None and not res.ok:
-                res.error = f"aborted: {aborted}" if res.t_send is not None else f"not sent: {aborted}"
-                res.t_end = res.t_end or now
-                res.t_first_token = res.chunk_t[0] if res.chunk_t else None
-                res.output_tokens = sum(res.chunk_n)
+        mark_unfinished(results, f"aborted: {aborted}", f"not sent: {aborted}")
     ends = [r.t_end for r in results if r.t_end is not None and r.t_send is not None]
     return LoadResult(results=results, t0=t0, t_last_end=max(ends) if ends else None, aborted=aborted)
-
-
-def request_rows(results: Sequence[RequestResult]) -> list[dict[str, Any]]:
-    """Rows of traces.REQUESTS (plus `usage_reported`)."""
-    return [
-        {
-            "request_id": r.request_id,
-            "t_send": r.t_send,
-            "t_first_token": r.t_first_token,
-            "t_end": r.t_end,
-            "input_tokens": r.input_tokens,
-            "output_tokens": r.output_tokens,
-            "ok": r.ok,
-            "error": r.error,
-            "usage_reported": r.usage_reported,
-        }
-        for r in results
-    ]
-
-
-def token_columns(results: Sequence[RequestResult]) -> dict[str, list[Any]]:
-    """Columns of traces.TOKENS, one row per chunk that carried tokens."""
-    rid: list[int] = []
-    t: list[float] = []
-    n: list[int] = []
-    for r in results:
-        for ct, cn in zip(r.chunk_t, r.chunk_n, strict=True):
-            if cn > 0:
-                rid.append(r.request_id)
-                t.append(ct)
-                n.append(cn)
-    return {"request_id": rid, "t": t, "n_tokens": n}

@@ -1,15 +1,13 @@
 """One measured LLM serving session: engine + load + power + server metrics -> one run directory.
 
-Order: resolve and validate the config (bad input ends here, nothing written) -> GPU allocation
-hook -> power sampler and the whole-session Zeus check -> launch the engine, wait healthy ->
-metrics scraper -> the load, with a live display -> stop everything -> traces + run.json, renamed
-into place atomically. A start-up OOM is a result (status "infeasible", committed at the final
-path). Every failure once the engine was launched (it fails to start, exits during the load, the
-power sampler breaks down, anything raised) goes through one path, session_common.Failure: the
-load stops, everything is torn down and the traces gathered so far are committed next to the
-final path as `<name>.failed-<time>` with the reason, then SessionFailed is raised (details in
-session.log). Bad input before the launch, and Ctrl-C / SIGTERM at any time, tear everything
-down and leave no directory.
+The lifecycle is session_base.MeasuredSession's; this is what an LLM session does in it. Prepare:
+resolve and validate the config and the request set (bad input ends here, nothing written).
+Measure: launch the engine, wait healthy -> metrics scraper -> the load, with a live display. The
+teardown stops the scraper, the server, then the power sampler. A start-up OOM is a result (status
+"infeasible", committed at the final path); every other failure once the engine was launched (it
+fails to start, exits during the load, the power sampler breaks down, anything raised) is kept as
+`<name>.failed-<time>` with the reason and raised as SessionFailed (details in session.log).
+Ctrl-C / SIGTERM once the engine was launched keeps what was gathered the same way, then stops.
 """
 
 from __future__ import annotations
@@ -17,38 +15,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import time
 import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jouleflow import traces
 from jouleflow.gpus import gpu_short_name
 from jouleflow.measure import requestset
 from jouleflow.measure.engines import base
-from jouleflow.measure.gpualloc import GpuAllocationError
+from jouleflow.measure.gpualloc import AllocatedGpus
 from jouleflow.measure.jobconfig import LLMJobConfig, config_hash, parallelism_label
 from jouleflow.measure.load import LoadSettings, LoadStats, run_load, token_columns
 from jouleflow.measure.load import request_rows as load_request_rows
-from jouleflow.measure.provenance import PhaseTimer, base_provenance
+from jouleflow.measure.provenance import base_provenance
 from jouleflow.measure.server_metrics import MetricsScraper
-from jouleflow.measure.session_common import (
-    Failure,
-    RunFailed,
-    attach_session_log,
-    collect_foreign,
-    detach_session_log,
-    failed_run_dir,
-    open_power,
-    record_allocation,
-    session_gpu_indices,
-    stop_power,
-)
+from jouleflow.measure.session_base import MeasuredSession
+from jouleflow.measure.session_common import RunFailed, SessionSetupError
 from jouleflow.measure.session_setup import (
     architecture,
+    engine_cache,
+    engine_log_provenance,
     engine_spec,
-    gpu_allocation,
     needs_gpu,
     prepare_requests,
     resolve_model,
@@ -56,14 +45,19 @@ from jouleflow.measure.session_setup import (
 )
 from jouleflow.records import RunRecord, Timing
 
+if TYPE_CHECKING:
+    from jouleflow.measure.reuse import SharedEngine
+
 log = logging.getLogger(__name__)
 
 ENERGY_SOURCE = "nvml-via-zeus"
 # Fields that say where things ran, not what was measured: excluded from the config hash.
-UNHASHED = ("host", "port", "model_path", "launcher", "health_timeout_s", "after")
+UNHASHED = (
+    "host", "port", "model_path", "launcher", "health_timeout_s", "after", "engine_cache_dir", "batch_limit_file",
+)  # fmt: skip
 
 
-class SessionError(RuntimeError):
+class SessionError(SessionSetupError):
     """The session could not run (no GPU, bad setup): user-facing, nothing was written."""
 
 
@@ -71,85 +65,115 @@ class SessionFailed(RunFailed):
     """The session ran and failed; `run_dir` holds what was recorded (status "failed")."""
 
 
-class Session:
-    """Holds the live resources so that every exit path tears them down."""
+class Session(MeasuredSession):
+    """An LLM serving session: the engine is an OpenAI-compatible server (self.process)."""
 
-    def __init__(self, cfg: LLMJobConfig, out_dir: Path, model_cache: Path | None = None) -> None:
-        self.cfg = cfg
-        self.out_dir = Path(out_dir)
+    setup_error = SessionError
+    failed_error = SessionFailed
+    no_energy_option = "--no-energy"
+    keeps_interrupted_runs = True
+
+    def __init__(
+        self,
+        cfg: LLMJobConfig,
+        out_dir: Path,
+        model_cache: Path | None = None,
+        shared: SharedEngine | None = None,
+    ) -> None:
+        super().__init__(cfg, out_dir)
+        self.shared = shared  # a running server measured by several sessions (measure/reuse.py)
+        self.cfg: LLMJobConfig = cfg
         self.model_cache = model_cache
-        self.timer = PhaseTimer()
-        self.server: base.ServerProcess | None = None
-        self.sampler: Any = None
-        self.check: Any = None
+        self.display = True
         self.scraper: MetricsScraper | None = None
-        self.power_rows: list[dict] = []
-        self.notes: list[str] = []
-        self.foreign: list[dict] = []
-        self.gpu_indices: list[int] = []
-        self.gpus: Any = None  # gpualloc.AllocatedGpus while the GPUs are held
         self.model_config: dict | None = None
-        self.failure = Failure(self.notes)
+        self.specs: list[requestset.RequestSpec] = []
+        self.rs_info: dict | None = None
+        self.load_result: Any = None
+        self.status, self.reason = "ok", None
+        self.convergence: Any = None  # arrival=saturate: its stopping rule (measure.convergence)
+        self.cache: Any = None  # engine_cache.EngineCache when measurement.engine_cache_dir is set
 
-    # --- energy -------------------------------------------------------------------------------
-    def start_power(self) -> list[dict]:
+    def run(self, display: bool = True) -> Path:
+        self.display = display
+        return super().run()
+
+    # --- the steps of the lifecycle -----------------------------------------------------------
+    def prepare(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> None:
         cfg = self.cfg
-        if cfg.no_energy:
-            self.notes.append("no energy measured (--no-energy): no power.parquet, energy_source null")
-            return []
-        from jouleflow.measure import power
+        with self.timer.phase("prepare"):
+            prov.update(base_provenance(cfg.engine))
+            resolve_model(cfg, self.model_cache)
+            self.model_config = validate_engine(cfg)
+            self.cache = engine_cache(cfg, prov["engine_version"])
+            prov["engine_cache"] = self.cache.provenance() if self.cache else None
+            self.specs, self.rs_info = prepare_requests(cfg, writer)
+            fallback = ((self.rs_info or {}).get("synthetic") or {}).get("histogram_fallback")
+            if fallback:
+                self.notes.append(f"output lengths: {fallback}")
 
-        self.gpu_indices = session_gpu_indices(self.gpus, cfg.effective_num_gpus)
+    def allocate(self) -> AbstractContextManager[AllocatedGpus | None]:
+        if self.shared is not None:  # the sweep holds the GPUs its server runs on
+            return contextlib.nullcontext(self.shared.gpus)
+        return super().allocate() if needs_gpu(self.cfg) else contextlib.nullcontext()
+
+    def no_sensor_hint(self) -> str:
+        return "" if needs_gpu(self.cfg) else " (a CPU engine can run without energy: --no-energy)"
+
+    def measure(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> None:
+        cfg = self.cfg
         try:
-            self.sampler, self.check, inventory = open_power(self.gpu_indices, cfg.power_period_s, self.notes)
-        except power.NoGPUError as exc:
-            hint = "" if needs_gpu(cfg) else " (a CPU engine can run without energy: --no-energy)"
-            raise SessionError(f"no GPU energy sensor for GPUs {self.gpu_indices}: {exc}{hint}") from exc
-        return inventory
+            with self.timer.phase("server_start"):
+                if self.shared is None:
+                    port = cfg.port or base.free_port(cfg.host)
+                    if cfg.port:
+                        base.check_port_free(cfg.host, cfg.port)
+                    self.spec = engine_spec(cfg, port, self.gpus, self.cache)
+                    self.process = base.ServerProcess(self.spec, writer.path("server.log"))
+                    self.process.start()
+                    prov["health_wait_s"] = self.process.wait_healthy(cfg.health_timeout_s)
+                else:
+                    self.spec, self.process = self.shared.spec, self.shared.server
+                    prov["shared_engine"] = self.shared.provenance()
+                    if not self.process.is_alive():
+                        raise base.ServerStartError("failed", f"the shared {cfg.engine} server is gone")
+            self.check_foreign()
+            self.load_result = self._load(self.spec, self.specs, self.display)
+            self.check_after_load(self.load_result)
+            self.check_foreign()
+        except base.ServerStartError as exc:
+            if exc.status == "infeasible":
+                self.status, self.reason = exc.status, exc.reason
+                log.warning("server start infeasible: %s", exc.reason)
+            else:
+                self.failure.add(exc.reason)
+            if exc.log_tail:
+                self.failure.detail(f"server.log tail:\n{exc.log_tail}")
 
-    def check_foreign(self) -> None:
-        if self.sampler is None:
-            return
-        own = {os.getpid()} | (self.server.group_pids() if self.server else set())
-        collect_foreign(self.foreign, self.gpu_indices, own)
+    def stop_steps(self) -> list[Callable[[], Any] | None]:
+        if self.shared is not None:  # the sweep stops its server after the last point
+            return [self.scraper and self.scraper.stop]
+        return [self.scraper and self.scraper.stop, *super().stop_steps()]
 
-    # --- teardown -----------------------------------------------------------------------------
     def teardown(self) -> dict | None:
         """Stop scraper, server, sampler (in that order); idempotent. Returns the Zeus check result.
 
         A second Ctrl-C / SIGTERM (SLURM repeats it) waits until the teardown is done.
         """
         with base.signals_deferred():
-            return self._teardown()
-
-    def _teardown(self) -> dict | None:
-        # Each step runs even if an earlier one raised; what raised is the run's failure.
-        for step in (self.scraper and self.scraper.stop, self.server and self.server.stop):
-            try:
-                if step:
-                    step()
-            except Exception as exc:
-                self.failure.add(f"teardown: {type(exc).__name__}: {exc}", traceback.format_exc())
-        check_result = None
-        if self.sampler is not None:
-            sampler, self.sampler = self.sampler, None
-            self.power_rows, check_result, failure = stop_power(sampler, self.check)
-            self.check = None
-            if failure:
-                self.failure.add(failure)
-        return check_result
+            return super().teardown()
 
     # --- failures -----------------------------------------------------------------------------
     def live_failure(self) -> str | None:
         """Why the load must stop now: the engine exited or the power sampler broke down."""
-        server, sampler = self.server, self.sampler
+        server, sampler = self.process, self.sampler
         if server is not None and not server.is_alive():
             return f"{self.cfg.engine} server exited with code {server.exit_code()} during the load"
         failure = sampler.failure() if sampler is not None else None
         return f"power sampler failed: {failure}" if failure else None
 
     def check_after_load(self, load_result: Any) -> None:
-        server = self.server
+        server = self.process
         assert server is not None
         if not all(r.ok for r in load_result.results):
             server.wait_exit(1.0)  # failed requests may mean the engine is dying: let its exit show
@@ -162,91 +186,7 @@ class Session:
                 reason, f"server.log tail:\n{base.tail(server.log_path)}" if engine_gone else None
             )
 
-    # --- the session --------------------------------------------------------------------------
-    def run(self, display: bool = True) -> Path:
-        cfg = self.cfg
-        writer = traces.RunDirWriter(self.out_dir)
-        handler = self.failure.handler = attach_session_log(writer)
-        prov: dict[str, Any] = {"start_time": time.time()}
-        status, reason, load_result, check_result, spec, inventory = "ok", None, None, None, None, []
-        rs_info: dict | None = None
-        try:
-            with base.sigterm_raises():
-                with self.timer.phase("prepare"):
-                    prov.update(base_provenance(cfg.engine))
-                    resolve_model(cfg, self.model_cache)
-                    self.model_config = validate_engine(cfg)
-                    specs, rs_info = prepare_requests(cfg, writer)
-                    fallback = ((rs_info or {}).get("synthetic") or {}).get("histogram_fallback")
-                    if fallback:
-                        self.notes.append(f"output lengths: {fallback}")
-                with gpu_allocation(cfg) if needs_gpu(cfg) else contextlib.nullcontext() as alloc:
-                    self.gpus = alloc
-                    record_allocation(prov, alloc)
-                    with self.timer.phase("power_start"):
-                        inventory = self.start_power()
-                    try:
-                        with self.timer.phase("server_start"):
-                            port = cfg.port or base.free_port(cfg.host)
-                            if cfg.port:
-                                base.check_port_free(cfg.host, cfg.port)
-                            spec = engine_spec(cfg, port, self.gpus)
-                            self.server = base.ServerProcess(spec, writer.path("server.log"))
-                            self.server.start()
-                            prov["health_wait_s"] = self.server.wait_healthy(cfg.health_timeout_s)
-                        self.check_foreign()
-                        load_result = self._load(spec, specs, display)
-                        self.check_after_load(load_result)
-                        self.check_foreign()
-                    except base.ServerStartError as exc:
-                        if exc.status == "infeasible":
-                            status, reason = exc.status, exc.reason
-                            log.warning("server start infeasible: %s", exc.reason)
-                        else:
-                            self.failure.add(exc.reason)
-                        if exc.log_tail:
-                            self.failure.detail(f"server.log tail:\n{exc.log_tail}")
-                    finally:
-                        with self.timer.phase("teardown"):
-                            check_result = self.teardown()
-        except KeyboardInterrupt as exc:
-            if self.server is None:  # nothing launched: nothing measured worth keeping
-                self.abort(writer, handler)
-                log.error("session interrupted: %s; torn down, nothing written", exc)
-                raise
-            # The engine ran (a cancelled job, a time limit): keep what was gathered as a failed run,
-            # so that the pipeline records why the point ended, then stop as interrupted.
-            self.teardown()
-            self.failure.add(f"interrupted: {exc}")
-            prov.update(end_time=time.time(), phases=self.timer.phases, gpus=inventory)
-            try:
-                self._commit(writer, status, reason, prov, spec, load_result, check_result, rs_info)
-            except SessionFailed as failed:
-                exc.kept = failed.run_dir  # type: ignore[attr-defined]  # for the CLI's message
-                log.error("session interrupted: %s; torn down, failed run kept in %s", exc, failed.run_dir)
-            finally:
-                detach_session_log(handler)
-            raise
-        except Exception as exc:
-            bad_input = (SessionError, GpuAllocationError, ValueError, FileNotFoundError)
-            if isinstance(exc, bad_input) and not (self.server and self.server.proc):
-                self.abort(writer, handler)  # the errors name the thing; nothing was measured
-                raise
-            self.teardown()
-            self.failure.add(f"{type(exc).__name__}: {exc}", traceback.format_exc())
-        prov["end_time"] = time.time()
-        prov["phases"] = self.timer.phases
-        prov["gpus"] = inventory
-        try:
-            return self._commit(writer, status, reason, prov, spec, load_result, check_result, rs_info)
-        finally:
-            detach_session_log(handler)
-
-    def abort(self, writer: traces.RunDirWriter, handler: Any) -> None:
-        self.teardown()
-        detach_session_log(handler)
-        writer.abort()
-
+    # --- the load -----------------------------------------------------------------------------
     def _load(self, spec: base.ServerSpec, specs: list[requestset.RequestSpec], display: bool):
         cfg = self.cfg
         if spec.metrics_path:
@@ -280,6 +220,12 @@ class Session:
             request_timeout_s=cfg.request_timeout_s,
             chunk_timeout_s=cfg.chunk_timeout_s,
         )
+        if arrival == "saturate":
+            from jouleflow.measure.convergence import saturate_load
+
+            self.convergence = saturate_load(
+                cfg, settings, spec.caps_batch, self.scraper, self.sampler, self.notes
+            )
         requests = [s.to_load_request(cfg.endpoint) for s in specs]
         stats = LoadStats()
 
@@ -294,7 +240,7 @@ class Session:
             running = (lambda: (scraper.latest() or {}).get("running")) if scraper is not None else None
             progress = asyncio.create_task(Progress(stats, watts, running).run()) if display else None
             try:
-                return await run_load(requests, settings, stats, abort_check)
+                return await run_load(requests, settings, stats, abort_check, stop_check=self.convergence)
             finally:
                 if progress is not None:
                     progress.cancel()
@@ -315,8 +261,13 @@ class Session:
             writer.path(name).unlink(missing_ok=True)
             self.failure.add(f"cannot write {name}: {type(exc).__name__}: {exc}", traceback.format_exc())
 
-    def _commit(self, writer, status, reason, prov, spec, load_result, check_result, rs_info) -> Path:
+    def record(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> tuple[str, str | None, RunRecord]:
         cfg = self.cfg
+        status, reason = self.status, self.reason
+        spec, load_result, rs_info = self.spec, self.load_result, self.rs_info
+        prov["phases"] = self.timer.phases
+        if self.shared is not None:  # the shared server's log so far: its start-up and every point
+            writer.path("server.log").write_bytes(self.shared.log_bytes())
         if load_result is not None:
             self._write_trace(writer, "requests.parquet", lambda: load_request_rows(load_result.results))
             self._write_trace(writer, "tokens.parquet", lambda: token_columns(load_result.results))
@@ -346,9 +297,11 @@ class Session:
             hashed["request_set_sha256"] = rs_info["sha256"]
         prov.update(
             {
+                # What the engine says it ran with (vLLM: CUDA-graph capture sizes, async scheduling).
+                "engine_settings": engine_log_provenance(cfg, writer.path("server.log")) if spec else None,
                 "load_format": cfg.load_format,
                 "energy_source": energy_source,
-                "zeus_session_check": check_result,
+                "zeus_session_check": self.check_result,
                 "power_period_s": cfg.power_period_s if energy_source else None,
             }
         )
@@ -373,14 +326,9 @@ class Session:
             if load_result is not None
             else None,
         )
-        if status == "failed":
-            writer.final_dir = failed_run_dir(self.out_dir)
-            path = writer.commit(doc)
-            log.info("failed run kept in %s", path)
-            raise SessionFailed(reason or "failed", path)
-        path = writer.commit(doc)
-        log.info("run %s: %s%s", status, path, f" ({reason})" if reason else "")
-        return path
+        if load_result is not None and self.convergence is not None:
+            doc = self.convergence.add_to_run(doc, load_result)
+        return status, reason, doc
 
 
 def run_llm_session(

@@ -6,17 +6,16 @@ engine starts, so every error raised here ends the session with nothing written.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from jouleflow import traces
 from jouleflow.measure import requestset, synthetic
 from jouleflow.measure.dummy_model import ensure_dummy_model
+from jouleflow.measure.engine_cache import EngineCache
 from jouleflow.measure.engines import base
-from jouleflow.measure.gpualloc import AllocatedGpus, session_gpus
+from jouleflow.measure.gpualloc import AllocatedGpus
 from jouleflow.measure.jobconfig import LLMJobConfig
 
 log = logging.getLogger(__name__)
@@ -28,13 +27,6 @@ def default_model_cache() -> Path:
 
 def needs_gpu(cfg: LLMJobConfig) -> bool:
     return cfg.engine == "vllm" or cfg.device != "cpu"
-
-
-@contextlib.contextmanager
-def gpu_allocation(cfg: LLMJobConfig) -> Iterator[AllocatedGpus | None]:
-    """Disjoint GPUs per local job (file locks), or exactly the GPUs SLURM gave the job."""
-    with session_gpus(cfg.effective_num_gpus, cfg.gpu, energy=not cfg.no_energy) as gpus:
-        yield gpus
 
 
 def resolve_model(cfg: LLMJobConfig, cache_dir: Path | None) -> None:
@@ -96,16 +88,44 @@ def prepare_requests(
     return specs[: cfg.num_requests], info
 
 
-def engine_spec(cfg: LLMJobConfig, port: int, gpus: AllocatedGpus | None = None) -> base.ServerSpec:
-    """The server to launch; with `gpus`, the server sees exactly the allocated GPUs."""
+def engine_cache(cfg: LLMJobConfig, engine_version: str | None) -> EngineCache | None:
+    """The persistent compile caches of engine_cache_dir, created and checked before the engine
+    starts (an unwritable directory is bad input); None without engine_cache_dir."""
+    if cfg.engine_cache_dir is None:
+        return None
+    from jouleflow.measure import engine_cache as ec
+
+    cache = ec.prepare(cfg.engine_cache_dir, cfg.engine, engine_version)
+    log.info("engine caches: %s (%s)", cache.path, "warm" if cache.warm else "cold")
+    return cache
+
+
+def engine_log_provenance(cfg: LLMJobConfig, server_log: Path) -> dict | None:
+    """The engine's effective settings as its log states them (vLLM only; see engines/vllm_log)."""
+    if cfg.engine != "vllm":
+        return None
+    from jouleflow.measure.engines.vllm_log import read_effective_settings
+
+    return read_effective_settings(server_log)
+
+
+def engine_spec(
+    cfg: LLMJobConfig, port: int, gpus: AllocatedGpus | None = None, cache: EngineCache | None = None
+) -> base.ServerSpec:
+    """The server to launch; with `gpus`, the server sees exactly the allocated GPUs; with `cache`,
+    its compile caches are there."""
+    from jouleflow.measure.engine_cache import cache_env
+
+    env = cache_env(cfg.engine, cache.path) if cache is not None else {}
     if cfg.engine == "vllm":
         from jouleflow.measure.engines import vllm
 
-        spec = vllm.server_spec(cfg, port)
+        spec = vllm.server_spec(cfg, port, env)
     else:
         from jouleflow.measure.engines import transformers_serve
 
         spec = transformers_serve.server_spec(cfg, port)
+        spec.env = {**spec.env, **env}
     if gpus is not None:
         spec.env = {**spec.env, "CUDA_VISIBLE_DEVICES": gpus.cuda_visible_devices}
     if cfg.container is not None:
@@ -118,7 +138,8 @@ def engine_spec(cfg: LLMJobConfig, port: int, gpus: AllocatedGpus | None = None)
             env=spec.env,
             model_dir=cfg.model_path,
             hf_cache=container.default_hf_cache(),
-            binds=cfg.container.binds,
+            # The caches and the batch limit file's folder at the same paths inside.
+            binds=[*cfg.container.binds, *_engine_binds(cfg, cache)],
             extra_args=cfg.container.args,
             gpu_ids=(
                 [str(d) for d in gpus.device_ids]
@@ -130,6 +151,13 @@ def engine_spec(cfg: LLMJobConfig, port: int, gpus: AllocatedGpus | None = None)
         spec.argv, spec.stop_argv = wrapped.argv, wrapped.stop_argv
         spec.env = {**spec.env, **wrapped.env}
     return spec
+
+
+def _engine_binds(cfg: LLMJobConfig, cache: EngineCache | None) -> list[str]:
+    paths = [cache.path] if cache is not None else []
+    if cfg.batch_limit_file is not None:
+        paths.append(Path(cfg.batch_limit_file).expanduser().resolve().parent)
+    return [f"{p}:{p}" for p in paths]
 
 
 def validate_engine(cfg: LLMJobConfig) -> dict | None:

@@ -198,8 +198,3 @@ def log_failure(log_path: Path | None, run_dir: Path, status: str, reason: str, 
     }
     with open(log_path, "a") as f:
         f.write(json.dumps(entry, sort_keys=True) + "\n")
-
-
-def run_status(run_dir: Path) -> tuple[str | None, str | None]:
-    run = read_run(run_dir)
-    return run.status, run.reason

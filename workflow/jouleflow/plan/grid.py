@@ -108,6 +108,15 @@ class Grid:
     def latency_targets(self, task: str) -> list[str]:
         return [str(t) for t in self.config["analysis"]["latency_targets"].get(task, [])]
 
+    def analysis_targets(self) -> dict[str, dict[str, Any]]:
+        """Latency metric and targets of each task that has targets (others get the built-in ones):
+        the frontier's --targets file (results/analysis/targets.json)."""
+        return {
+            task: {"metric": self.latency_metric(task), "targets": self.latency_targets(task)}
+            for task in sorted({p.task for p in self.points})
+            if self.latency_targets(task)
+        }
+
     def resources(self, point: GridPoint, attempt: int = 1) -> dict[str, Any]:
         """The measurement job's scheduler resources (jobspec.resources) at this attempt."""
         return jobspec.resources(self.config, point, attempt)

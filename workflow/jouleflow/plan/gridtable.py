@@ -2,16 +2,20 @@
 
 jobs.tsv is also the summary step's run list: it names each run directory, its energy summary and
 the registry facts a run directory does not carry (architecture, parameter counts, GPU TDP).
+The planned config (results/specs/config.json: files merged, defaults filled, `local` resolved) is
+what the grid_table and analysis_targets rules read back: their jobs may run where the config
+cannot be validated again (the analysis conda env has no Snakemake).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from jouleflow import traces
-from jouleflow.plan.grid import Grid, GridPoint
+from jouleflow.plan.grid import Grid, GridPoint, build_grid
 from jouleflow.records import JobSpec
 
 POINT_COLUMNS = (
@@ -54,6 +58,44 @@ def sync_job_specs(grid: Grid) -> int:
         traces.write_text(text, path)
         written += 1
     return written
+
+
+def planned_config_path(results_dir: str) -> str:
+    return f"{results_dir}/specs/config.json"
+
+
+def sync_planned_config(grid: Grid) -> bool:
+    """Write the config the grid was built from where its content changed; True when written.
+
+    Called at parse time next to sync_job_specs: the rules that read it take it as an ancient()
+    input, so rewriting it reruns nothing (their params say when their outputs change)."""
+    path = Path(planned_config_path(grid.config["results_dir"]))
+    text = json.dumps(grid.config, indent=2, sort_keys=True) + "\n"
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    traces.write_text(text, path)
+    return True
+
+
+def read_planned_grid(path: str | Path) -> Grid:
+    """The grid of a planned config (sync_planned_config): the same grid the workflow built."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: planned config not found") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    return build_grid(config)
+
+
+def write_grid_tables(grid: Grid, jobs_path: str | Path, skipped_path: str | Path) -> None:
+    """jobs.tsv and skipped.tsv of the grid."""
+    write_tsv(job_rows(grid), JOB_COLUMNS, jobs_path)
+    write_tsv(skipped_rows(grid), SKIPPED_COLUMNS, skipped_path)
 
 
 def _point_fields(point: GridPoint) -> dict[str, Any]:

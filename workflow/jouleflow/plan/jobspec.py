@@ -1,8 +1,8 @@
 """A grid point's job spec (what `jouleflow measure llm --config` reads), the spec values that
 define a measurement, and the scheduler resources of its job. Stdlib + records (parsed per Snakemake run).
 
-The spec file's record and the keys that define a measurement (IDENTITY_KEYS, MEASURED_KEYS) are
-records.JobSpec's.
+The spec file's record and the keys that define a measurement (IDENTITY_KEYS, MEASURED_KEYS,
+OPTIONAL_MEASURED_KEYS) are records.JobSpec's.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
     server_args = [*meas["server_args"], *model["server_args"]]
     sampling = dict(task["sampling"])
     extra_body = sampling.pop("extra_body", {})
-    return {
+    spec = {
         "task": point.task,
         "model": point.model,
         "model_path": _fill(model.get("path"), fields),
@@ -86,7 +86,23 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         "request_timeout_s": meas["request_timeout_s"],
         "health_timeout_s": meas["health_timeout_s"],
         "power_period_s": meas["power_period_s"],
+        **_engine_settings(meas, engine=model.get("engine") or "vllm"),
     }
+    load = dict(meas.get("load") or {})
+    if load.pop("arrival", "burst") == "saturate":
+        # Only then: specs (and the run rules' params) of burst campaigns stay as they were.
+        spec.update(arrival="saturate", saturate=load)
+    return spec
+
+
+def _engine_settings(meas: Mapping[str, Any], engine: str) -> dict[str, Any]:
+    """engine_cache_dir (any engine) and cudagraph_max_capture (vLLM), only where set."""
+    out = {}
+    if meas.get("engine_cache_dir") is not None:
+        out["engine_cache_dir"] = meas["engine_cache_dir"]
+    if meas.get("cudagraph_max_capture") is not None and engine == "vllm":
+        out["cudagraph_max_capture"] = meas["cudagraph_max_capture"]
+    return out
 
 
 def num_requests(task: Mapping[str, Any], batch_size: int) -> int:

@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow import __version__
-from jouleflow.records import IDENTITY_KEYS, MEASURED_KEYS, JobSpec, RunRecord, read_run
+from jouleflow.records import (
+    IDENTITY_KEYS,
+    MEASURED_KEYS,
+    OPTIONAL_MEASURED_KEYS,
+    JobSpec,
+    RunRecord,
+    read_run,
+)
 from jouleflow.traces import RUN_JSON, RunDirWriter, TraceError, is_complete_run, read_json, write_json
 
 # Written into a copied reference run (and only there), so a copy is never mistaken for a measurement.
@@ -64,7 +71,9 @@ def _same(wanted: Any, recorded: Any) -> bool:
 
 
 def differing_keys(spec: Mapping[str, Any], recorded: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:
-    """Keys whose values differ; a key the run did not record is not counted (older schema)."""
+    """Keys whose values differ; a key the run did not record is not counted (older schema). An
+    optional key the spec leaves out (OPTIONAL_MEASURED_KEYS) is null there."""
+    spec = {**dict.fromkeys(OPTIONAL_MEASURED_KEYS), **spec}
     return [
         k for k in keys if k in recorded and k in spec and not _same(_normal(spec[k]), _normal(recorded[k]))
     ]
@@ -99,7 +108,7 @@ def decide(
     if source == "reference" and reference_run is None:
         raise ValueError("source 'reference' needs the bundled run directory")
     if is_complete_run(run_dir):
-        if source == "measure" and _status(run_dir) == "failed":
+        if source == "measure" and _failed(run_dir):
             # A failed attempt is no result: the job is scheduled again (--forcerun measure, a changed
             # setting), so measure again, keeping the failed attempt beside it.
             return Decision("retry", str(run_dir))
@@ -115,11 +124,18 @@ def decide(
     return Decision("measure")
 
 
-def _status(run_dir: Path) -> str | None:
+def run_status(run_dir: Path) -> tuple[str | None, str | None]:
+    """A finished run's (status, reason); raises TraceError when its run.json cannot be read."""
+    run = read_run(run_dir)
+    return run.status, run.reason
+
+
+def _failed(run_dir: Path) -> bool:
+    # An unreadable run.json is not a failed attempt: the guard's other checks report it.
     try:
-        return read_run(run_dir).status
+        return run_status(run_dir)[0] == "failed"
     except TraceError:
-        return None
+        return False
 
 
 def stale_reason(
@@ -131,7 +147,7 @@ def stale_reason(
     """Why the finished run at run_dir no longer matches its spec (None: it matches, or nothing is
     there, or it is a failed attempt that will simply be measured again)."""
     run_dir = Path(run_dir)
-    if not is_complete_run(run_dir) or (source == "measure" and _status(run_dir) == "failed"):
+    if not is_complete_run(run_dir) or (source == "measure" and _failed(run_dir)):
         return None
     try:
         _check_existing(as_spec(spec) if spec is not None else None, run_dir, source, reference_run)
@@ -166,7 +182,7 @@ def latest_failed_attempt(run_dir: str | Path) -> str:
     leaves the value, and so the job, as they were."""
     run_dir = Path(run_dir)
     stamps = [p.name.split(".failed-", 1)[1] for p in run_dir.parent.glob(f"{run_dir.name}.failed-*")]
-    if is_complete_run(run_dir) and _status(run_dir) == "failed":
+    if is_complete_run(run_dir) and _failed(run_dir):
         stamps.append(_failed_stamp(run_dir))
     return max(stamps, default="")
 
@@ -198,7 +214,7 @@ def _check_existing(
     keys = IDENTITY_KEYS if source == "reference" else MEASURED_KEYS
     diffs = differing_keys(wanted, recorded, keys)
     if diffs:
-        shown = "; ".join(f"{k}: run has {recorded[k]!r}, config asks {wanted[k]!r}" for k in diffs)
+        shown = "; ".join(f"{k}: run has {recorded[k]!r}, config asks {wanted.get(k)!r}" for k in diffs)
         raise StaleRunError(f"{run_dir}: finished run differs from the config ({shown}); {fix}")
     if origin is not None and reference_run is not None:
         bundled = Path(reference_run) / RUN_JSON

@@ -1,7 +1,7 @@
 """Cross-configuration analyses over a summary table (traces.SUMMARY), as in the ML.ENERGY v3 study.
 
 One module per analysis, each with a `compare_*` function returning a result that renders a JSON
-summary, CSV rows, a Markdown table and a figure:
+summary, CSV rows and a Markdown table (its figure is drawn by jouleflow.plots.compare_figures):
 
 - gpus: GPU generations at matched latency deadlines
 - precision: FP8 vs BF16 by batch-size bucket
@@ -10,6 +10,6 @@ summary, CSV rows, a Markdown table and a figure:
 - moe: MoE vs dense models of similar total size
 - tdp: TDP-based estimate vs measured energy
 
-Only polars, matplotlib (lazily) and the standard library are used: analysis never imports
-measurement code.
+Only polars and the standard library are used: analysis never imports measurement or plotting
+code.
 """

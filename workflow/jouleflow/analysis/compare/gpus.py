@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -190,18 +189,6 @@ class GpuComparisonResult:
                 "but no comparison (see `unmatched` in --json).\n"
             )
         return "\n".join(lines)
-
-    def figure(self, path: str | Path) -> tuple[Path, Path]:
-        groups = [
-            (format_duration(d), [c.change for c in self.comparisons if c.deadline_s == d])
-            for d in self.deadlines_s
-        ]
-        fig, ax = output.new_figure(7.0, 1.2 + 0.8 * len(groups))
-        output.dot_plot(ax, groups, f"energy change {self.gpu_b} vs {self.gpu_a} (%)")
-        ax.set_ylabel(f"{self.latency_column} deadline")
-        s = self.stats
-        ax.set_title(f"{self.gpu_b} vs {self.gpu_a}: {self.gpu_b} lower in {s.wins}/{s.total}")
-        return output.save_figure(fig, path)
 
 
 def _config_label(row: dict[str, Any], side: str) -> str:

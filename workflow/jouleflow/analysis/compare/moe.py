@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -151,32 +150,6 @@ class MoeResult:
                 ),
             ]
         )
-
-    def figure(self, path: str | Path) -> tuple[Path, Path]:
-        rows = self.rows()
-        fig, ax = output.new_figure(7.0, 1.5 + 0.45 * len(rows))
-        labels = [
-            f"{r['moe_model'].split('/')[-1]} vs {r['dense_model'].split('/')[-1]}\n{r['task']}, {r['gpu']}"
-            for r in rows
-        ]
-        y = list(range(len(rows)))[::-1]
-        ax.barh([v + 0.2 for v in y], [r["dense_energy"] for r in rows], 0.4, label="dense", color="tab:gray")
-        ax.barh([v - 0.2 for v in y], [r["moe_energy"] for r in rows], 0.4, label="MoE", color="tab:orange")
-        for v, r in zip(y, rows, strict=True):
-            ax.text(
-                max(r["dense_energy"], r["moe_energy"]),
-                v,
-                f" {r['dense_over_moe']:.2f}x",
-                va="center",
-                fontsize=8,
-            )
-        ax.set_yticks(y)
-        ax.set_yticklabels(labels, fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{self.energy_column} (log)")
-        ax.set_title("MoE vs dense of similar total size")
-        ax.legend(loc="lower right")
-        return output.save_figure(fig, path)
 
 
 def compare_moe(

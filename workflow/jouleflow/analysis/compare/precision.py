@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -184,13 +183,6 @@ class PrecisionResult:
             )
         )
         return "\n".join(lines)
-
-    def figure(self, path: str | Path) -> tuple[Path, Path]:
-        groups = [(f"batch {b.label}", [p.change for p in self.bucket_pairs(b)]) for b in self.buckets]
-        fig, ax = output.new_figure(7.0, 1.2 + 0.8 * len(groups))
-        output.dot_plot(ax, groups, f"{self.metric_column}: FP8 vs BF16 (%)")
-        ax.set_title(f"FP8 vs BF16 ({self.metric_column}); dots left of 0: FP8 lower")
-        return output.save_figure(fig, path)
 
 
 def pair_fp8_bf16(

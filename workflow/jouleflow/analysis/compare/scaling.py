@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -103,12 +102,15 @@ class ScalingResult:
         gpus = sorted({c.gpu for c in self.cases})
         return [_tally(g, [c for c in self.cases if c.gpu == g]) for g in gpus]
 
+    def overall(self) -> dict[str, Any]:
+        return _tally("all", self.cases)
+
     def summary(self) -> dict[str, Any]:
         return {
             "energy_metric": self.energy_column,
             "latency_metric": self.latency_column,
             "by_gpu": self.by_gpu(),
-            "all": _tally("all", self.cases),
+            "all": self.overall(),
             "cases": self.rows(),
         }
 
@@ -156,26 +158,6 @@ class ScalingResult:
             ),
         ]
         return "\n".join(lines)
-
-    def figure(self, path: str | Path) -> tuple[Path, Path]:
-        tallies = [*self.by_gpu(), _tally("all", self.cases)]
-        fig, ax = output.new_figure(6.0, 3.6)
-        x = range(len(tallies))
-        width = 0.38
-        rises = [100 * t["energy_rises_share"] for t in tallies]
-        falls = [100 * t["latency_falls_share"] for t in tallies]
-        ax.bar([i - width / 2 for i in x], rises, width, label="energy rises", color="tab:red")
-        ax.bar([i + width / 2 for i in x], falls, width, label="latency falls", color="tab:blue")
-        for i, t in enumerate(tallies):
-            ax.text(i, 102, f"n={t['cases']}", ha="center", fontsize=9)
-        ax.set_xticks(list(x))
-        ax.set_xticklabels([t["gpu"] for t in tallies])
-        ax.set_ylim(0, 112)
-        ax.set_ylabel("share of cases (%)")
-        ax.set_title("More GPUs at the same batch size")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
-        ax.grid(True, axis="y", alpha=0.3)
-        return output.save_figure(fig, path)
 
 
 def compare_scaling(

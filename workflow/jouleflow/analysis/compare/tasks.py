@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -132,26 +131,6 @@ class TasksResult:
                 )
             )
         return "\n".join(lines)
-
-    def figure(self, path: str | Path) -> tuple[Path, Path]:
-        fig, axes = output.new_figure_row(1.0 + 4.0 * len(self.groups), 4.0, len(self.groups))
-        for ax, g in zip(axes, self.groups, strict=True):
-            tasks = [r["task"] for r in g.rows]
-            x = list(range(len(tasks)))
-            ax.bar(x, [r["jpr"] for r in g.rows], 0.6, color="tab:blue")
-            for i, r in enumerate(g.rows):
-                jpr = f"{r['jpr']:,.0f}" if r["jpr"] >= 100 else f"{r['jpr']:.3g}"
-                label = f"{jpr} J\n{r['jpt_max']:.3g} J/tok @ b{r['max_batch']}"
-                ax.text(i, r["jpr"], label, ha="center", va="bottom", fontsize=8)
-            ax.set_yscale("log")
-            ax.set_xticks(x)
-            ax.set_xticklabels(tasks, rotation=20, ha="right")
-            ax.set_ylabel("energy per response (J, log)")
-            ax.set_title(f"{g.num_gpus}x {g.gpu}")
-            ax.margins(y=0.25)
-            ax.grid(True, axis="y", alpha=0.3)
-        fig.suptitle(self.model)
-        return output.save_figure(fig, path)
 
 
 def _task_rows(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -188,25 +187,6 @@ class TdpResult:
                 f"({every['min_ratio']:.2f}x to {every['max_ratio']:.2f}x, n={every['total']}).\n",
             ]
         )
-
-    def figure(self, path: str | Path) -> tuple[Path, Path]:
-        groups = self.by_task()
-        fig, ax = output.new_figure(1.5 + 0.9 * len(groups), 4.2)
-        x = list(range(len(groups)))
-        ax.bar(x, [g["median_estimate_j"] for g in groups], 0.75, color="0.82", label="TDP estimate")
-        ax.bar(x, [g["median_measured_j"] for g in groups], 0.45, color="tab:blue", label="measured")
-        for i, g in enumerate(groups):
-            ax.text(
-                i, g["median_estimate_j"], f"{g['median_ratio']:.1f}x", ha="center", va="bottom", fontsize=8
-            )
-        ax.set_yscale("log")
-        ax.set_xticks(x)
-        ax.set_xticklabels([f"{g['task']}\n{g['gpu']}" for g in groups], rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("energy per response (J, log; median over models)")
-        ax.set_title("TDP-based estimate vs measured")
-        ax.legend(loc="upper left")
-        ax.margins(y=0.15)
-        return output.save_figure(fig, path)
 
 
 def compare_tdp(

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jouleflow.measure.engines import batch_limit
 from jouleflow.measure.engines.base import ServerSpec
-from jouleflow.measure.jobconfig import LLMJobConfig
+from jouleflow.measure.jobconfig import ConfigError, LLMJobConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def build_command(cfg: LLMJobConfig, port: int, model_ref: str | None = None) ->
     launcher = list(cfg.launcher) if cfg.launcher else default_launcher()
     argv = [*launcher, model_ref or model_source(cfg)]
     argv += ["--host", cfg.host, "--port", str(port), "--served-model-name", cfg.model]
-    argv += ["--max-num-seqs", str(cfg.batch_size)]
+    argv += ["--max-num-seqs", str(cfg.server_max_num_seqs or cfg.batch_size)]
     argv += ["--tensor-parallel-size", str(cfg.tensor_parallel)]
     if cfg.pipeline_parallel > 1:
         argv += ["--pipeline-parallel-size", str(cfg.pipeline_parallel)]
@@ -59,21 +60,91 @@ def build_command(cfg: LLMJobConfig, port: int, model_ref: str | None = None) ->
         argv += ["--max-num-batched-tokens", str(cfg.max_num_batched_tokens)]
     if cfg.async_scheduling is not None:
         argv.append("--async-scheduling" if cfg.async_scheduling else "--no-async-scheduling")
+    if cfg.batch_limit_file is not None:
+        # The scheduler subclass must match async scheduling (batch_limit.scheduler_cls); when the
+        # config leaves it to vLLM, ask for it explicitly so that vLLM refuses a setup without it
+        # instead of running an async scheduler on a synchronous engine.
+        async_scheduling = _async_scheduling(cfg)
+        if async_scheduling is None:
+            argv.append("--async-scheduling")
+        argv += ["--scheduler-cls", batch_limit.scheduler_cls(async_scheduling is not False)]
     if cfg.gpu_memory_utilization is not None:
         argv += ["--gpu-memory-utilization", str(cfg.gpu_memory_utilization)]
-    argv += list(cfg.server_args)
+    argv += compilation_server_args(cfg.server_args, cfg.cudagraph_max_capture)
     return argv
 
 
-def server_spec(cfg: LLMJobConfig, port: int) -> ServerSpec:
-    """The vLLM server spec (the caller may wrap argv in a container afterwards)."""
+def _async_scheduling(cfg: LLMJobConfig) -> bool | None:
+    """Async scheduling as the server args (the last flag wins, as in argparse) or the config set it."""
+    flags = [a for a in cfg.server_args if a in ("--async-scheduling", "--no-async-scheduling")]
+    if flags:
+        return flags[-1] == "--async-scheduling"
+    return cfg.async_scheduling
+
+
+# --- compilation config --------------------------------------------------------------------------
+
+COMPILATION_FLAGS = ("--compilation-config", "-cc")
+CAPTURE_KEYS = ("max_cudagraph_capture_size", "cudagraph_capture_sizes")
+
+
+def compilation_server_args(server_args: list[str], max_capture: int | None) -> list[str]:
+    """`server_args` with max_cudagraph_capture_size = `max_capture` in vLLM's compilation config:
+    merged into a `--compilation-config JSON` the args already have, else appended. Raises
+    ConfigError when the args set the capture sizes themselves or cannot be merged."""
+    args = list(server_args)
+    if max_capture is None:
+        return args
+    key = "cudagraph_max_capture"
+    for i, arg in enumerate(args):
+        flag, eq, inline = arg.partition("=")
+        if flag.startswith(tuple(f"{f}." for f in COMPILATION_FLAGS)):  # -cc.KEY=VALUE form
+            if flag.split(".", 1)[1] in CAPTURE_KEYS:
+                raise ConfigError(f"{key}: server_args set {flag} too; set the capture sizes in one place")
+            continue
+        if flag not in COMPILATION_FLAGS:
+            continue
+        if not eq and i + 1 >= len(args):
+            raise ConfigError(f"{key}: server_args end with {arg} and no value")
+        value = inline if eq else args[i + 1]
+        try:
+            merged = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{key}: cannot merge into server_args {flag} {value!r} (not JSON: {exc})"
+            ) from exc
+        if not isinstance(merged, dict):
+            raise ConfigError(f"{key}: cannot merge into server_args {flag} {value!r} (not a JSON object)")
+        clash = [k for k in CAPTURE_KEYS if k in merged]
+        if clash:
+            raise ConfigError(
+                f"{key}: server_args {flag} sets {', '.join(clash)} too; set the capture sizes in one place"
+            )
+        merged["max_cudagraph_capture_size"] = max_capture
+        text = json.dumps(merged, separators=(",", ":"))
+        if eq:
+            args[i] = f"{flag}={text}"
+        else:
+            args[i + 1] = text
+        return args
+    return [*args, "--compilation-config", json.dumps({"max_cudagraph_capture_size": max_capture})]
+
+
+def server_spec(cfg: LLMJobConfig, port: int, cache_env: dict[str, str] | None = None) -> ServerSpec:
+    """The vLLM server spec (the caller may wrap argv in a container afterwards).
+
+    `cache_env`: engine_cache.cache_env's variables (persistent compile caches), added to the env.
+    """
+    env = {**cfg.env, **(cache_env or {})}
+    if cfg.batch_limit_file is not None:
+        env[batch_limit.ENV_VAR] = str(Path(cfg.batch_limit_file).expanduser().resolve())
     return ServerSpec(
         engine="vllm",
         argv=build_command(cfg, port),
         host=cfg.host,
         port=port,
         served_model=cfg.model,
-        env=dict(cfg.env),
+        env=env,
         health_path="/health",
         metrics_path="/metrics",
     )
@@ -160,6 +231,7 @@ def tokenizer_vocab_size(model_dir: Path) -> int | None:
 
 def validate(cfg: LLMJobConfig) -> dict[str, Any] | None:
     """Check what can be checked before a long launch; returns the model config when found."""
+    compilation_server_args(cfg.server_args, cfg.cudagraph_max_capture)  # a clash is bad input
     ref = model_source(cfg)
     config_path = find_model_config(ref)
     if config_path is None:

@@ -1,0 +1,109 @@
+"""Several batch sizes on one server (`jouleflow measure llm-sweep`, measure/reuse.py).
+
+The test server stands in for vLLM (tests/sse_test_server.py): it honours --max-num-seqs and the
+batch-limit file through the product's own reader, as jouleflow's scheduler does inside vLLM, and
+answers vLLM's dev endpoint /reset_prefix_cache only with VLLM_SERVER_DEV_MODE=1. Power comes from
+the fake GPU (tests/fakegpu) under Zeus's real code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+SERVER = TESTS / "sse_test_server.py"
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join([str(TESTS / "fakegpu"), str(REPO / "workflow"), str(TESTS)])
+    return {**os.environ, "PYTHONPATH": path, "JOULEFLOW_GPU_LOCK_DIR": os.environ.get("TMPDIR", "/tmp")}
+
+
+def _jouleflow(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "jouleflow", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _spec(tmp_path: Path, *extra: str) -> Path:
+    """The job spec as `jouleflow measure llm --print-config` writes it (the real code path)."""
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text(json.dumps({"num_attention_heads": 4, "num_hidden_layers": 2}))
+    r = _jouleflow(
+        "measure", "llm", "--model", "test/model", "--model-path", str(model),
+        "--launcher", f"{sys.executable} {SERVER}", "--batch-size", "4", "--num-requests", "400",
+        "--output-len", "30", "--prompt-len", "fixed:5", "--health-timeout", "60s",
+        "--metrics-period", "50ms", "--arrival", "saturate", "--target-window", "2s",
+        "--target-ci", "0.5", "--max-load", "20s", "--ci-interval", "0.5s", "--headroom", "3",
+        *extra, "--print-config",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    spec = tmp_path / "spec.json"
+    spec.write_text(r.stdout)
+    return spec
+
+
+@pytest.mark.slow
+def test_one_server_measures_each_batch_size_as_its_own_run(tmp_path):
+    root = tmp_path / "runs"
+    r = _jouleflow("measure", "llm-sweep", "--config", str(_spec(tmp_path)), "--batch-sizes", "2,4",
+                   "--out-root", str(root), "--no-progress")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    docs = {b: json.loads((root / str(b) / "run.json").read_text()) for b in (2, 4)}
+    pids = set()
+    for b, doc in docs.items():
+        assert doc["status"] == "ok", doc["reason"]
+        assert doc["config"]["batch_size"] == b and doc["config"]["server_max_num_seqs"] == 4
+        shared = doc["provenance"]["shared_engine"]
+        assert shared["point_index"] == (0 if b == 2 else 1) and shared["points"] == 2
+        assert shared["server_max_num_seqs"] == 4 and shared["startup_share_s"] > 0
+        pids.add(shared["server_pid"])
+        assert doc["provenance"]["energy_source"] == "nvml-via-zeus"
+        # The engine, not the client, held the batch: B streams at once, the headroom waited.
+        server = pl.read_parquet(root / str(b) / "server.parquet")
+        assert server["running"].max() == b and server["waiting"].max() > 0
+        assert doc["convergence"]["stop_reason"] == "converged"
+    assert len(pids) == 1  # one server for both points
+    log = (root / "4" / "server.log").read_text()
+    assert log.count("test server: mode") == 1  # started once
+    assert log.count("prefix cache reset") == 2  # before each point
+    assert "--max-num-seqs 4" in log and "BatchLimitScheduler" in log
+    # The sweep stopped its server.
+    pid = pids.pop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    # Each run is an ordinary run directory for the analysis.
+    out = tmp_path / "summary.json"
+    e = _jouleflow("energy", str(root / "2"), "-o", str(out))
+    assert e.returncode == 0, e.stderr
+    summary = json.loads(out.read_text())
+    assert summary["status"] == "ok" and summary["batch_size"] == 2
+    assert 1.5 <= summary["mean_running"] <= 2.0
+
+
+def test_the_batch_sizes_must_be_distinct_and_the_engine_vllm(tmp_path):
+    spec = _spec(tmp_path)
+    r = _jouleflow("measure", "llm-sweep", "--config", str(spec), "--batch-sizes", "4,4",
+                   "--out-root", str(tmp_path / "a"))  # fmt: skip
+    assert r.returncode == 2 and "distinct positive integers" in r.stderr and "Traceback" not in r.stderr
+    doc = json.loads(spec.read_text())
+    doc["engine"], doc["launcher"] = "transformers", None
+    other = tmp_path / "tf.json"
+    other.write_text(json.dumps(doc))
+    r = _jouleflow("measure", "llm-sweep", "--config", str(other), "--batch-sizes", "2,4",
+                   "--out-root", str(tmp_path / "b"))  # fmt: skip
+    assert r.returncode == 2 and "needs vllm" in r.stderr, r.stderr
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").rglob("run.json"))

@@ -1,0 +1,183 @@
+"""arrival=saturate against the test-only streaming server, and its live stopping rule."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pyarrow.parquet as pq
+import pytest
+from jouleflow import traces
+from jouleflow.measure.convergence import CONVERGED, Convergence
+from jouleflow.measure.jobconfig import ConfigError, SaturateConfig, config_from_dict
+from jouleflow.measure.load import LoadSettings, RequestResult, request_rows, run_load
+from jouleflow.measure.saturate import POOL_EXHAUSTED
+from sse_test_server import ServerState
+from test_load import _chat, _with_server
+
+
+def _saturate(state, requests, in_flight, stop_check=None, poll_s=0.05):
+    async def go(url):
+        s = LoadSettings(base_url=url, model="m", arrival="saturate", in_flight=in_flight)
+        return await run_load(requests, s, stop_check=stop_check, poll_s=poll_s)
+
+    return asyncio.run(_with_server(state, go))
+
+
+def _peak_in_flight(results) -> int:
+    events = sorted(
+        [(r.t_send, 1) for r in results if r.t_send is not None]
+        + [(r.t_end, -1) for r in results if r.t_send is not None],
+        key=lambda e: (e[0], e[1]),
+    )
+    level = peak = 0
+    for _, d in events:
+        level += d
+        peak = max(peak, level)
+    return peak
+
+
+def test_keeps_in_flight_full_refills_and_stops_on_the_check():
+    state = ServerState(token_delay_s=0.004)
+    seen = []
+
+    def stop(results):
+        seen.append(sum(r.t_send is not None and r.t_end is None for r in results))
+        done = sum(r.ok for r in results)
+        return "converged" if done >= 30 else None
+
+    reqs = [_chat(i, max_tokens=10 + i % 7) for i in range(500)]
+    result = _saturate(state, reqs, in_flight=6, stop_check=stop)
+    assert result.stopped == "converged" and result.aborted is None
+    assert state.max_running == 6 and _peak_in_flight(result.results) == 6
+    assert max(seen) == 6 and min(seen) >= 5  # refilled at once: never more than one slot empty at a poll
+    ok = [r for r in result.results if r.ok]
+    stopped = [r for r in result.results if r.stopped and r.t_send is not None]
+    unsent = [r for r in result.results if r.t_send is None]
+    assert len(ok) >= 30 and len(stopped) == 6  # the in-flight ones at the stop
+    assert all(r.error == "stopped: converged" and not r.ok for r in stopped)
+    assert all(r.error == "not sent: converged" and r.stopped and r.t_end is None for r in unsent)
+    assert len(ok) + len(stopped) + len(unsent) == 500
+    assert all(r.t_end <= result.t_stop + 0.5 for r in stopped)  # ended by the stop, not run out
+    sent_order = sorted(r.request_id for r in result.results if r.t_send is not None)
+    assert sent_order == list(range(len(sent_order)))  # the pool is taken in order
+
+
+def test_pool_exhausted_stops_at_the_first_request_that_cannot_be_replaced():
+    state = ServerState(token_delay_s=0.002)
+    reqs = [_chat(i, max_tokens=8 + 4 * (i % 3)) for i in range(20)]
+    result = _saturate(state, reqs, in_flight=4)
+    assert result.stopped == POOL_EXHAUSTED
+    assert all(r.t_send is not None for r in result.results)  # every request was sent
+    stopped = [r for r in result.results if r.stopped]
+    assert 1 <= len(stopped) <= 3 and all(r.error == f"stopped: {POOL_EXHAUSTED}" for r in stopped)
+    assert sum(r.ok for r in result.results) == 20 - len(stopped)
+    last_send = max(r.t_send for r in result.results)
+    assert min(r.t_end for r in stopped) >= last_send
+
+
+def test_stopped_column_round_trips_and_old_traces_still_read(tmp_path):
+    state = ServerState(token_delay_s=0.002)
+    calls = iter(range(1000))
+    result = _saturate(
+        state, [_chat(i) for i in range(50)], 3, lambda _: "time limit" if next(calls) > 3 else None
+    )
+    writer = traces.RunDirWriter(tmp_path / "run")
+    path = writer.write_trace("requests.parquet", request_rows(result.results))
+    table = traces.read_table(path)
+    rows = table.to_pylist()
+    assert [r["stopped"] for r in rows] == [r.stopped for r in result.results]
+    assert any(r["stopped"] for r in rows) and any(r["ok"] for r in rows)
+    # a version-1 file (no `stopped`) reads with the column null; a version-2 file without it is broken
+    old = pq.read_table(path).drop_columns(["stopped"])
+    old = old.replace_schema_metadata({b"jouleflow_schema_version": b"1"})
+    pq.write_table(old, tmp_path / "old.parquet")
+    read = traces.read_table(tmp_path / "old.parquet", traces.REQUESTS)
+    assert read.column("stopped").null_count == read.num_rows
+    pq.write_table(old.replace_schema_metadata({b"jouleflow_schema_version": b"2"}), tmp_path / "new.parquet")
+    with pytest.raises(traces.TraceError, match="missing column.*stopped"):
+        traces.read_table(tmp_path / "new.parquet", traces.REQUESTS)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _stream(results: list[RequestResult], t: float, tokens: int) -> None:
+    for i, r in enumerate(results):
+        if i < tokens:
+            r.chunk_t.append(t)
+            r.chunk_n.append(1)
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_convergence_stops_when_the_ci_is_met_else_at_the_time_limit(noisy):
+    clock = Clock()
+    targets = SaturateConfig(target_window_s=20, target_ci=0.02, max_load_s=60, interval_s=2)
+    power: list[dict] = []
+    server: list[dict] = []
+    conv = Convergence(targets, 4, server_rows=lambda: server, power_rows=lambda: power, clock=clock)
+    results = [RequestResult(request_id=i, t_send=clock.now) for i in range(6)]
+    energy, reason, step = 0.0, None, 0
+    while reason is None:
+        clock.now += 0.5
+        step += 1
+        watts = 100.0 * (1.8 if noisy and (step // 4) % 2 else 1.0)
+        energy += watts * 0.5
+        power.append({"t": clock.now, "gpu": 0, "power_w": watts, "energy_j": energy})
+        server.append({"t": clock.now, "running": 4.0 if clock.now >= 1002 else 2.0})
+        _stream(results, clock.now - 0.25, 5)
+        reason = conv(results)
+    rec = conv.record(reason, clock.now)
+    assert rec["steady_start"] == 1002.0 and rec["start_source"] == "server"
+    if not noisy:
+        assert reason == CONVERGED and rec["converged"]
+        assert rec["window_s"] == pytest.approx(20.0, abs=0.5) and rec["ci_rel"] <= 0.02
+        assert rec["j_per_token"] == pytest.approx(100.0 / 10, rel=1e-9)  # 100 W / 10 tokens/s
+    else:
+        assert reason.startswith("time limit: J/token ±") and reason.endswith("after 60 s")
+        assert not rec["converged"] and rec["ci_rel"] > 0.02 and rec["n_intervals"] >= 25
+
+
+def test_saturate_config_is_validated_naming_the_key():
+    base = {"model": "m", "batch_size": 8, "synthetic": {"fixed_output_len": 4}}
+    cfg = config_from_dict({**base, "arrival": "saturate"})
+    assert cfg.saturate == SaturateConfig() and cfg.saturate_headroom() == 4
+    assert config_from_dict({**base, "batch_size": 256, "arrival": "saturate"}).saturate_headroom() == 32
+    assert "saturate" not in config_from_dict(base).to_dict()  # other arrivals record what they always did
+    for bad, key in [
+        ({"target_ci": 0}, "saturate.target_ci"),
+        ({"headroom": -1}, "saturate.headroom"),
+        ({"interval_s": 40}, "saturate.interval_s"),
+        ({"max_load_s": 10}, "saturate.max_load_s"),
+        ({"bogus": 1}, "saturate.bogus"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            config_from_dict({**base, "arrival": "saturate", "saturate": bad}, "spec.yaml")
+    with pytest.raises(ConfigError, match="saturate: only used with arrival=saturate"):
+        config_from_dict({**base, "saturate": {"target_ci": 0.05}})
+
+
+def test_campaign_measurement_load_reaches_the_job_spec_only_for_saturate():
+    from jouleflow.plan.config import ConfigSchemaError
+    from jouleflow.plan.jobspec import identity
+    from test_grid import grid_of
+
+    burst = grid_of()
+    point = burst.points[0]
+    assert "arrival" not in burst.spec(point) and "saturate" not in burst.spec(point)
+    assert "arrival" not in identity(burst.config, point)  # burst campaigns' rerun triggers unchanged
+    load = {"arrival": "saturate", "target_ci": 0.02, "max_load_s": 300}
+    grid = grid_of(measurement={"load": load})
+    spec = grid.spec(grid.points[0])
+    assert spec["arrival"] == "saturate" and spec["saturate"] == {"target_ci": 0.02, "max_load_s": 300}
+    assert identity(grid.config, grid.points[0])["saturate"] == spec["saturate"]
+    cfg = config_from_dict(
+        {k: v for k, v in spec.items() if v is not None} | {"synthetic": {"fixed_output_len": 8}}
+    )
+    assert cfg.saturate == SaturateConfig(target_ci=0.02, max_load_s=300)
+    with pytest.raises(ConfigSchemaError, match="target_cl"):
+        grid_of(measurement={"load": {"arrival": "saturate", "target_cl": 0.02}})

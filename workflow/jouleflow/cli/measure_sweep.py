@@ -1,0 +1,71 @@
+"""`jouleflow measure llm-sweep`: several batch sizes on one vLLM server (measure/reuse.py).
+
+Each batch size becomes its own run directory, `OUT_ROOT/<B>`, measured by the same session as
+`jouleflow measure llm` on a server started once with `--max-num-seqs` = the largest batch size and
+jouleflow's batch-limit scheduler. Whether this measures what dedicated servers would is checked by
+`benchmarks/campaign_cost.py` (docs/method.md, "Campaign cost"); campaigns do not use it yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register_sweep(kinds: Any) -> None:
+    p = kinds.add_parser(
+        "llm-sweep",
+        help="several LLM batch sizes on one vLLM server, the batch limit enforced inside the engine",
+    )
+    p.add_argument("--config", required=True, help="job spec (YAML or JSON), as `measure llm --config`")
+    p.add_argument(
+        "--batch-sizes", required=True, help="comma-separated, measured in this order, e.g. 16,32,64"
+    )
+    p.add_argument("--out-root", required=True, help="one run directory per batch size: OUT_ROOT/<B>")
+    p.add_argument("--no-progress", action="store_true", help="no live display")
+    p.add_argument(
+        "--model-cache", help="where dummy model dirs are built (default ~/.cache/jouleflow/models)"
+    )
+    p.set_defaults(func=run_measure_sweep)
+
+
+def batch_sizes(text: str) -> list[int]:
+    from jouleflow.cli import CLIError
+
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise CLIError(f"--batch-sizes {text!r}: expected comma-separated integers") from exc
+    if not sizes:
+        raise CLIError("--batch-sizes: no batch size given")
+    return sizes
+
+
+def run_measure_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jouleflow.cli import CLIError
+    from jouleflow.cli.measure_args import print_run_status
+    from jouleflow.measure.gpualloc import GpuAllocationError
+    from jouleflow.measure.jobconfig import ConfigError, config_from_dict, load_job_spec
+    from jouleflow.measure.reuse import run_sweep
+    from jouleflow.measure.session import SessionError, SessionFailed
+    from jouleflow.traces import RunExistsError
+
+    sizes = batch_sizes(args.batch_sizes)
+    try:
+        cfg = config_from_dict(load_job_spec(args.config), source=args.config)
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from exc
+    cache = Path(args.model_cache) if args.model_cache else None
+    try:
+        run_dirs = run_sweep(cfg, sizes, Path(args.out_root), display=not args.no_progress, model_cache=cache)
+    except (SessionError, GpuAllocationError, RunExistsError, ConfigError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    except SessionFailed as exc:
+        print(f"jouleflow measure llm-sweep: the shared server failed: {exc}", file=sys.stderr)
+        return 1
+    for run_dir in run_dirs:
+        print_run_status(run_dir)
+    return 0

@@ -1,0 +1,208 @@
+"""The live stopping rule of arrival=saturate: stop once J/token is known precisely enough.
+
+Steady start: the first moment the engine runs a full batch, as the offline window sees it: the
+first server sample with running >= (1 - tolerance) x B (analysis.steady.server_window), or,
+for engines without /metrics, the first time the client's count of generating requests reaches
+that (analysis.steady.client_window_active). From there the window is cut into intervals of
+`interval_s`; each complete interval gets its energy (sampled power, trapezoids) and its streamed
+tokens, and analysis.uncertainty turns them into the batch-means J/token and its 95% confidence
+half-width: the same math the summary applies to the recorded traces.
+
+Stop with "converged" once the window is at least `target_window_s` long and the relative
+half-width is at most `target_ci`; at `max_load_s` after the load began stop anyway with
+"time limit: J/token ±X% after Y s" (the analysis flags such a run). Without an energy sensor
+there is no J/token: the load stops once the window reaches `target_window_s`.
+
+Token counts are binned incrementally (a cursor per request), and power is read once per new
+interval, so a check costs O(new chunks + requests), whatever the run's length. Counts of a
+chunk are taken as streamed; the few a stream's final usage reconciles later are not revisited.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from jouleflow.analysis import steady
+from jouleflow.analysis.power_trace import gpu_traces_from_rows
+from jouleflow.analysis.uncertainty import (
+    BatchMeans,
+    batch_means,
+    energy_per_interval,
+    j_per_token_values,
+)
+from jouleflow.measure.jobconfig import LLMJobConfig, SaturateConfig
+from jouleflow.measure.load import LoadSettings, RequestResult
+from jouleflow.records import RunRecord
+
+CONVERGED = "converged"
+WINDOW_REACHED = "target window reached (no energy sensor)"
+
+
+class Convergence:
+    """A `stop_check` for load.run_load; `record()` is what run.json keeps of it."""
+
+    def __init__(
+        self,
+        targets: SaturateConfig,
+        batch: int,
+        server_rows: Callable[[], Sequence[dict]] | None = None,
+        power_rows: Callable[[], Sequence[dict]] | None = None,
+        tolerance: float = steady.DEFAULT_FULL_TOLERANCE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.targets = targets
+        self.batch = batch
+        self.server_rows = server_rows
+        self.power_rows = power_rows
+        self.tolerance = tolerance
+        self.clock = clock
+        self.t0 = clock()  # max_load_s counts from here (built right before the load starts)
+        self.start: float | None = None
+        self.start_source: str | None = None
+        self.estimate: BatchMeans | None = None
+        self.in_flight: int | None = None
+        self.window_s: float | None = None
+        self._tokens: list[int] = []  # per interval from the start, the current one included
+        self._energies: list[float] = []  # per complete interval
+        self._cursor: dict[int, int] = {}  # request index -> chunks already binned
+
+    # --- steady start --------------------------------------------------------------------------
+    def _find_start(self, results: Sequence[RequestResult]) -> None:
+        rows = [r for r in (self.server_rows() if self.server_rows else []) if r.get("running") is not None]
+        if rows:
+            w = steady.server_window(
+                [r["t"] for r in rows], [r["running"] for r in rows], self.batch, self.tolerance
+            )
+            self.start, self.start_source = w.start, steady.SERVER
+            return
+        firsts = [r.chunk_t[0] if r.chunk_t else None for r in results]
+        ends = [r.t_end if r.chunk_t else None for r in results]
+        w = steady.client_window_active(firsts, ends, self.batch, self.tolerance)
+        self.start, self.start_source = w.start, steady.CLIENT_ACTIVE
+
+    # --- intervals -----------------------------------------------------------------------------
+    def _bin_tokens(self, results: Sequence[RequestResult]) -> None:
+        assert self.start is not None
+        width = self.targets.interval_s
+        for i, r in enumerate(results):
+            done = self._cursor.get(i, 0)
+            ts, ns = r.chunk_t, r.chunk_n
+            upto = min(len(ts), len(ns))
+            for j in range(done, upto):
+                if ts[j] < self.start:
+                    continue
+                k = int((ts[j] - self.start) // width)
+                if k >= len(self._tokens):
+                    self._tokens.extend([0] * (k + 1 - len(self._tokens)))
+                self._tokens[k] += ns[j]
+            if upto > done:
+                self._cursor[i] = upto
+
+    def _add_energies(self, now: float) -> None:
+        assert self.start is not None and self.power_rows is not None
+        width = self.targets.interval_s
+        if int((now - self.start) // width) <= len(self._energies):
+            return  # no new complete interval: leave the sampler alone
+        traces = gpu_traces_from_rows(self.power_rows())
+        if not traces:
+            return
+        covered = min(tr.t[-1] for tr in traces.values())
+        k = int((min(now, covered) - self.start) // width)
+        edges = [self.start + i * width for i in range(len(self._energies), k + 1)]
+        for e in energy_per_interval(traces, edges):
+            if e is None:  # a gap: later intervals wait (the run's analysis flags gaps)
+                break
+            self._energies.append(e)
+
+    def _update(self, results: Sequence[RequestResult], now: float) -> None:
+        self._bin_tokens(results)
+        if self.power_rows is None:
+            return
+        self._add_energies(now)
+        k = len(self._energies)
+        values = j_per_token_values(self._energies, (self._tokens + [0] * k)[:k])
+        self.estimate = BatchMeans(k, reason=values) if isinstance(values, str) else batch_means(values)
+
+    # --- the check -----------------------------------------------------------------------------
+    def __call__(self, results: Sequence[RequestResult]) -> str | None:
+        now = self.clock()
+        if self.start is None:
+            self._find_start(results)
+        if self.start is not None:
+            self.window_s = max(now - self.start, 0.0)
+            self._update(results, now)
+        if self.start is not None and self.window_s >= self.targets.target_window_s:
+            if self.power_rows is None:
+                return WINDOW_REACHED
+            rel = self.estimate.rel_half_width if self.estimate else None
+            if rel is not None and rel <= self.targets.target_ci:
+                return CONVERGED
+        if now - self.t0 >= self.targets.max_load_s:
+            return f"time limit: J/token {self.ci_text()} after {now - self.t0:.0f} s"
+        return None
+
+    def ci_text(self) -> str:
+        rel = self.estimate.rel_half_width if self.estimate else None
+        return "uncertainty unknown" if rel is None or math.isnan(rel) else f"±{100 * rel:.2g}%"
+
+    def record(self, stop_reason: str | None, t_stop: float | None) -> dict[str, Any]:
+        """run.json `convergence`: targets, why the load stopped, the window and CI it reached."""
+        est = self.estimate
+        end = t_stop if t_stop is not None else self.clock()
+        return {
+            "targets": {
+                "target_window_s": self.targets.target_window_s,
+                "target_ci": self.targets.target_ci,
+                "max_load_s": self.targets.max_load_s,
+                "interval_s": self.targets.interval_s,
+            },
+            "stop_reason": stop_reason,
+            "converged": stop_reason == CONVERGED,
+            "steady_start": self.start,
+            "start_source": self.start_source,
+            "window_s": end - self.start if self.start is not None else None,
+            "ci_rel": est.rel_half_width if est else None,
+            "n_intervals": est.n_intervals if est else 0,
+            "j_per_token": est.mean if est else None,
+        }
+
+    def add_to_run(self, run: RunRecord, load_result: Any) -> RunRecord:
+        """The saturate run's record: `convergence`, and the stop in `load`."""
+        results = load_result.results
+        load = {
+            **(run.load or {}),
+            "arrival": "saturate",
+            "in_flight": self.in_flight,
+            "stopped": load_result.stopped,
+            "t_stop": load_result.t_stop,
+            "stopped_requests": sum(r.stopped and r.t_send is not None for r in results),
+            "not_sent": sum(r.t_send is None for r in results),
+        }
+        return replace(run, convergence=self.record(load_result.stopped, load_result.t_stop), load=load)
+
+
+def saturate_load(
+    cfg: LLMJobConfig, settings: LoadSettings, caps_batch: bool, scraper: Any, sampler: Any, notes: list[str]
+) -> Convergence:
+    """Set up arrival=saturate for a session: the in-flight count and the stopping rule."""
+    assert cfg.saturate is not None  # validated: arrival=saturate always has its section
+    full = (
+        cfg.batch_size * cfg.data_parallel
+    )  # what the server runs when full (analysis.energy.full_batch_of)
+    headroom = cfg.saturate_headroom()
+    if not caps_batch:  # the engine would run every request sent: the client is the batch cap
+        headroom = 0
+        notes.append(f"{cfg.engine} has no max-num-seqs: saturate keeps exactly B={full} in flight")
+    settings.in_flight = full + headroom
+    conv = Convergence(
+        cfg.saturate,
+        full,
+        server_rows=(lambda: list(scraper.rows)) if scraper is not None else None,
+        power_rows=sampler.rows if sampler is not None else None,
+    )
+    conv.in_flight = settings.in_flight
+    return conv

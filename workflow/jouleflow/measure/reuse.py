@@ -1,0 +1,188 @@
+"""Several batch sizes on one vLLM server, each measured as its own run directory.
+
+ML.ENERGY's protocol starts one server per batch size (`--max-num-seqs B`); on an H200 the start-up
+is half of a point's GPU time. Capping the client's concurrency on one big server is not faithful
+(docs/method.md): the engine's CUDA-graph capture range and its scheduler then differ from a
+dedicated server's. Here the batch limit is enforced *inside* the engine: the server runs jouleflow's
+scheduler subclass (`engines.vllm_batch_limit`), started with `--max-num-seqs` = the largest batch
+size, which reads the current limit from a control file before every scheduling step. Between points
+the limit is switched, the prefix cache reset (vLLM's dev endpoint: a later point must not reuse an
+earlier point's prompts) and the server left to go idle; then an ordinary `Session` measures the point
+on the running server (its own power sampling, load, traces and run.json, which records the shared
+server in `provenance.shared_engine` and the server's `max_num_seqs` in its config).
+
+Whether this measures what a dedicated server would is an empirical question, answered per engine
+version by `benchmarks/campaign_cost.py` (docs/method.md has the figures).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from jouleflow.measure.engines import base
+from jouleflow.measure.jobconfig import LLMJobConfig
+
+log = logging.getLogger(__name__)
+
+IDLE_TIMEOUT_S = 120.0
+
+
+@dataclass
+class SharedEngine:
+    """A server started once and measured by several sessions, in order."""
+
+    server: base.ServerProcess
+    spec: base.ServerSpec
+    gpus: Any  # gpualloc.AllocatedGpus | None, held for the whole sweep
+    startup_s: float  # launch to healthy
+    started_at: float
+    points: int
+    max_num_seqs: int
+    index: int = 0
+    switch_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "server_pid": self.server.pid,
+            "server_argv": self.spec.argv,
+            "server_started_at": self.started_at,
+            "server_start_s": self.startup_s,
+            "server_max_num_seqs": self.max_num_seqs,
+            "batch_limit": "engine scheduler (jouleflow.measure.engines.vllm_batch_limit)",
+            "point_index": self.index,
+            "points": self.points,
+            # What the point is charged for the shared start-up and for switching to it
+            # (benchmarks/campaign_cost.py reads these).
+            "startup_share_s": self.startup_s / self.points,
+            "switch_s": self.switch_s,
+            **self.extra,
+        }
+
+    def log_bytes(self) -> bytes:
+        """The shared server's log so far (each point's run directory keeps a copy: its start-up,
+        its effective settings and every point served before)."""
+        try:
+            return Path(self.server.log_path).read_bytes()
+        except OSError:
+            return b""
+
+
+def _get(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read().decode("utf-8", "replace")
+
+
+def reset_prefix_cache(base_url: str) -> None:
+    """POST /reset_prefix_cache (served with VLLM_SERVER_DEV_MODE=1); raises when vLLM refuses."""
+    req = urllib.request.Request(base_url + "/reset_prefix_cache", method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"reset_prefix_cache answered HTTP {resp.status}")
+
+
+def wait_idle(base_url: str, metrics_path: str, timeout_s: float = IDLE_TIMEOUT_S) -> float:
+    """Block until the server reports no running and no waiting request; returns seconds waited."""
+    from jouleflow.measure.server_metrics import parse_metrics
+
+    t0 = time.monotonic()
+    while True:
+        try:
+            m = parse_metrics(_get(base_url + metrics_path))
+            if not (m.get("running") or 0) and not (m.get("waiting") or 0):
+                return time.monotonic() - t0
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"server at {base_url} still busy {timeout_s:.0f} s after the last point")
+        time.sleep(0.2)
+
+
+def sweep_configs(cfg: LLMJobConfig, batch_sizes: list[int]) -> list[LLMJobConfig]:
+    """One job config per point: the point's batch size on a server sized for the largest."""
+    if cfg.engine != "vllm":
+        raise ValueError(
+            f"engine {cfg.engine!r}: one server for several batch sizes needs vllm (the batch limit is"
+            " enforced by vLLM's scheduler)"
+        )
+    if not batch_sizes or any(b < 1 for b in batch_sizes) or len(set(batch_sizes)) != len(batch_sizes):
+        raise ValueError(f"batch sizes: expected distinct positive integers, got {batch_sizes}")
+    largest = max(batch_sizes)
+    return [replace(cfg, batch_size=b, server_max_num_seqs=largest) for b in batch_sizes]
+
+
+def run_sweep(
+    cfg: LLMJobConfig,
+    batch_sizes: list[int],
+    out_root: Path,
+    *,
+    display: bool = True,
+    model_cache: Path | None = None,
+) -> list[Path]:
+    """Measure `batch_sizes` in order on one server; one run directory per point, `out_root/<B>`.
+
+    A point that fails is kept as a failed run (as a dedicated session would) and the sweep goes on
+    while the server lives; the server is stopped after the last point whatever happens.
+    """
+    from jouleflow.measure.engines.batch_limit import write_batch_limit
+    from jouleflow.measure.gpualloc import session_gpus
+    from jouleflow.measure.session import Session, SessionFailed
+    from jouleflow.measure.session_setup import engine_cache, engine_spec, resolve_model
+
+    points = sweep_configs(cfg, batch_sizes)
+    out_root = Path(out_root)
+    work = out_root / ".shared-server"
+    work.mkdir(parents=True, exist_ok=True)
+    limit_file = work / "batch-limit"
+    write_batch_limit(limit_file, points[0].batch_size)
+    largest = max(batch_sizes)
+    server_cfg = replace(cfg, batch_size=largest, batch_limit_file=str(limit_file))
+    server_cfg.env = {**cfg.env, "VLLM_SERVER_DEV_MODE": "1"}  # POST /reset_prefix_cache
+    resolve_model(server_cfg, model_cache)
+    from jouleflow.measure.engines import vllm
+    from jouleflow.measure.provenance import base_provenance
+
+    vllm.validate(server_cfg)
+    cache = engine_cache(server_cfg, base_provenance(cfg.engine)["engine_version"])
+    done: list[Path] = []
+    # The sweep holds the GPUs (as a session would) and lends them to each point's session.
+    with session_gpus(cfg.effective_num_gpus, cfg.gpu, energy=not cfg.no_energy) as gpus:
+        spec = engine_spec(server_cfg, server_cfg.port or base.free_port(server_cfg.host), gpus, cache)
+        server = base.ServerProcess(spec, work / f"server-{time.strftime('%Y%m%dT%H%M%S')}.log")
+        started = time.time()
+        try:
+            server.start()
+            server.wait_healthy(cfg.health_timeout_s)
+            shared = SharedEngine(
+                server, spec, gpus, time.time() - started, started, len(points), largest,
+                extra={"engine_cache": cache.provenance() if cache else None},
+            )  # fmt: skip
+            for i, point in enumerate(points):
+                t_switch = time.time()
+                write_batch_limit(limit_file, point.batch_size)
+                reset_prefix_cache(spec.base_url)
+                wait_idle(spec.base_url, spec.metrics_path or "/metrics")
+                shared.index, shared.switch_s = i, time.time() - t_switch
+                point.batch_limit_file = str(limit_file)
+                point.model_path = server_cfg.model_path
+                log.info("shared server: point %d of %d, batch size %d", i + 1, len(points), point.batch_size)
+                try:
+                    done.append(
+                        Session(point, out_root / str(point.batch_size), model_cache, shared=shared).run(
+                            display
+                        )
+                    )
+                except SessionFailed as exc:
+                    log.error("batch size %d failed: %s", point.batch_size, exc)
+                    done.append(exc.run_dir)
+                    if not server.is_alive():
+                        raise
+        finally:
+            server.stop()
+    return done
