@@ -15,7 +15,8 @@ from jouleflow.plan import gridtable  # noqa: E402
 from jouleflow.plan.jobspec import ATTEMPT_SCALED  # noqa: E402
 from jouleflow.plan.localgpu import LocalGpuError, resolve_local  # noqa: E402
 from jouleflow.plan.runguard import check_campaign, latest_failed_attempt  # noqa: E402
-from jouleflow.traces import is_complete_run, read_run  # noqa: E402
+from jouleflow.records import read_run  # noqa: E402
+from jouleflow.traces import is_complete_run  # noqa: E402
 
 try:
     # `gpus: [local]` (the quickstart): the type of this machine's GPUs, as if written there.
@@ -143,7 +144,7 @@ def smaller_batch_run(wildcards):
     point = point_of(wildcards)
     run = gridtable.run_dir(RESULTS, point)
     if is_complete_run(run):
-        recorded = (read_run(run).get("config") or {}).get("after")
+        recorded = read_run(run).config.get("after")
         return [recorded] if recorded and Path(recorded).exists() else []
     pred = GRID.predecessor_run(point)
     return [pred] if pred else []

@@ -52,7 +52,6 @@ class ServerState:
         self.generated = 0
         self.max_running = 0
 
-
     def limit(self) -> float:
         cap = float(self.max_num_seqs) if self.max_num_seqs else float("inf")
         file_limit = self.batch_limit.limit() if self.batch_limit is not None else None  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from jouleflow import traces
+from jouleflow.records import read_run
 
 RUNS = Path(__file__).resolve().parents[1] / "resources" / "diffusion-verification" / "runs"
 RUN_DIRS = sorted(p.parent for p in RUNS.rglob("run.json"))
@@ -27,7 +28,7 @@ def test_the_verification_runs_are_there():
 
 @pytest.mark.parametrize("run", RUN_DIRS, ids=lambda p: "/".join(p.parts[-3:]))
 def test_recorded_config_matches_what_xdit_reported(run):
-    doc = traces.read_run(run)
+    doc = read_run(run).to_dict()
     cfg, worker = doc["config"], doc["provenance"]["worker"]
     assert (doc["status"], cfg["modality"], cfg["load_format"]) == ("ok", "diffusion", "dummy")
     # The run directory's path is the grid point: .../<gpu>/<parallelism>/b<batch>.

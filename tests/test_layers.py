@@ -1,9 +1,9 @@
 """The layering rule as a contract (pyproject.toml [tool.importlinter], docs/architecture.md).
 
 Planning, analysis, importers and plots never import `jouleflow.measure`; only plots import
-plotting (`jouleflow.plots`, matplotlib); the shared modules (traces, gpus, tasks, units) import no layer;
-nothing imports `jouleflow.cli`; only the scheduler that vLLM's engine process loads imports vllm, and
-nothing imports that module.
+plotting (`jouleflow.plots`, matplotlib); the shared modules (traces, records, gpus, tasks, units) import
+no layer; nothing imports `jouleflow.cli`; only the scheduler that vLLM's engine process loads imports
+vllm, and nothing imports that module.
 Nothing the base install runs (those layers, the shared modules, the CLI's analysis commands) imports a
 package of the measure or engine extras (zeus, aiohttp, vllm, ...).
 `lint-imports` checks it; these tests run it on the package and on a copy with a forbidden import.

@@ -29,7 +29,11 @@ def _env() -> dict[str, str]:
 
 def _jouleflow(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "jouleflow", *args], env=_env(), capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "jouleflow", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from jouleflow.records import SummaryRecord, read_run
 from test_e2e_cpu import POWER_W, _have, _require, make_tiny_llama
 
 pytestmark = pytest.mark.slow
@@ -121,6 +122,10 @@ def test_saturate_converges_on_cpu(tiny_model, tmp_path):
     assert s["energy_per_token_ci_interval_s"] == 1.0 and s["energy_per_token_ci_intervals"] >= 5
     assert 0 <= s["energy_per_token_ci_rel"] < 1
     assert s["mean_power_w"] == pytest.approx(POWER_W, rel=1e-3)
+    # the records read the saturate run's files back whole (convergence, the stop, the CI keys)
+    record = read_run(run)
+    assert record.to_dict() == doc and record.convergence == conv and record.load == load
+    assert SummaryRecord.read(run / "summary.json").to_dict() == s
 
 
 def test_saturate_time_limit_is_flagged_with_its_uncertainty(tiny_model, tmp_path):

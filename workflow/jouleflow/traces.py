@@ -1,8 +1,8 @@
 """Parquet schemas, atomic run-directory writes and validated reads.
 
-This module is the only meeting point between measurement (engines, load, power) and
-analysis (steady, energy, frontier, compare, plots). It depends on pyarrow alone so that
-it runs on a bare GPU host as well as on a laptop.
+With jouleflow.records (the JSON files: job spec, run.json, summary.json), this module is the only
+meeting point between measurement (engines, load, power) and analysis (steady, energy, frontier,
+compare, plots). It depends on pyarrow alone so that it runs on a bare GPU host as well as on a laptop.
 """
 
 from __future__ import annotations
@@ -16,12 +16,16 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 2  # 2: requests.parquet `stopped`
+if TYPE_CHECKING:
+    from jouleflow.records import RunRecord
+
+# of the Parquet traces (file metadata; the JSON records' are in records). 2: requests.parquet `stopped`
+SCHEMA_VERSION = 2
 # zstd keeps bundled reference runs small; level 9 is a good size/speed trade-off.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 9}
 
@@ -224,9 +228,14 @@ def write_table(table: pa.Table, path: str | Path) -> None:
     write_atomic(path, lambda tmp: pq.write_table(table, tmp, **PARQUET_OPTIONS))
 
 
+def json_text(obj: Any) -> str:
+    """The one JSON layout of every file jouleflow writes: keys sorted, so equal content is byte-identical."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+
+
 def write_json(obj: Any, path: str | Path) -> None:
-    """Write JSON atomically, keys sorted so that equal content is byte-identical."""
-    write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+    """Write JSON atomically (json_text's layout)."""
+    write_text(json_text(obj), path)
 
 
 def write_text(text: str, path: str | Path) -> None:
@@ -339,13 +348,13 @@ class RunDirWriter:
         write_table(table_from_rows(rows, schema), out)
         return out
 
-    def commit(self, run_json: Mapping[str, Any]) -> Path:
-        """Write run.json last, then move the directory into place atomically."""
-        status = run_json.get("status")
-        if status not in STATUSES:
-            raise ValueError(f"run.json status must be one of {STATUSES}, got {status!r}")
-        doc = {"schema_version": SCHEMA_VERSION, **run_json}
-        write_json(doc, self.path(RUN_JSON))
+    def commit(self, run_json: RunRecord | Mapping[str, Any]) -> Path:
+        """Write run.json (a records.RunRecord, or its dict, validated) last, then move the
+        directory into place atomically."""
+        from jouleflow.records import RunRecord  # records builds on this module
+
+        record = run_json if isinstance(run_json, RunRecord) else RunRecord.from_dict(run_json)
+        record.write(self.path(RUN_JSON))
         if is_complete_run(self.final_dir):
             raise RunExistsError(
                 f"{self.final_dir}: a finished run appeared while measuring; kept {self.tmp_dir}"
@@ -357,15 +366,3 @@ class RunDirWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
-
-
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """Load run.json and check the traces its status promises are there and valid."""
-    run_dir = Path(run_dir)
-    meta = read_json(run_dir / RUN_JSON)
-    version = meta.get("schema_version")
-    if version is not None and version > SCHEMA_VERSION:
-        raise TraceError(
-            f"{run_dir / RUN_JSON}: schema version {version} is newer than this jouleflow ({SCHEMA_VERSION})"
-        )
-    return meta

@@ -7,8 +7,6 @@ mean of batch energy / B when every batch has the same B. Batch latency = mean o
 
 from __future__ import annotations
 
-from typing import Any
-
 import polars as pl
 
 from jouleflow.analysis import validity
@@ -24,19 +22,20 @@ from jouleflow.analysis.accounting import (
 from jouleflow.analysis.latency import percentile
 from jouleflow.analysis.power_trace import window_energy
 from jouleflow.analysis.validity import DEFAULT_THRESHOLDS, Flags, Thresholds
+from jouleflow.records import SummaryRecord
 
 
-def analyze_diffusion(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
-    meta, flags = run.meta, Flags()
-    out = empty_summary(meta, thresholds)
-    add_status_flags(meta, flags)
+def analyze_diffusion(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> SummaryRecord:
+    flags = Flags()
+    out = empty_summary(run.record, thresholds)
+    add_status_flags(run.record, flags)
     sensor = has_energy_sensor(run)
     if not sensor:
         flags.raise_flag(validity.NO_ENERGY_SENSOR, "no power.parquet or provenance.energy_source is null")
     batches = run.batches.sort("t_start")
     ok = batches.filter(pl.col("ok").fill_null(False) & (pl.col("t_end") > pl.col("t_start")))
     out.update(num_requests=batches.height, num_ok=ok.height, num_failed=batches.height - ok.height)
-    if out["num_failed"] > thresholds.max_failed_fraction * max(batches.height, 1):
+    if out.num_failed > thresholds.max_failed_fraction * max(batches.height, 1):
         flags.raise_flag(validity.FAILED_REQUESTS, f"{out['num_failed']} of {batches.height} batches failed")
     if ok.height == 0:
         flags.raise_flag(validity.NO_STEADY_STATE, "no successful batch")
@@ -79,7 +78,7 @@ def analyze_diffusion(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS)
     if any(resets.values()):
         flags.raise_flag(validity.ENERGY_COUNTER_RESET, f"counter went backwards during batches: {resets}")
     per_gpu_power = {g: e / busy_s for g, e in per_gpu.items()}
-    validity.check_power_bounds(flags, per_gpu_power, power_limits_w(meta), thresholds)
+    validity.check_power_bounds(flags, per_gpu_power, power_limits_w(run.record), thresholds)
     out.update(
         steady_energy_j=total,
         energy_per_gpu_j={str(g): e for g, e in per_gpu.items()},

@@ -32,17 +32,18 @@ from jouleflow.analysis.run_row import summary_row
 from jouleflow.analysis.uncertainty import DEFAULT_INTERVAL_S, window_uncertainty
 from jouleflow.analysis.validity import DEFAULT_THRESHOLDS, Flags, Thresholds
 from jouleflow.gpus import gpu_short_name
+from jouleflow.records import RunRecord, SummaryRecord
 
-__all__ = ["analyze_run", "gpu_short_name", "load_run", "summary_row", "write_summary"]
+__all__ = ["analyze_run", "gpu_short_name", "load_run", "summarize_run", "summary_row", "write_summary"]
 
 
-def full_batch_of(meta: dict[str, Any], source: str) -> int:
+def full_batch_of(record: RunRecord, source: str) -> int:
     """Concurrent requests when the server is full: config.batch_size (max_num_seqs, per engine) x data_parallel.
 
     With data parallelism each engine replica runs up to max_num_seqs requests, and the scraped
     `running` is their sum, so the steady state is dp x B requests in flight.
     """
-    config = meta.get("config") or {}
+    config = record.config
     try:
         batch = int(config["batch_size"])
         replicas = int(config.get("data_parallel") or 1)
@@ -53,31 +54,29 @@ def full_batch_of(meta: dict[str, Any], source: str) -> int:
     return batch * replicas
 
 
-def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
+def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> SummaryRecord:
     """The summary of an LLM serving run (status ok or not: whatever can be computed is)."""
-    meta, flags = run.meta, Flags()
-    out = empty_summary(meta, thresholds)
-    add_status_flags(meta, flags)
+    record, flags = run.record, Flags()
+    out = empty_summary(record, thresholds)
+    add_status_flags(record, flags)
     if not has_energy_sensor(run):
         flags.raise_flag(validity.NO_ENERGY_SENSOR, "no power.parquet or provenance.energy_source is null")
     if run.requests is None or run.tokens is None or run.requests.height == 0:
         flags.raise_flag(validity.NO_STEADY_STATE, "no requests were recorded")
         return finish(out, flags)
 
-    batch = full_batch_of(meta, str(run.run_dir / traces.RUN_JSON))
-    out["full_batch"] = batch
+    batch = full_batch_of(record, str(run.run_dir / traces.RUN_JSON))
+    out.full_batch = batch
     req, tok = run.requests, run.tokens.filter(pl.col("n_tokens") > 0)
     ok = req.filter(pl.col("ok").fill_null(False))
-    out.update(request_counts(req))  # stopped requests (saturate) are neither ok nor failed
-    settled = out["num_ok"] + out["num_failed"]
-    if out["num_failed"] > thresholds.max_failed_fraction * settled:
+    out.update(**request_counts(req))  # stopped requests (saturate) are neither ok nor failed
+    settled = out.num_ok + out.num_failed
+    if out.num_failed > thresholds.max_failed_fraction * settled:
         failed = ~pl.col("ok").fill_null(False) & ~pl.col("stopped").fill_null(False)
         errors = req.filter(failed)["error"].drop_nulls().unique().head(3).to_list()
-        flags.raise_flag(
-            validity.FAILED_REQUESTS, f"{out['num_failed']} of {settled} requests failed {errors}"
-        )
-    out["mean_output_tokens"] = float(ok["output_tokens"].mean()) if ok.height else None
-    out.update(latency_summary(req, run.tokens))
+        flags.raise_flag(validity.FAILED_REQUESTS, f"{out.num_failed} of {settled} requests failed {errors}")
+    out.mean_output_tokens = float(ok["output_tokens"].mean()) if ok.height else None
+    out.update(**latency_summary(req, run.tokens))
 
     # Windows: server (engine metrics), client per ML.ENERGY, client active count.
     first, end = req["t_first_token"].to_list(), req["t_end"].to_list()
@@ -90,7 +89,7 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
     )
     w_client = steady.client_window_mlenergy(first, end, batch)
     w_active = steady.client_window_active(first, end, batch, tol)
-    t_stop = saturate_stop(meta)
+    t_stop = saturate_stop(record)
     if t_stop is not None:  # no ramp-down: the windows end where the load stopped
         w_server, w_active = steady.until_stop(w_server, t_stop), steady.until_stop(w_active, t_stop)
         w_client = steady.client_window_saturate(first, batch, t_stop)
@@ -106,7 +105,7 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
     if not window.found:
         flags.raise_flag(validity.NO_STEADY_STATE, f"server: {w_server.reason}; client: {w_client.reason}")
         return finish(out, flags)
-    overlap = out["window_overlap"]
+    overlap = out.window_overlap
     if overlap is not None and overlap < thresholds.min_window_overlap:
         flags.raise_flag(
             validity.WINDOW_DISAGREEMENT,
@@ -122,19 +121,19 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
         )
 
     active = steady.active_counts(first, end)
-    out["mean_active_client"] = active.mean(start, stop)
+    out.mean_active_client = active.mean(start, stop)
     if srv is not None and srv.height:
         running = steady.StepFunction(
             tuple(srv["t"].to_list()), tuple(srv["running"].to_list()), srv["running"][0]
         )
         out.update(mean_running=running.mean(start, stop), mean_running_source="server")
     else:
-        out.update(mean_running=out["mean_active_client"], mean_running_source="client-active")
-    out["batch_fraction"] = out["mean_running"] / batch
-    if out["batch_fraction"] < thresholds.min_batch_fraction:
+        out.update(mean_running=out.mean_active_client, mean_running_source="client-active")
+    out.batch_fraction = out.mean_running / batch
+    if out.batch_fraction < thresholds.min_batch_fraction:
         flags.raise_flag(
             validity.LOW_BATCH,
-            f"mean running {out['mean_running']:.1f} / B={batch} = {out['batch_fraction']:.2f} < {thresholds.min_batch_fraction:g}",
+            f"mean running {out.mean_running:.1f} / B={batch} = {out.batch_fraction:.2f} < {thresholds.min_batch_fraction:g}",
         )
 
     # Closed interval: a chunk stamped exactly at an edge counts (chunks counted whole at their time).
@@ -144,24 +143,23 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> di
         flags.raise_flag(validity.NO_TOKENS, "no tokens were streamed in the steady window")
     if validity.NO_ENERGY_SENSOR not in flags.details:
         _account_energy(run, out, flags, thresholds, start, stop)
-    conv = meta.get("convergence")
-    out["load_stop_reason"] = (meta.get("load") or {}).get("stopped")
-    ci_n = out["energy_per_token_ci_intervals"] or 0
-    validity.check_convergence(flags, conv, out["energy_per_token_ci_rel"], ci_n, thresholds)
+    out.load_stop_reason = (record.load or {}).get("stopped")
+    ci_n = out.energy_per_token_ci_intervals or 0
+    validity.check_convergence(flags, record.convergence, out.energy_per_token_ci_rel, ci_n, thresholds)
     return finish(out, flags)
 
 
-def saturate_stop(meta: dict[str, Any]) -> float | None:
+def saturate_stop(record: RunRecord) -> float | None:
     """When a saturate run's load stopped itself (None for the other arrivals and older runs)."""
-    load = meta.get("load") or {}
+    load = record.load or {}
     return load.get("t_stop") if load.get("arrival") == "saturate" else None
 
 
 def _add_uncertainty(
-    run: RunData, out: dict[str, Any], traces_by_gpu: dict[int, GpuTrace], start: float, stop: float
+    run: RunData, out: SummaryRecord, traces_by_gpu: dict[int, GpuTrace], start: float, stop: float
 ) -> None:
     """The batch-means 95% CI of J/token over the window (analysis.uncertainty)."""
-    targets = (run.meta.get("convergence") or {}).get("targets") or {}
+    targets = (run.record.convergence or {}).get("targets") or {}
     interval = float(targets.get("interval_s") or DEFAULT_INTERVAL_S)
     tok = run.tokens.filter(pl.col("n_tokens") > 0).sort("t") if run.tokens is not None else None
     if tok is None:
@@ -178,7 +176,7 @@ def _add_uncertainty(
 
 
 def _account_energy(
-    run: RunData, out: dict[str, Any], flags: Flags, thresholds: Thresholds, start: float, stop: float
+    run: RunData, out: SummaryRecord, flags: Flags, thresholds: Thresholds, start: float, stop: float
 ) -> None:
     duration = stop - start
     traces_by_gpu = job_gpu_traces(run, flags)
@@ -200,13 +198,13 @@ def _account_energy(
             f"counter went backwards outside the window: {energy.resets_outside_window}",
         )
     total = energy.total_j
-    out["energy_per_gpu_j"] = {str(g): e for g, e in energy.per_gpu_j.items()}
+    out.energy_per_gpu_j = {str(g): e for g, e in energy.per_gpu_j.items()}
     if total is None:
         return
     _add_uncertainty(run, out, traces_by_gpu, start, stop)
     per_gpu_power = {g: e / duration for g, e in energy.per_gpu_j.items()}
-    validity.check_power_bounds(flags, per_gpu_power, power_limits_w(run.meta), thresholds)
-    tokens = out["steady_tokens"]
+    validity.check_power_bounds(flags, per_gpu_power, power_limits_w(run.record), thresholds)
+    tokens = out.steady_tokens
     out.update(
         steady_energy_j=total,
         mean_power_w=total / duration,
@@ -214,31 +212,31 @@ def _account_energy(
         energy_per_token_j=total / tokens if tokens else None,
         power_integral_j=energy.total_power_integral_j,
     )
-    if out["energy_per_token_j"] is not None and out["mean_output_tokens"] is not None:
-        out["energy_per_request_j"] = out["energy_per_token_j"] * out["mean_output_tokens"]
-    if out["mean_power_w"] > 0:
-        out["tokens_per_s_per_w"] = out["tokens_per_s"] / out["mean_power_w"]
-    if out["power_integral_j"]:
-        mismatch = total / out["power_integral_j"] - 1.0
-        out["energy_power_mismatch"] = mismatch
+    if out.energy_per_token_j is not None and out.mean_output_tokens is not None:
+        out.energy_per_request_j = out.energy_per_token_j * out.mean_output_tokens
+    if out.mean_power_w > 0:
+        out.tokens_per_s_per_w = out.tokens_per_s / out.mean_power_w
+    if out.power_integral_j:
+        mismatch = total / out.power_integral_j - 1.0
+        out.energy_power_mismatch = mismatch
         if abs(mismatch) > thresholds.max_energy_power_mismatch:
             flags.raise_flag(
                 validity.ENERGY_POWER_MISMATCH, f"counter energy / integrated power - 1 = {mismatch:+.3f}"
             )
 
 
-def _foreign_flags(meta: dict[str, Any], out: dict[str, Any]) -> None:
-    procs = validity.foreign_process_list(meta)
+def _foreign_flags(record: RunRecord, out: SummaryRecord) -> None:
+    procs = validity.foreign_process_list(record)
     if procs:
-        flags = Flags(dict(out["flag_details"]))
+        flags = Flags(dict(out.flag_details))
         flags.raise_flag(
             validity.FOREIGN_PROCESSES, f"{len(procs)} foreign process(es) on the GPUs: {procs[:3]}"
         )
         finish(out, flags)
 
 
-def analyze_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
-    """summary.json content for a run directory (LLM or diffusion, any status)."""
+def summarize_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> SummaryRecord:
+    """summary.json's record for a run directory (LLM or diffusion, any status)."""
     checked = trace_checks.check_run(load_run(run_dir))  # before any accounting
     run = checked.run
     if run.batches is not None:
@@ -246,21 +244,26 @@ def analyze_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOLDS
         edges = run.batches["t_start"].to_list() + run.batches["t_end"].to_list()
     else:
         out = analyze_llm(run, thresholds)
-        edges = [out["steady_start"], out["steady_end"]] if out["steady_start"] is not None else []
+        edges = [out.steady_start, out.steady_end] if out.steady_start is not None else []
     trace_checks.check_edges(checked, edges)
     if checked.flags.details:  # first in the list: a broken trace explains the flags that follow
-        for name, detail in out["flag_details"].items():
+        for name, detail in out.flag_details.items():
             checked.flags.raise_flag(name, detail)
         finish(out, checked.flags)
-    _foreign_flags(run.meta, out)
+    _foreign_flags(run.record, out)
     return out
+
+
+def analyze_run(run_dir: str | Path, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
+    """summary.json's content (summarize_run's record as the file holds it)."""
+    return summarize_run(run_dir, thresholds).to_dict()
 
 
 def write_summary(
     run_dir: str | Path, output: str | Path | None = None, thresholds: Thresholds = DEFAULT_THRESHOLDS
 ) -> Path:
     """Analyze a run and write summary.json atomically (into the run directory by default)."""
-    summary = analyze_run(run_dir, thresholds)
+    summary = summarize_run(run_dir, thresholds)
     path = Path(output) if output is not None else Path(run_dir) / traces.SUMMARY_JSON
-    traces.write_json(summary, path)
+    summary.write(path)
     return path

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from jouleflow.traces import read_json, read_run, write_csv
+from jouleflow.records import read_run
+from jouleflow.traces import read_json, write_csv
 
 COLUMNS = (
     "run_dir", "origin", "status", "reason", "host", "gpu_names", "driver", "engine", "engine_version",
@@ -16,28 +17,27 @@ COLUMNS = (
 
 def provenance_row(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    meta = read_run(run_dir)
-    prov = meta.get("provenance") or {}
+    run = read_run(run_dir)
+    prov = run.provenance
     origin_path = run_dir / "origin.json"
     origin = read_json(origin_path) if origin_path.is_file() else None
-    gpus = prov.get("gpus") or []
     return {
         "run_dir": str(run_dir),
         "origin": f"bundled reference ({origin.get('bundle')})" if origin else "measured",
-        "status": meta.get("status"),
-        "reason": meta.get("reason"),
+        "status": run.status,
+        "reason": run.reason,
         "host": prov.get("host"),
-        "gpu_names": ";".join(str(g.get("name")) for g in gpus),
+        "gpu_names": ";".join(str(g.get("name")) for g in run.gpus),
         "driver": prov.get("driver"),
-        "engine": prov.get("engine") or (meta.get("config") or {}).get("engine"),
+        "engine": prov.get("engine") or run.config.get("engine"),
         "engine_version": prov.get("engine_version"),
         "jouleflow_version": prov.get("jouleflow_version"),
         "git_sha": prov.get("git_sha"),
-        "load_format": prov.get("load_format") or (meta.get("config") or {}).get("load_format"),
-        "energy_source": prov.get("energy_source"),
-        "config_hash": meta.get("config_hash"),
+        "load_format": prov.get("load_format") or run.config.get("load_format"),
+        "energy_source": run.energy_source,
+        "config_hash": run.config_hash,
         "start_time": prov.get("start_time"),
-        "end_time": prov.get("end_time"),
+        "end_time": run.end_time,
     }
 
 

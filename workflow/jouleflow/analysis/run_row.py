@@ -7,11 +7,7 @@ from typing import Any
 
 from jouleflow import traces
 from jouleflow.gpus import gpu_short_name
-
-
-def _first_gpu(meta: dict[str, Any]) -> dict[str, Any]:
-    gpus = meta.get("provenance", {}).get("gpus") or []
-    return gpus[0] if gpus else {}
+from jouleflow.records import RunRecord, SummaryRecord, read_run
 
 
 def _float(value: Any) -> float | None:
@@ -22,9 +18,9 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _output_lengths_from(meta: dict[str, Any]) -> str | None:
+def _output_lengths_from(run: RunRecord) -> str | None:
     # run.json's `request_set` (older runs recorded it under config)
-    rs = meta.get("request_set") or meta.get("config", {}).get("request_set")
+    rs = run.request_set or run.config.get("request_set")
     synthetic = rs.get("synthetic") if isinstance(rs, dict) else None
     if not synthetic or not synthetic.get("histogram"):
         return None
@@ -34,16 +30,14 @@ def _output_lengths_from(meta: dict[str, Any]) -> str | None:
 def summary_row(run_dir: str | Path, summary_path: str | Path | None = None) -> dict[str, Any]:
     """The run's row in the campaign summary table (every traces.SUMMARY column, nulls where unknown)."""
     run_dir = Path(run_dir)
-    meta = traces.read_run(run_dir)
-    summary = traces.read_json(
+    run = read_run(run_dir)
+    summary = SummaryRecord.read(
         Path(summary_path) if summary_path is not None else run_dir / traces.SUMMARY_JSON
     )
-    config = meta.get("config", {})
-    gpu = _first_gpu(meta)
-    diffusion = summary.get("window_source") == "batches" or config.get("modality") == "diffusion"
-    figures = {name: summary.get(name) for name in traces.SUMMARY.names}
+    config = run.config
+    gpu = run.gpus[0] if run.gpus else {}
+    diffusion = summary.window_source == "batches" or run.is_diffusion
     row: dict[str, Any] = {
-        **figures,
         "source": "jouleflow",
         "run_dir": str(run_dir),
         "task": config.get("task"),
@@ -54,17 +48,33 @@ def summary_row(run_dir: str | Path, summary_path: str | Path | None = None) -> 
         "total_params_b": _float(config.get("total_params_b")),
         "active_params_b": _float(config.get("active_params_b")),
         "gpu": gpu_short_name(gpu.get("name")) or config.get("gpu"),
-        "num_gpus": _int(config.get("num_gpus") or len(meta.get("provenance", {}).get("gpus") or []) or None),
+        "num_gpus": _int(config.get("num_gpus") or len(run.gpus) or None),
         "batch_size": _int(config.get("batch_size")),
         "parallelism": config.get("parallelism"),
-        "load_format": config.get("load_format") or meta.get("provenance", {}).get("load_format"),
-        "status": meta.get("status"),
-        "valid": bool(summary.get("valid")),
-        "flags": ",".join(summary.get("flags") or []),
-        "energy_per_response_j": summary.get("energy_per_image_j" if diffusion else "energy_per_request_j"),
+        "load_format": run.load_format,
+        "status": run.status,
+        "valid": bool(summary.valid),
+        "flags": ",".join(summary.flags or []),
+        "energy_per_token_j": summary.energy_per_token_j,
+        "energy_per_response_j": summary.energy_per_image_j if diffusion else summary.energy_per_request_j,
+        "mean_output_tokens": summary.mean_output_tokens,
+        "tokens_per_s": summary.tokens_per_s,
+        "mean_power_w": summary.mean_power_w,
         "gpu_tdp_w": _float(gpu.get("default_power_limit_w", gpu.get("power_limit_w"))),
-        "mean_batch_size": summary.get("mean_batch_size" if diffusion else "mean_running"),
-        "reason": meta.get("reason"),
-        "output_lengths_from": _output_lengths_from(meta),
+        "median_itl_s": summary.median_itl_s,
+        "p90_itl_s": summary.p90_itl_s,
+        "p95_itl_s": summary.p95_itl_s,
+        "p99_itl_s": summary.p99_itl_s,
+        "median_tpot_s": summary.median_tpot_s,
+        "median_ttft_s": summary.median_ttft_s,
+        "median_e2e_s": summary.median_e2e_s,
+        "p90_e2e_s": summary.p90_e2e_s,
+        "batch_latency_s": summary.batch_latency_s,
+        "mean_batch_size": summary.mean_batch_size if diffusion else summary.mean_running,
+        "steady_duration_s": summary.steady_duration_s,
+        "energy_per_token_ci_rel": summary.energy_per_token_ci_rel,
+        "energy_per_token_ci_intervals": summary.energy_per_token_ci_intervals,
+        "reason": run.reason,
+        "output_lengths_from": _output_lengths_from(run),
     }
     return {name: row.get(name) for name in traces.SUMMARY.names}

@@ -33,6 +33,7 @@ from jouleflow.analysis.validity import Flags
 
 if TYPE_CHECKING:
     from jouleflow.analysis.accounting import RunData
+    from jouleflow.records import RunRecord
 
 # Chunk and request times come from the same client clock; allow only timer jitter.
 CLOCK_TOLERANCE_S = 1e-3
@@ -138,14 +139,13 @@ def _dedupe(run: RunData, attr: str, df: pl.DataFrame, notes: list[str]) -> pl.D
     return df
 
 
-def _job_gpus(meta: dict[str, Any]) -> set[int]:
-    gpus = meta.get("provenance", {}).get("gpus") or []
-    return {int(g.get("index", position)) for position, g in enumerate(gpus)}
+def _job_gpus(record: RunRecord) -> set[int]:
+    return {int(g.get("index", position)) for position, g in enumerate(record.gpus)}
 
 
 def _foreign_gpu_rows(run: RunData, power: pl.DataFrame, problems: list[str]) -> pl.DataFrame:
     """Leave out rows of GPUs that run.json does not list (when it lists any)."""
-    listed = _job_gpus(run.meta)
+    listed = _job_gpus(run.record)
     if not listed:
         return power
     extra = power.filter(~pl.col("gpu").is_in(sorted(listed)))

@@ -7,8 +7,12 @@ computed; the flags say why they should not be compared. Each flag comes with a 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from jouleflow.analysis.steady import DEFAULT_FULL_TOLERANCE
+
+if TYPE_CHECKING:
+    from jouleflow.records import RunRecord
 
 # Blocking flags: the figures of a run carrying one must not be compared or published.
 STATUS_NOT_OK = "status-not-ok"
@@ -139,12 +143,13 @@ def check_convergence(
     )
 
 
-def foreign_process_list(meta: dict) -> list:
-    """Foreign processes seen on the job's GPUs, from run.json (provenance.foreign_processes).
+def foreign_process_list(record: RunRecord) -> list:
+    """Foreign processes seen on the job's GPUs, from run.json (foreign_processes; older runs
+    recorded them as provenance.foreign_processes).
 
     Accepts a list of process records, or a dict of such lists (e.g. per phase: before/after).
     """
-    found = meta.get("provenance", {}).get("foreign_processes", meta.get("foreign_processes"))
+    found = record.provenance.get("foreign_processes", record.foreign_processes)
     if not found:
         return []
     if isinstance(found, dict):

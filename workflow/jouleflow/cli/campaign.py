@@ -12,10 +12,13 @@ grid plan and the provenance table.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jouleflow.records import JobSpec
 
 
 def register(subparsers) -> None:
@@ -75,18 +78,17 @@ def register(subparsers) -> None:
     v.set_defaults(func=run_provenance)
 
 
-def _load_spec(path: Path) -> dict:
+def _load_spec(path: Path) -> JobSpec:
     from jouleflow.cli import CLIError
+    from jouleflow.records import JobSpec
+    from jouleflow.traces import TraceError
 
+    if not path.is_file():
+        raise CLIError(f"{path}: job spec not found")
     try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CLIError(f"{path}: job spec not found") from None
-    except json.JSONDecodeError as exc:
-        raise CLIError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(spec, dict):
-        raise CLIError(f"{path}: a job spec must be a JSON object")
-    return spec
+        return JobSpec.read(path)
+    except TraceError as exc:  # invalid JSON, a missing identity key, a newer schema: names the file
+        raise CLIError(str(exc)) from None
 
 
 def run_measure(args: argparse.Namespace) -> int:
@@ -103,7 +105,7 @@ def run_measure(args: argparse.Namespace) -> int:
 
     spec = _load_spec(args.spec)
     run_dir: Path = args.run_dir
-    after = args.after or spec.get("after")
+    after = args.after or spec.after
     failures = args.failure_log
     # An attempt killed outright (SIGKILL of the whole job, a lost node) left only its temp dir.
     for partial in attempt.partials(run_dir):
@@ -166,7 +168,7 @@ def run_fetch_reference(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
     from jouleflow.plan.runguard import StaleRunError, copy_reference, decide
 
-    spec = _load_spec(args.spec) if args.spec else {}
+    spec = _load_spec(args.spec) if args.spec else None
     try:
         decision = decide(spec, args.run_dir, "reference", reference_run=args.bundled)
     except StaleRunError as exc:

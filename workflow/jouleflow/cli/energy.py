@@ -91,11 +91,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from jouleflow.analysis.energy import write_summary
     from jouleflow.analysis.validity import Thresholds
     from jouleflow.cli import CLIError
+    from jouleflow.records import SummaryRecord
     from jouleflow.traces import TraceError
 
     try:
@@ -117,10 +116,10 @@ def run(args: argparse.Namespace) -> int:
         path = write_summary(args.run_dir, args.output, thresholds)
     except TraceError as exc:
         raise CLIError(str(exc)) from exc
-    summary = json.loads(path.read_text())
+    summary = SummaryRecord.read(path)
     if args.print_summary:
-        print(json.dumps(summary, indent=2, sort_keys=True))
-    state = "valid" if summary["valid"] else "INVALID " + ",".join(summary["flags"])
-    ept = summary.get("energy_per_token_j")
+        print(summary.to_json(), end="")
+    state = "valid" if summary.valid else "INVALID " + ",".join(summary.flags)
+    ept = summary.energy_per_token_j
     print(f"{path}: {state}; J/token {ept if ept is None else f'{ept:.4g}'}")
     return 0

@@ -90,7 +90,7 @@ def required_out(args: argparse.Namespace) -> str:
 
 def print_run_status(run_dir: Any) -> None:
     """One line: the committed run's status, directory and reason."""
-    from jouleflow.traces import read_json
+    from jouleflow.records import read_run
 
-    doc = read_json(run_dir / "run.json")
-    print(f"{doc['status']}: {run_dir}" + (f" ({doc['reason']})" if doc.get("reason") else ""))
+    run = read_run(run_dir)
+    print(f"{run.status}: {run_dir}" + (f" ({run.reason})" if run.reason else ""))

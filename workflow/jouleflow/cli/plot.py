@@ -127,13 +127,14 @@ def _plot_timeline(args: argparse.Namespace) -> int:
 
 
 def _run_outcome(run_dir: Path) -> str:
-    from jouleflow import traces
+    from jouleflow.records import read_run
+    from jouleflow.traces import TraceError
 
     try:
-        meta = traces.read_run(run_dir)
-    except traces.TraceError:
+        run = read_run(run_dir)
+    except TraceError:
         return "no power trace"
-    return f"run {meta.get('status')}: {meta.get('reason') or 'no power trace'}"
+    return f"run {run.status}: {run.reason or 'no power trace'}"
 
 
 def _plot_task_energy(args: argparse.Namespace) -> int:

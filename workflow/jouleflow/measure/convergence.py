@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from jouleflow.analysis import steady
@@ -35,6 +36,7 @@ from jouleflow.analysis.uncertainty import (
 )
 from jouleflow.measure.jobconfig import LLMJobConfig, SaturateConfig
 from jouleflow.measure.load import LoadSettings, RequestResult
+from jouleflow.records import RunRecord
 
 CONVERGED = "converged"
 WINDOW_REACHED = "target window reached (no energy sensor)"
@@ -168,18 +170,19 @@ class Convergence:
             "j_per_token": est.mean if est else None,
         }
 
-    def add_to_run_json(self, doc: dict[str, Any], load_result: Any) -> None:
+    def add_to_run(self, run: RunRecord, load_result: Any) -> RunRecord:
         """The saturate run's record: `convergence`, and the stop in `load`."""
         results = load_result.results
-        doc["convergence"] = self.record(load_result.stopped, load_result.t_stop)
-        doc["load"].update(
-            arrival="saturate",
-            in_flight=self.in_flight,
-            stopped=load_result.stopped,
-            t_stop=load_result.t_stop,
-            stopped_requests=sum(r.stopped and r.t_send is not None for r in results),
-            not_sent=sum(r.t_send is None for r in results),
-        )
+        load = {
+            **(run.load or {}),
+            "arrival": "saturate",
+            "in_flight": self.in_flight,
+            "stopped": load_result.stopped,
+            "t_stop": load_result.t_stop,
+            "stopped_requests": sum(r.stopped and r.t_send is not None for r in results),
+            "not_sent": sum(r.t_send is None for r in results),
+        }
+        return replace(run, convergence=self.record(load_result.stopped, load_result.t_stop), load=load)
 
 
 def saturate_load(

@@ -17,6 +17,7 @@ from jouleflow.measure.engines.xdit import Generation, PipelineFamily
 from jouleflow.measure.engines.xdit_protocol import EVENTS_FILE, Outcome, WorkerReport, phase_windows
 from jouleflow.measure.jobconfig import config_hash
 from jouleflow.measure.provenance import package_version
+from jouleflow.records import RunRecord, Timing
 
 ENERGY_SOURCE = "nvml-via-zeus"
 # Where things ran, not what was measured: left out of the config hash.
@@ -77,8 +78,8 @@ def run_document(
     exit_code: int | None,
     foreign: list[dict],
     notes: list[str],
-) -> dict[str, Any]:
-    """run.json (RunDirWriter.commit adds schema_version)."""
+) -> RunRecord:
+    """run.json's record."""
     prov = dict(provenance)
     prov.update(
         engine="xdit",
@@ -94,27 +95,27 @@ def run_document(
         worker=report.loaded,
     )
     timed = [b for b in report.timed if b.get("ok")]
-    return {
-        "status": outcome.status,
-        "reason": outcome.reason,
-        "config": config,
-        "config_hash": hashed_config(config),
-        "provenance": prov,
-        "notes": notes,
-        "foreign_processes": foreign,
-        "worker": {
+    return RunRecord(
+        status=outcome.status,
+        reason=outcome.reason,
+        config=config,
+        config_hash=hashed_config(config),
+        provenance=prov,
+        notes=notes,
+        foreign_processes=foreign,
+        worker={
             "argv": worker_argv,
             "exit_code": exit_code,
             "log": "worker.log",
             "events": EVENTS_FILE,
             "error": report.error,
         },
-        "warmup": [
+        warmup=[
             {k: b.get(k) for k in ("batch_index", "batch_size", "t_start", "t_end", "ok", "peak_memory_gib")}
             for b in report.warmup
         ],
-        "timing": {
-            "t0": min((b["t_start"] for b in timed), default=None),
-            "t_last_end": max((b["t_end"] for b in timed), default=None),
-        },
-    }
+        timing=Timing(
+            t0=min((b["t_start"] for b in timed), default=None),
+            t_last_end=max((b["t_end"] for b in timed), default=None),
+        ),
+    )

@@ -35,6 +35,7 @@ from jouleflow.measure.engines.xdit_protocol import (
 from jouleflow.measure.provenance import base_provenance
 from jouleflow.measure.session_base import MeasuredSession
 from jouleflow.measure.session_common import RunFailed, SessionSetupError
+from jouleflow.records import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class DiffusionSession(MeasuredSession):
             time.sleep(POLL_S)
         return read_events(events_path), None
 
-    def record(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> tuple[str, str | None, dict]:
+    def record(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> tuple[str, str | None, RunRecord]:
         cfg, p, spec, report = self.cfg, self.job, self.spec, self.report
         assert p is not None
         exit_code = self.process.exit_code() if self.process is not None else None

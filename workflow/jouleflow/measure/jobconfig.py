@@ -358,7 +358,12 @@ def load_job_spec(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot parse job spec ({exc})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a job spec must be a mapping")
-    return data
+    from jouleflow.records import RecordError, spec_fields
+
+    try:
+        return spec_fields(data, str(path))  # a spec newer than this jouleflow is refused
+    except RecordError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def canonical_json(obj: Any) -> str:

@@ -43,6 +43,7 @@ from jouleflow.measure.session_setup import (
     resolve_model,
     validate_engine,
 )
+from jouleflow.records import RunRecord, Timing
 
 if TYPE_CHECKING:
     from jouleflow.measure.reuse import SharedEngine
@@ -260,7 +261,7 @@ class Session(MeasuredSession):
             writer.path(name).unlink(missing_ok=True)
             self.failure.add(f"cannot write {name}: {type(exc).__name__}: {exc}", traceback.format_exc())
 
-    def record(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> tuple[str, str | None, dict]:
+    def record(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> tuple[str, str | None, RunRecord]:
         cfg = self.cfg
         status, reason = self.status, self.reason
         spec, load_result, rs_info = self.spec, self.load_result, self.rs_info
@@ -304,31 +305,29 @@ class Session(MeasuredSession):
                 "power_period_s": cfg.power_period_s if energy_source else None,
             }
         )
-        doc: dict[str, Any] = {
-            "status": status,
-            "reason": reason,
-            "config": config,
-            "config_hash": config_hash(hashed),
-            "request_set": rs_info,
-            "provenance": prov,
-            "notes": self.notes,
-            "foreign_processes": self.foreign,
-            "server": {"argv": spec.argv, "port": spec.port, "metrics": spec.metrics_path is not None}
+        doc = RunRecord(
+            status=status,
+            reason=reason,
+            config=config,
+            config_hash=config_hash(hashed),
+            request_set=rs_info,
+            provenance=prov,
+            notes=self.notes,
+            foreign_processes=self.foreign,
+            server={"argv": spec.argv, "port": spec.port, "metrics": spec.metrics_path is not None}
             if spec
             else None,
-            "timing": {
-                "t0": load_result.t0 if load_result else None,
-                "t_last_end": load_result.t_last_end if load_result else None,
-            },
-        }
-        if load_result is not None:
-            doc["load"] = {
+            timing=Timing(load_result.t0, load_result.t_last_end) if load_result else Timing(),
+            load={
                 "requests": len(load_result.results),
                 "ok": sum(r.ok for r in load_result.results),
                 "aborted": load_result.aborted,
             }
-            if self.convergence is not None:
-                self.convergence.add_to_run_json(doc, load_result)
+            if load_result is not None
+            else None,
+        )
+        if load_result is not None and self.convergence is not None:
+            doc = self.convergence.add_to_run(doc, load_result)
         return status, reason, doc
 
 

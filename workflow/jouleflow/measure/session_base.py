@@ -40,6 +40,7 @@ from jouleflow.measure.session_common import (
     detach_session_log,
     failed_run_dir,
 )
+from jouleflow.records import RunRecord
 
 # Errors that name what is wrong with the input: before the launch they end the session unrecorded.
 BAD_INPUT = (SessionSetupError, GpuAllocationError, ValueError, FileNotFoundError)
@@ -92,8 +93,8 @@ class MeasuredSession:
         """What stops the engine side, in order (before the sampler)."""
         return [self.process and self.process.stop]
 
-    def record(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> tuple[str, str | None, dict]:
-        """Write the traces; return (status, reason, run.json content)."""
+    def record(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> tuple[str, str | None, RunRecord]:
+        """Write the traces; return (status, reason, run.json's record)."""
         raise NotImplementedError
 
     def no_sensor_hint(self) -> str:

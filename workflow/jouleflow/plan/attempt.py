@@ -33,12 +33,13 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from jouleflow import __version__
-from jouleflow.traces import RUN_JSON, RunDirWriter, is_complete_run, read_run, write_json
+from jouleflow.records import JobSpec, RunRecord, read_run
+from jouleflow.traces import RUN_JSON, RunDirWriter, is_complete_run
 
 # Exit code of the `jouleflow` CLI for bad input (argparse and CLIError): the job fails, no record.
 BAD_INPUT = 2
@@ -128,12 +129,11 @@ def partials(run_dir: Path) -> list[Path]:
 def adopt(failed: Path, run_dir: Path, why: str | None = None) -> str:
     """Move the session's own failed run into the point's place; returns its reason. `why` (a time
     limit the session could not know of) goes in front of the session's reason, before the move."""
-    meta = read_run(failed)
-    reason = meta.get("reason") or "failed"
+    run = read_run(failed)
+    reason = run.reason or "failed"
     if why:
         reason = f"{why}; {reason}"
-        write_json({**meta, "reason": reason, "notes": [*(meta.get("notes") or []), f"supervisor: {why}"]},
-                   failed / RUN_JSON)  # fmt: skip
+        replace(run, reason=reason, notes=[*run.notes, f"supervisor: {why}"]).write(failed / RUN_JSON)
     if run_dir.exists() and not is_complete_run(run_dir):
         shutil.rmtree(run_dir)  # an empty leftover (Snakemake creates output dirs' parents)
     os.replace(failed, run_dir)
@@ -141,10 +141,13 @@ def adopt(failed: Path, run_dir: Path, why: str | None = None) -> str:
 
 
 def record_failed(
-    spec: dict[str, Any], run_dir: Path, reason: str, salvage: list[Path], started: float
+    spec: JobSpec | dict[str, Any], run_dir: Path, reason: str, salvage: list[Path], started: float
 ) -> Path:
     """A failed run directory with the reason, the spec and the logs the attempt left."""
-    from jouleflow.plan.runguard import config_hash
+    from jouleflow.plan.runguard import as_spec, config_hash
+
+    spec = as_spec(spec)
+    config = spec.to_dict()
 
     writer = RunDirWriter(run_dir)
     kept = []
@@ -155,24 +158,24 @@ def record_failed(
                 kept.append(f.name)
     now = time.time()
     path = writer.commit(
-        {
-            "status": "failed",
-            "reason": reason,
-            "config": spec,
-            "config_hash": config_hash(spec),
-            "provenance": {
+        RunRecord(
+            status="failed",
+            reason=reason,
+            config=config,
+            config_hash=config_hash(config),
+            provenance={
                 "host": socket.gethostname(),
                 "jouleflow_version": __version__,
                 "start_time": started,
                 "end_time": now,
                 "energy_source": None,
-                "load_format": spec.get("load_format"),
+                "load_format": spec.load_format,
                 "recorded_by": "supervisor",
                 "salvaged_files": kept,
                 "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             },
-            "notes": [f"recorded by the job's supervisor: {reason}"],
-        }
+            notes=[f"recorded by the job's supervisor: {reason}"],
+        )
     )
     for partial in salvage:
         shutil.rmtree(partial, ignore_errors=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from jouleflow import traces
 from jouleflow.plan.grid import Grid, GridPoint, build_grid
+from jouleflow.records import JobSpec
 
 POINT_COLUMNS = (
     "task", "model", "precision", "gpu", "num_gpus", "parallelism", "batch_size", "source", "sweep",
@@ -48,7 +49,7 @@ def sync_job_specs(grid: Grid) -> int:
     written = 0
     for point in grid.points:
         path = Path(spec_path(grid.config["results_dir"], point))
-        text = json.dumps(grid.spec(point), indent=2, sort_keys=True) + "\n"
+        text = JobSpec.from_dict(grid.spec(point), str(path)).to_json()
         try:
             if path.read_text() == text:
                 continue

@@ -1,5 +1,8 @@
 """A grid point's job spec (what `jouleflow measure llm --config` reads), the spec values that
-define a measurement, and the scheduler resources of its job. Stdlib only (parsed per Snakemake run).
+define a measurement, and the scheduler resources of its job. Stdlib + records (parsed per Snakemake run).
+
+The spec file's record and the keys that define a measurement (IDENTITY_KEYS, MEASURED_KEYS,
+OPTIONAL_MEASURED_KEYS) are records.JobSpec's.
 """
 
 from __future__ import annotations
@@ -8,31 +11,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from jouleflow.plan.gpurequest import gpu_request
+from jouleflow.records import IDENTITY_KEYS, MEASURED_KEYS
 
 if TYPE_CHECKING:
     from jouleflow.plan.grid import GridPoint
-
-# Job-spec keys (run.json `config`) that define a grid point: compared for copied reference runs.
-IDENTITY_KEYS = ("task", "model", "gpu", "num_gpus", "batch_size", "precision")
-# ... plus what changes a measurement: compared for measured runs, and a change reruns the job (whose
-# guard then refuses). model_path is left out on purpose (moving the weights changes nothing
-# measured), and so are timeouts and the power sampling period.
-LLM_MEASURED_KEYS = (
-    "tensor_parallel", "pipeline_parallel", "data_parallel", "expert_parallel", "quantization",
-    "load_format", "engine", "endpoint", "num_requests", "max_model_len", "sampling", "extra_body",
-    "server_args", "env", "request_set", "synthetic", "arrival", "saturate",
-)  # fmt: skip
-DIFFUSION_MEASURED_KEYS = (
-    "pipeline", "ulysses_degree", "ring_degree", "cfg_parallel", "pipefusion_degree", "load_format",
-    "steps", "height", "width", "num_frames", "guidance_scale", "seed", "num_batches", "warmup_batches",
-    "prompts", "cycle_prompts", "xfuser_args", "env",
-)  # fmt: skip
-# Measured keys a spec carries only when the config sets them, so that specs (and the rerun trigger)
-# stay as they were without them; absent means null.
-OPTIONAL_MEASURED_KEYS = ("cudagraph_max_capture", "server_max_num_seqs")
-# The guard compares the keys a spec has, so one tuple serves both modalities.
-MEASURED_KEYS = (*IDENTITY_KEYS, *LLM_MEASURED_KEYS, *OPTIONAL_MEASURED_KEYS, *DIFFUSION_MEASURED_KEYS)
-
 
 # Scheduler resources that grow with the attempt number: a retried job (after a timeout or running
 # out of memory) gets base × attempt.

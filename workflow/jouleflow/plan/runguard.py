@@ -22,22 +22,21 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jouleflow import __version__
-from jouleflow.plan.jobspec import IDENTITY_KEYS, MEASURED_KEYS, OPTIONAL_MEASURED_KEYS
-from jouleflow.traces import (
-    RUN_JSON,
-    RunDirWriter,
-    TraceError,
-    is_complete_run,
-    read_json,
+from jouleflow.records import (
+    IDENTITY_KEYS,
+    MEASURED_KEYS,
+    OPTIONAL_MEASURED_KEYS,
+    JobSpec,
+    RunRecord,
     read_run,
-    write_json,
 )
+from jouleflow.traces import RUN_JSON, RunDirWriter, TraceError, is_complete_run, read_json, write_json
 
 # Written into a copied reference run (and only there), so a copy is never mistaken for a measurement.
 ORIGIN_JSON = "origin.json"
@@ -71,7 +70,7 @@ def _same(wanted: Any, recorded: Any) -> bool:
     return wanted == recorded
 
 
-def differing_keys(spec: dict[str, Any], recorded: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+def differing_keys(spec: Mapping[str, Any], recorded: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:
     """Keys whose values differ; a key the run did not record is not counted (older schema). An
     optional key the spec leaves out (OPTIONAL_MEASURED_KEYS) is null there."""
     spec = {**dict.fromkeys(OPTIONAL_MEASURED_KEYS), **spec}
@@ -85,8 +84,13 @@ def _origin(run_dir: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
+def as_spec(spec: JobSpec | Mapping[str, Any]) -> JobSpec:
+    """A job spec as its record (a dict is validated: a missing identity key is named)."""
+    return spec if isinstance(spec, JobSpec) else JobSpec.from_dict(spec)
+
+
 def decide(
-    spec: dict[str, Any],
+    spec: JobSpec | Mapping[str, Any] | None,
     run_dir: str | Path,
     source: str,
     reference_run: str | Path | None = None,
@@ -96,8 +100,9 @@ def decide(
 
     source: "measure" or "reference"; reference_run: the bundled copy (source reference);
     predecessor: the run directory of the next-smaller batch size of the same group, if chained.
+    spec None: no job spec to compare the finished run with (a reference copy fetched without one).
     """
-    run_dir = Path(run_dir)
+    spec, run_dir = as_spec(spec) if spec is not None else None, Path(run_dir)
     if source not in ("measure", "reference"):
         raise ValueError(f"source must be 'measure' or 'reference', got {source!r}")
     if source == "reference" and reference_run is None:
@@ -113,16 +118,16 @@ def decide(
     # Only a configuration that does not fit stops the larger batch sizes; a crash or a timeout of
     # the smaller one says nothing about the larger, which is still tried.
     if predecessor and is_complete_run(predecessor):
-        meta = read_run(predecessor)
-        if meta.get("status") == "infeasible":
-            return Decision("skip-infeasible", str(meta.get("reason") or "infeasible"))
+        smaller = read_run(predecessor)
+        if smaller.status == "infeasible":
+            return Decision("skip-infeasible", str(smaller.reason or "infeasible"))
     return Decision("measure")
 
 
 def run_status(run_dir: Path) -> tuple[str | None, str | None]:
     """A finished run's (status, reason); raises TraceError when its run.json cannot be read."""
-    meta = read_run(run_dir)
-    return meta.get("status"), meta.get("reason")
+    run = read_run(run_dir)
+    return run.status, run.reason
 
 
 def _failed(run_dir: Path) -> bool:
@@ -134,7 +139,10 @@ def _failed(run_dir: Path) -> bool:
 
 
 def stale_reason(
-    spec: dict[str, Any], run_dir: str | Path, source: str, reference_run: str | Path | None = None
+    spec: JobSpec | Mapping[str, Any] | None,
+    run_dir: str | Path,
+    source: str,
+    reference_run: str | Path | None = None,
 ) -> str | None:
     """Why the finished run at run_dir no longer matches its spec (None: it matches, or nothing is
     there, or it is a failed attempt that will simply be measured again)."""
@@ -142,13 +150,13 @@ def stale_reason(
     if not is_complete_run(run_dir) or (source == "measure" and _failed(run_dir)):
         return None
     try:
-        _check_existing(spec, run_dir, source, reference_run)
+        _check_existing(as_spec(spec) if spec is not None else None, run_dir, source, reference_run)
     except StaleRunError as exc:
         return str(exc)
     return None
 
 
-def check_campaign(runs: Iterable[tuple[dict[str, Any], str, str, str | None]]) -> list[str]:
+def check_campaign(runs: Iterable[tuple[JobSpec | Mapping[str, Any], str, str, str | None]]) -> list[str]:
     """Every finished run that no longer matches the config: (spec, run_dir, source, bundled run).
 
     The workflow calls this when it plans, so every mismatch is reported at once, on every
@@ -163,7 +171,7 @@ def check_campaign(runs: Iterable[tuple[dict[str, Any], str, str, str | None]]) 
 
 
 def _failed_stamp(run_dir: Path) -> str:
-    end = (read_run(run_dir).get("provenance") or {}).get("end_time") or time.time()
+    end = read_run(run_dir).end_time or time.time()
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(float(end)))
 
 
@@ -193,7 +201,7 @@ def archive_failed(run_dir: str | Path) -> Path:
 
 
 def _check_existing(
-    spec: dict[str, Any], run_dir: Path, source: str, reference_run: str | Path | None
+    spec: JobSpec | None, run_dir: Path, source: str, reference_run: str | Path | None
 ) -> Decision:
     origin = _origin(run_dir)
     found = "reference" if origin else "measure"
@@ -201,11 +209,12 @@ def _check_existing(
     if found != source:
         what = "was copied from the bundled reference campaign" if origin else "was measured"
         raise StaleRunError(f"{run_dir}: this run {what}, but the config now gives source '{source}'; {fix}")
-    recorded = read_run(run_dir).get("config") or {}
+    recorded = read_run(run_dir).config
+    wanted = spec.to_dict() if spec is not None else {}
     keys = IDENTITY_KEYS if source == "reference" else MEASURED_KEYS
-    diffs = differing_keys(spec, recorded, keys)
+    diffs = differing_keys(wanted, recorded, keys)
     if diffs:
-        shown = "; ".join(f"{k}: run has {recorded[k]!r}, config asks {spec.get(k)!r}" for k in diffs)
+        shown = "; ".join(f"{k}: run has {recorded[k]!r}, config asks {wanted.get(k)!r}" for k in diffs)
         raise StaleRunError(f"{run_dir}: finished run differs from the config ({shown}); {fix}")
     if origin is not None and reference_run is not None:
         bundled = Path(reference_run) / RUN_JSON
@@ -248,25 +257,26 @@ def copy_reference(src: str | Path, dst: str | Path) -> Path:
 
 
 def write_skipped_infeasible(
-    spec: dict[str, Any], run_dir: str | Path, predecessor: str | Path, because: str
+    spec: JobSpec | Mapping[str, Any], run_dir: str | Path, predecessor: str | Path, because: str
 ) -> Path:
     """Record a point that is not attempted because a smaller batch of its group was infeasible."""
-    now = time.time()
+    spec, now = as_spec(spec), time.time()
     writer = RunDirWriter(Path(run_dir))
+    config = spec.to_dict()
     return writer.commit(
-        {
-            "status": "infeasible",
-            "reason": f"not attempted: {predecessor} (a smaller batch size) was infeasible: {because}",
-            "config": spec,
-            "config_hash": config_hash(spec),
-            "provenance": {
+        RunRecord(
+            status="infeasible",
+            reason=f"not attempted: {predecessor} (a smaller batch size) was infeasible: {because}",
+            config=config,
+            config_hash=config_hash(config),
+            provenance={
                 "host": socket.gethostname(),
                 "jouleflow_version": __version__,
                 "start_time": now,
                 "end_time": now,
                 "skipped_after": str(predecessor),
                 "energy_source": None,
-                "load_format": spec.get("load_format"),
+                "load_format": spec.load_format,
             },
-        }
+        )
     )

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from jouleflow import traces
 from jouleflow.plots.style import PALETTE, new_figure, note_dummy_weights, save, style, styled
+from jouleflow.records import RunRecord, read_run
 
 
 class TimelineError(ValueError):
@@ -34,9 +35,8 @@ def _columns(table: pa.Table, names: list[str]) -> dict[str, list[Any]]:
     return {n: table.column(n).to_pylist() for n in names}
 
 
-def _run_info(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / traces.RUN_JSON
-    return traces.read_run(run_dir) if path.is_file() else {}
+def _run_info(run_dir: Path) -> RunRecord | None:
+    return read_run(run_dir) if traces.is_complete_run(run_dir) else None
 
 
 @styled
@@ -59,8 +59,8 @@ def plot_timeline(
     power = _columns(traces.read_table(power_path, traces.POWER), ["t", "gpu", "power_w"])
     if not power["t"]:
         raise TimelineError(f"{power_path}: the power trace is empty")
-    meta = _run_info(run_dir)
-    t0 = (meta.get("timing") or {}).get("t0") or min(power["t"])
+    run = _run_info(run_dir)
+    t0 = (run.timing.t0 if run and run.timing else None) or min(power["t"])
     fig, (ax,) = new_figure(7.0, 3.0)
     gpus = sorted(set(power["gpu"]))
     for i, gpu in enumerate(gpus):
@@ -94,9 +94,8 @@ def plot_timeline(
         twin.set_ylim(bottom=0)
         h2, l2 = twin.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    config = meta.get("config") or {}
-    load_format = config.get("load_format") or (meta.get("provenance") or {}).get("load_format")
-    note_dummy_weights(ax, [load_format])
+    config = run.config if run else {}
+    note_dummy_weights(ax, [run.load_format if run else None])
     title = " · ".join(str(config[k]) for k in ("model", "task") if config.get(k))
     details = ", ".join(
         f"{k} {config[k]}"
