@@ -49,7 +49,8 @@ def test_keeps_in_flight_full_refills_and_stops_on_the_check():
     result = _saturate(state, reqs, in_flight=6, stop_check=stop)
     assert result.stopped == "converged" and result.aborted is None
     assert state.max_running == 6 and _peak_in_flight(result.results) == 6
-    assert max(seen) == 6 and min(seen) >= 5  # refilled at once: never more than one slot empty at a poll
+    # Refilled at once: full at most polls; a loaded machine may end two streams in one event-loop tick.
+    assert max(seen) == 6 and sorted(seen)[len(seen) // 2] == 6 and min(seen) >= 4
     ok = [r for r in result.results if r.ok]
     stopped = [r for r in result.results if r.stopped and r.t_send is not None]
     unsent = [r for r in result.results if r.t_send is None]
@@ -181,3 +182,40 @@ def test_campaign_measurement_load_reaches_the_job_spec_only_for_saturate():
     assert cfg.saturate == SaturateConfig(target_ci=0.02, max_load_s=300)
     with pytest.raises(ConfigSchemaError, match="target_cl"):
         grid_of(measurement={"load": {"arrival": "saturate", "target_cl": 0.02}})
+
+
+def test_the_live_estimate_counts_tokens_with_the_engines_counter_when_it_has_one():
+    """An engine falling behind merges tokens into fewer chunks: counted per chunk, J/token reads high."""
+    clock = Clock()
+    targets = SaturateConfig(target_window_s=10, target_ci=0.02, max_load_s=60, interval_s=2)
+    power: list[dict] = []
+    server: list[dict] = []
+    conv = Convergence(targets, 4, server_rows=lambda: server, power_rows=lambda: power, clock=clock)
+    results = [RequestResult(request_id=i, t_send=clock.now) for i in range(4)]
+    energy, generated, reason = 0.0, 0, None
+    while reason is None:
+        clock.now += 0.5
+        energy += 100.0 * 0.5  # 100 W
+        generated += 10  # the engine makes 20 tokens/s ...
+        power.append({"t": clock.now, "gpu": 0, "power_w": 100.0, "energy_j": energy})
+        server.append({"t": clock.now, "running": 4.0, "generation_tokens": float(generated)})
+        _stream(results, clock.now - 0.25, 2 if int(clock.now * 2) % 3 else 4)  # ... streamed in fewer chunks
+        reason = conv(results)
+    rec = conv.record(reason, clock.now)
+    assert reason == CONVERGED and rec["token_source"] == "server counter"
+    assert rec["j_per_token"] == pytest.approx(100.0 / 20, rel=1e-9)
+    # Without the counter the same chunks give a biased, noisy estimate.
+    for row in server:
+        del row["generation_tokens"]
+    blind = Convergence(targets, 4, server_rows=lambda: server, power_rows=lambda: power, clock=clock)
+    blind.t0 = clock.now - 1
+    blind(results)
+    assert blind.token_source == "client chunks" and blind.estimate.mean > 100.0 / 20 * 1.2
+
+
+def test_counter_growth_per_interval_is_interpolated_and_none_where_not_covered():
+    from jouleflow.analysis.uncertainty import counter_per_interval
+
+    t, c = [0.0, 1.0, 3.0, 4.0], [0.0, 10.0, 50.0, 60.0]
+    assert counter_per_interval(t, c, [0.5, 2.0, 4.0, 5.0]) == [25.0, 30.0, None]
+    assert counter_per_interval(t, c, [-1.0, 1.0]) == [None]

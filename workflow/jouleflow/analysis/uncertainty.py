@@ -101,6 +101,29 @@ def tokens_per_interval(t: Sequence[float], n: Sequence[int], edges: Sequence[fl
     return out
 
 
+def counter_per_interval(
+    t: Sequence[float], counter: Sequence[float], edges: Sequence[float]
+) -> list[float | None]:
+    """Growth of a cumulative counter (e.g. vLLM's generation_tokens_total) over each interval,
+    linearly interpolated at the edges; None where the samples do not bracket the interval.
+
+    `t` sorted ascending. The engine's own count: exact where a client counts chunks, which an engine
+    falling behind merges (several tokens per chunk until the stream's final usage reconciles them).
+    """
+
+    def at(x: float) -> float | None:
+        i = bisect_left(t, x)
+        if i < len(t) and t[i] == x:
+            return float(counter[i])
+        if i == 0 or i == len(t):
+            return None
+        t0, t1, c0, c1 = t[i - 1], t[i], counter[i - 1], counter[i]
+        return float(c0 + (c1 - c0) * (x - t0) / (t1 - t0))
+
+    values = [at(x) for x in edges]
+    return [None if a is None or b is None else b - a for a, b in zip(values, values[1:], strict=False)]
+
+
 def _around(trace: GpuTrace, a: float, b: float) -> GpuTrace:
     """The samples bracketing [a, b]: power_integral then costs O(samples in the interval)."""
     lo = max(bisect_right(trace.t, a) - 1, 0)
@@ -117,11 +140,13 @@ def energy_per_interval(traces: dict[int, GpuTrace], edges: Sequence[float]) -> 
     return out
 
 
-def j_per_token_values(energies: Sequence[float | None], tokens: Sequence[int]) -> list[float] | str:
+def j_per_token_values(energies: Sequence[float | None], tokens: Sequence[float | None]) -> list[float] | str:
     """J/token of each interval, or why it cannot be formed (no energy, no tokens in an interval)."""
     if any(e is None for e in energies):
         return "the power samples do not cover every interval"
-    if any(n <= 0 for n in tokens):
+    if any(n is None for n in tokens):
+        return "the token counter does not cover every interval"
+    if any(n <= 0 for n in tokens):  # type: ignore[operator]
         return "an interval streamed no tokens"
     return [e / n for e, n in zip(energies, tokens, strict=True)]  # type: ignore[operator]
 
