@@ -249,7 +249,7 @@ def attribute(
     metrics_path = run_dir / GPU_METRICS
     metrics = pl.from_arrow(traces.read_table(metrics_path)) if metrics_path.is_file() else None
     missing: dict[str, str] = {}
-    if "prompt_tokens" not in s.sources["prefill_tokens"]:
+    if not s.sources["prefill_tokens"].startswith("server"):
         missing["prefill_tokens_counter"] = (
             "server.parquet has no prompt_tokens: prefill tokens from requests.parquet"
         )
