@@ -279,3 +279,15 @@ def test_a_bundled_real_run_yields_what_it_can(tmp_path):
     assert doc["requests"]["attributed_j"] + doc["requests"]["unattributed_j"] == pytest.approx(
         doc["energy_j"], rel=1e-6
     )
+
+
+def test_an_interval_without_tokens_goes_to_the_residents(sim_run, tmp_path):
+    """Drop every chunk of one second: its dynamic energy goes to the requests resident then."""
+    sim = simulate()
+    sim["tokens"] = [c for c in sim["tokens"] if not 1030.0 <= c["t"] < 1031.0]
+    run_dir = write_sim(tmp_path / "gap", sim, baseline_w=STATIC_W)
+    doc, frame = attribute(run_dir, Options(fit=FitThresholds(min_intervals=10_000)))
+    assert doc["requests"]["unattributed_j"] == 0.0
+    assert frame["energy_j"].sum() == pytest.approx(doc["energy_j"], rel=1e-6)
+    parts = frame["static_j"] + frame["prefill_j"] + frame["decode_j"]
+    assert np.allclose(parts.to_numpy(), frame["energy_j"].to_numpy(), rtol=1e-9, atol=1e-9)

@@ -220,7 +220,8 @@ def per_request(
             "dynamic_j": (dyn + dyn_fallback).sum(axis=1),
             "static_j": stat.sum(axis=1),
             "prefill_j": (dyn * pre_frac).sum(axis=1),
-            "decode_j": (dyn * (1 - pre_frac)).sum(axis=1),
+            # an interval without tokens: its dynamic energy went to the residents, counted as decode
+            "decode_j": (dyn * (1 - pre_frac) + dyn_fallback).sum(axis=1),
             "decode_tokens_in_window": s.req_decode.sum(axis=1),
             "prefill_tokens_in_window": s.req_prefill.sum(axis=1),
             "residence_s": res.sum(axis=1),
@@ -309,6 +310,8 @@ def attribute(
             "attributed_j": float(frame["energy_j"].sum()),
             "unattributed_j": unattributed,
             "n_requests_with_energy": int((frame["energy_j"] != 0).sum()),
+            # static power above an interval's energy: that interval's dynamic share is negative
+            "intervals_with_negative_dynamic": int((s.energy_j < static_w * dt).sum()),
             "whole_in_window": {k: _stats(whole[k]) for k in ("energy_j", "dynamic_j", "static_j")},
         },
         missing=missing,
