@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "measure",
     "prepare",
     "energy",
+    "attribute",
     "summarize",
     "campaign",
     "import_",
