@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -139,16 +140,15 @@ class Session(MeasuredSession):
                 self.notes.append(f"no GPU latent metrics: {type(exc).__name__}: {exc}")
         return inventory
 
-    def wait_idle_baseline(self) -> None:
-        """The engine up and no load for idle_baseline_s: its power is the session's idle baseline."""
-        import time
-
+    def wait_idle_baseline(self) -> str | None:
+        """The engine up and no load for idle_baseline_s: its power is the session's idle baseline.
+        Returns why it stopped early (the engine exited, the sampler broke down), else None."""
         with self.timer.phase("idle_baseline"):
-            start = time.time()
-            end = start + self.cfg.idle_baseline_s
-            while (left := end - time.time()) > 0 and self.live_failure() is None:
+            end = time.time() + self.cfg.idle_baseline_s
+            while (failure := self.live_failure()) is None and (left := end - time.time()) > 0:
                 time.sleep(min(left, 0.2))
         self.idle_span = tuple(self.timer.phases["idle_baseline"])  # type: ignore[assignment]
+        return failure
 
     def measure(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> None:
         cfg = self.cfg
@@ -169,7 +169,14 @@ class Session(MeasuredSession):
                         raise base.ServerStartError("failed", f"the shared {cfg.engine} server is gone")
             self.check_foreign()
             if self.sampler is not None and cfg.idle_baseline_s > 0:
-                self.wait_idle_baseline()
+                failure = self.wait_idle_baseline()
+                if failure:  # no load on a dead engine or without energy
+                    gone = not self.process.is_alive()
+                    self.failure.add(
+                        f"{failure} (idle baseline)",
+                        f"server.log tail:\n{base.tail(self.process.log_path)}" if gone else None,
+                    )
+                    return
             self.load_result = self._load(self.spec, self.specs, self.display)
             self.check_after_load(self.load_result)
             self.check_foreign()
