@@ -287,7 +287,7 @@ def test_fake_gpu_session_records_latents_and_the_idle_baseline(tmp_path, model_
     phases = doc["provenance"]["phases"]
     order = ["prepare", "power_start", "server_start", "idle_baseline", "load"]
     assert [p for p in sorted(phases, key=lambda p: phases[p][0]) if p in order] == order
-    for before, after in zip(order, order[1:]):
+    for before, after in zip(order, order[1:], strict=False):
         assert phases[before][1] <= phases[after][0]
     base = doc["provenance"]["idle_baseline"]
     assert [base["start"], base["end"]] == phases["idle_baseline"]

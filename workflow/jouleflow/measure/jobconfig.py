@@ -222,7 +222,11 @@ class LLMJobConfig:
             need(isinstance(getattr(self, key), (int, float)) and getattr(self, key) > 0, key, "must be > 0")
         for key in ("latent_period_s", "idle_baseline_s"):
             value = getattr(self, key)
-            need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, key, "must be >= 0")
+            need(
+                isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+                key,
+                "must be >= 0",
+            )
         need(isinstance(self.sampling, dict), "sampling", "must be a mapping")
         need(isinstance(self.extra_body, dict), "extra_body", "must be a mapping")
         if self.launcher is not None:

@@ -26,13 +26,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ("util_gpu_pct", "util_mem_pct", "sm_clock_mhz", "mem_clock_mhz", "throttle_reasons")
 
 
-def _reasons_reader(pynvml: Any) -> Any:
-    """nvmlDeviceGetCurrentClocksEventReasons (driver >= 535), else the older ...ThrottleReasons."""
-    return getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
-        pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons"
-    )
-
-
 class LatentSampler:
     """Background sampler of GPU latent metrics; rows: t, gpu (visible index as in power.parquet),
     then COLUMNS (None where not reported)."""
@@ -53,12 +46,12 @@ class LatentSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _field(self, i: int, name: str, read: Any) -> Any:
+    def _field(self, i: int, name: str, read: Any, *args: Any) -> Any:
         if name in self._unsupported[i]:
             return None
         pynvml = self._nvml
         try:
-            return read()
+            return read(*args)
         except pynvml.NVMLError as exc:
             if isinstance(exc, pynvml.NVMLError_NotSupported):  # never asked again on this GPU
                 self._unsupported[i].add(name)
@@ -68,24 +61,25 @@ class LatentSampler:
             return None
 
     def sample(self) -> None:
-        pynvml = self._nvml
+        nvml = self._nvml
+        # nvmlDeviceGetCurrentClocksEventReasons (driver >= 535) is the renamed ...ThrottleReasons.
+        reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        reasons = reasons or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
         for i, h in self._handles.items():
             t = time.time()
-            util = self._field(i, "utilization", lambda h=h: pynvml.nvmlDeviceGetUtilizationRates(h))
-            reasons = _reasons_reader(pynvml)
+            util = self._field(i, "utilization", nvml.nvmlDeviceGetUtilizationRates, h)
+            sm = self._field(i, "sm_clock_mhz", nvml.nvmlDeviceGetClockInfo, h, nvml.NVML_CLOCK_SM)
+            mem = self._field(i, "mem_clock_mhz", nvml.nvmlDeviceGetClockInfo, h, nvml.NVML_CLOCK_MEM)
+            mask = self._field(i, "throttle_reasons", reasons, h)
             self.rows.append(
                 {
                     "t": t,
                     "gpu": i,
                     "util_gpu_pct": None if util is None else float(util.gpu),
                     "util_mem_pct": None if util is None else float(util.memory),
-                    "sm_clock_mhz": self._field(
-                        i, "sm_clock_mhz", lambda h=h: float(pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM))
-                    ),
-                    "mem_clock_mhz": self._field(
-                        i, "mem_clock_mhz", lambda h=h: float(pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM))
-                    ),
-                    "throttle_reasons": self._field(i, "throttle_reasons", lambda h=h: int(reasons(h))),
+                    "sm_clock_mhz": None if sm is None else float(sm),
+                    "mem_clock_mhz": None if mem is None else float(mem),
+                    "throttle_reasons": None if mask is None else int(mask),
                 }
             )
 

@@ -29,9 +29,9 @@ from jouleflow.measure import requestset
 from jouleflow.measure.engines import base
 from jouleflow.measure.gpualloc import AllocatedGpus
 from jouleflow.measure.jobconfig import LLMJobConfig, config_hash, parallelism_label
+from jouleflow.measure.latents import idle_baseline, tree_cpu_s
 from jouleflow.measure.load import LoadSettings, LoadStats, run_load, token_columns
 from jouleflow.measure.load import request_rows as load_request_rows
-from jouleflow.measure.latents import idle_baseline, tree_cpu_s
 from jouleflow.measure.provenance import base_provenance
 from jouleflow.measure.server_metrics import MetricsScraper
 from jouleflow.measure.session_base import MeasuredSession
