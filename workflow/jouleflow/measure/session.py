@@ -4,10 +4,11 @@ The lifecycle is session_base.MeasuredSession's; this is what an LLM session doe
 resolve and validate the config and the request set (bad input ends here, nothing written).
 Measure: launch the engine, wait healthy -> the idle baseline (power with no load) -> metrics
 scraper -> the load, with a live display. GPU latent metrics are sampled beside the power. The
-teardown stops the scraper, the server, the latent sampler, then the power sampler. A start-up OOM is a result (status
-"infeasible", committed at the final path); every other failure once the engine was launched (it
-fails to start, exits during the load, the power sampler breaks down, anything raised) is kept as
-`<name>.failed-<time>` with the reason and raised as SessionFailed (details in session.log).
+teardown stops the scraper, the server, the latent sampler, then the power sampler. A start-up
+OOM is a result (status "infeasible", committed at the final path); every other failure once the
+engine was launched (it fails to start, exits during the idle baseline or the load, the power
+sampler breaks down, anything raised) is kept as `<name>.failed-<time>` with the reason and raised
+as SessionFailed (details in session.log).
 Ctrl-C / SIGTERM once the engine was launched keeps what was gathered the same way, then stops.
 """
 
