@@ -50,6 +50,7 @@ class ServerState:
         self.batch_limit: object | None = None  # the product's BatchLimitFile, as vLLM's scheduler reads it
         self.received = 0
         self.generated = 0
+        self.prompt_tokens = 0  # words of the prompts admitted to the batch (vLLM counts at prefill)
         self.max_running = 0
 
     def limit(self) -> float:
@@ -91,6 +92,7 @@ async def _completion(request: web.Request) -> web.StreamResponse:
     finally:
         state.waiting -= 1
     state.running += 1
+    state.prompt_tokens += len(text.split())
     state.max_running = max(state.max_running, state.running)
 
     async def send(obj: dict | str) -> None:
@@ -168,6 +170,9 @@ async def _metrics(request: web.Request) -> web.Response:
         "# HELP vllm:generation_tokens_total Number of generation tokens processed.\n"
         "# TYPE vllm:generation_tokens_total counter\n"
         f'vllm:generation_tokens_total{{engine="0",model_name="m"}} {float(s.generated)}\n'
+        "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.\n"
+        "# TYPE vllm:prompt_tokens_total counter\n"
+        f'vllm:prompt_tokens_total{{engine="0",model_name="m"}} {float(s.prompt_tokens)}\n'
     )
     return web.Response(text=text, content_type="text/plain")
 

@@ -154,6 +154,18 @@ def test_the_planner_writes_the_settings_only_when_set(tmp_path):
     assert _flag(vllm.build_command(c, 1), "--compilation-config") == '{"max_cudagraph_capture_size": 512}'
 
 
+def test_the_planner_writes_latent_and_idle_settings_only_when_set(tmp_path):
+    plain = json.loads(_planned_spec(tmp_path / "a").read_text())
+    assert "latent_period_s" not in plain and "idle_baseline_s" not in plain
+    c = config_from_dict(plain)
+    assert (c.latent_period_s, c.idle_baseline_s) == (0.5, 5.0)  # the measurement's defaults
+    spec = json.loads(_planned_spec(tmp_path / "b", latent_period_s=0, idle_baseline_s=10).read_text())
+    c = config_from_dict(spec)
+    assert (c.latent_period_s, c.idle_baseline_s) == (0, 10)
+    with pytest.raises(ConfigError, match="idle_baseline_s: must be >= 0"):
+        config_from_dict({**spec, "idle_baseline_s": -1})
+
+
 def test_unwritable_cache_dir_is_bad_input_before_the_engine_starts(tmp_path):
     """Through the real CLI path with the planner's spec: exit 2, the key and the path named, no run."""
     blocker = tmp_path / "not-a-dir"

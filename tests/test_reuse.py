@@ -59,7 +59,8 @@ def _spec(tmp_path: Path, *extra: str) -> Path:
 @pytest.mark.slow
 def test_one_server_measures_each_batch_size_as_its_own_run(tmp_path):
     root = tmp_path / "runs"
-    r = _jouleflow("measure", "llm-sweep", "--config", str(_spec(tmp_path)), "--batch-sizes", "2,4",
+    spec = _spec(tmp_path, "--idle-baseline", "1s")
+    r = _jouleflow("measure", "llm-sweep", "--config", str(spec), "--batch-sizes", "2,4",
                    "--out-root", str(root), "--no-progress")  # fmt: skip
     assert r.returncode == 0, r.stderr
     docs = {b: json.loads((root / str(b) / "run.json").read_text()) for b in (2, 4)}
@@ -72,6 +73,11 @@ def test_one_server_measures_each_batch_size_as_its_own_run(tmp_path):
         assert shared["server_max_num_seqs"] == 4 and shared["startup_share_s"] > 0
         pids.add(shared["server_pid"])
         assert doc["provenance"]["energy_source"] == "nvml-via-zeus"
+        # Each point takes its own idle baseline on the shared server, between its start and its load.
+        phases = doc["provenance"]["phases"]
+        assert phases["server_start"][1] <= phases["idle_baseline"][0] < phases["idle_baseline"][1]
+        assert phases["idle_baseline"][1] <= phases["load"][0]
+        assert doc["provenance"]["idle_baseline"]["mean_power_w"] == {"0": pytest.approx(300, abs=0.01)}
         # The engine, not the client, held the batch: B streams at once, the headroom waited.
         server = pl.read_parquet(root / str(b) / "server.parquet")
         assert server["running"].max() == b and server["waiting"].max() > 0

@@ -35,6 +35,10 @@ vllm:num_preemptions_total{engine="1",model_name="meta-llama/Llama-3.1-8B-Instru
 # TYPE vllm:generation_tokens_total counter
 vllm:generation_tokens_total{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"} 150000.0
 vllm:generation_tokens_total{engine="1",model_name="meta-llama/Llama-3.1-8B-Instruct"} 140000.0
+# HELP vllm:prompt_tokens_total Number of prefill tokens processed.
+# TYPE vllm:prompt_tokens_total counter
+vllm:prompt_tokens_total{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"} 20000.0
+vllm:prompt_tokens_total{engine="1",model_name="meta-llama/Llama-3.1-8B-Instruct"} 18000.0
 # HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
 # TYPE vllm:time_to_first_token_seconds histogram
 vllm:time_to_first_token_seconds_bucket{engine="0",le="0.001",model_name="m"} 0.0
@@ -71,6 +75,7 @@ def test_new_names_sum_over_engines_and_average_kv():
         "kv_cache_usage": 0.4,  # mean of 0.5 and 0.3: a fraction, not a count
         "preemptions": 3.0,
         "generation_tokens": 290000.0,
+        "prompt_tokens": 38000.0,
     }
 
 
@@ -81,6 +86,7 @@ def test_old_names():
         "kv_cache_usage": 0.25,
         "preemptions": 3.0,
         "generation_tokens": 777.0,
+        "prompt_tokens": None,  # this exposition has no prompt-token counter
     }
 
 
@@ -103,6 +109,7 @@ def test_absent_metrics_are_none():
         "kv_cache_usage": None,
         "preemptions": None,
         "generation_tokens": None,
+        "prompt_tokens": None,
     }
 
 

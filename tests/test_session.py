@@ -272,6 +272,57 @@ def test_fake_gpu_session_records_power(tmp_path, model_dir):
     assert t[0] <= doc["timing"]["t0"] and t[-1] >= doc["timing"]["t_last_end"]
 
 
+def test_fake_gpu_session_records_latents_and_the_idle_baseline(tmp_path, model_dir):
+    """GPU latent metrics beside the power (a field the driver lacks is null), the engine's prompt
+    tokens and CPU time with the server metrics, and the idle power before the load."""
+    out = tmp_path / "run"
+    env = {
+        "FAKE_GPU_POWER_W": "90",
+        "FAKE_GPU_UNSUPPORTED": "nvmlDeviceGetCurrentClocksEventReasons,nvmlDeviceGetCurrentClocksThrottleReasons",
+    }
+    args = ("--idle-baseline", "1s", "--latent-period", "100ms")
+    r = measure(out, model_dir, *args, env=env, fake_gpu=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "run.json").read_text())
+    phases = doc["provenance"]["phases"]
+    order = ["prepare", "power_start", "server_start", "idle_baseline", "load"]
+    assert [p for p in sorted(phases, key=lambda p: phases[p][0]) if p in order] == order
+    for before, after in zip(order, order[1:], strict=False):
+        assert phases[before][1] <= phases[after][0]
+    base = doc["provenance"]["idle_baseline"]
+    assert [base["start"], base["end"]] == phases["idle_baseline"]
+    assert base["duration_s"] == pytest.approx(1.0, abs=0.25)
+    assert base["mean_power_w"] == {"0": pytest.approx(90, abs=0.01)}  # the counter over the span
+    assert doc["config"]["idle_baseline_s"] == 1 and doc["config"]["latent_period_s"] == 0.1
+
+    latents = pq.read_table(out / "gpu_metrics.parquet")
+    assert latents.schema.field("throttle_reasons").type == "int64"
+    rows = latents.to_pylist()
+    assert len(rows) >= 10 and {q["gpu"] for q in rows} == {0}
+    assert all(
+        (q["util_gpu_pct"], q["util_mem_pct"], q["sm_clock_mhz"], q["mem_clock_mhz"]) == (87, 41, 1755, 2619)
+        and q["throttle_reasons"] is None
+        for q in rows
+    )
+    t = [q["t"] for q in rows]
+    assert t == sorted(t) and t[0] <= phases["idle_baseline"][0] and t[-1] >= doc["timing"]["t_last_end"]
+    assert doc["provenance"]["gpu_metrics"]["unsupported"] == {"0": ["throttle_reasons"]}
+
+    server = pq.read_table(out / "server.parquet").to_pylist()
+    assert server[-1]["prompt_tokens"] == 12 * 5  # every prompt admitted: 12 requests of 5 tokens
+    cpu = [s["engine_cpu_s"] for s in server]
+    assert all(c is not None and c > 0 for c in cpu) and cpu == sorted(cpu)
+
+
+def test_no_latents_and_no_baseline_when_turned_off(tmp_path, model_dir):
+    out = tmp_path / "run"
+    r = measure(out, model_dir, "--idle-baseline", "0s", "--latent-period", "0s", fake_gpu=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "run.json").read_text())
+    assert "idle_baseline" not in doc["provenance"] and "idle_baseline" not in doc["provenance"]["phases"]
+    assert not (out / "gpu_metrics.parquet").exists() and (out / "power.parquet").is_file()
+
+
 def test_vllm_without_a_gpu_is_a_clear_error(tmp_path, model_dir):
     out = tmp_path / "run"
     r = measure(out, model_dir, env={"FAKE_GPU_INIT_ERROR": "DRIVER_NOT_LOADED"}, fake_gpu=True)

@@ -40,7 +40,7 @@ def jouleflow(tmp_path: Path, *args: str, fake: bool = True, **env_extra: str) -
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180)
 
 
-def measure_llm(tmp_path: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
+def measure_llm(tmp_path: Path, out: Path, *extra: str, **env: str) -> subprocess.CompletedProcess:
     model = tmp_path / "model"
     model.mkdir(exist_ok=True)
     config = {"num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 512}
@@ -49,7 +49,7 @@ def measure_llm(tmp_path: Path, out: Path, **env: str) -> subprocess.CompletedPr
         tmp_path, "measure", "llm", "--model", "test/model", "--model-path", str(model),
         "--launcher", f"{sys.executable} {SERVER}", "--batch-size", "4", "--num-requests", "12",
         "--output-len", "200", "--prompt-len", "fixed:5", "--no-progress", "--metrics-period", "100ms",
-        "-o", str(out), **env,
+        *extra, "-o", str(out), **env,
     )  # fmt: skip
 
 
@@ -77,8 +77,8 @@ def test_power_sampler_failure_mid_load_is_a_failed_run_with_the_traces_so_far(t
     out = tmp_path / "runs" / "p1"
     t = time.monotonic()
     done = measure_llm(
-        tmp_path, out, FAKE_GPU_ENERGY_FAIL_AFTER=FAIL_AFTER, FAKE_GPU_POWER_W="250",
-        TEST_SERVER_TOKEN_DELAY_S="0.2",
+        tmp_path, out, "--idle-baseline", "0s",  # FAIL_AFTER counts from the sampler's start
+        FAKE_GPU_ENERGY_FAIL_AFTER=FAIL_AFTER, FAKE_GPU_POWER_W="250", TEST_SERVER_TOKEN_DELAY_S="0.2",
     )  # fmt: skip
     assert time.monotonic() - t < 30  # the load (40 s of tokens) stopped at the failure
     run = kept_run(out)
@@ -106,6 +106,19 @@ def test_power_sampler_failure_mid_load_is_a_failed_run_with_the_traces_so_far(t
     assert doc["provenance"]["energy_source"] == "nvml-via-zeus"
     log = (run / "session.log").read_text()
     assert "power sampling stopped" in log and doc["reason"] in log
+
+
+def test_power_sampler_failure_in_the_idle_baseline_fails_before_any_load(tmp_path):
+    out = tmp_path / "run"
+    done = measure_llm(tmp_path, out, "--idle-baseline", "30s", FAKE_GPU_ENERGY_FAIL_AFTER="10")
+    run = kept_run(out)
+    one_line_error(done, "measure llm", run)
+    doc = json.loads((run / "run.json").read_text())
+    assert doc["status"] == "failed" and doc["reason"].endswith("(idle baseline)")
+    assert "consecutive failed reads" in doc["reason"] and "load" not in doc
+    phases = doc["provenance"]["phases"]
+    assert "load" not in phases and phases["idle_baseline"][1] - phases["idle_baseline"][0] < 10
+    assert not (run / "requests.parquet").exists() and rows(run, "power.parquet")
 
 
 def test_engine_exit_mid_load_is_a_failed_run_with_traces_and_the_log_tail(tmp_path):

@@ -38,6 +38,9 @@ MIN_POWER_LIMIT_MW = 200_000
 MAX_SM_CLOCK_MHZ, SM_CLOCK_MHZ = 1980, 1755
 MAX_MEM_CLOCK_MHZ = MEM_CLOCK_MHZ = 2619
 MEMORY_TOTAL_B = 81_559 * 2**20
+# Latent metrics: utilization (%) and the clocks-event reasons bitmask (software power cap).
+UTIL_GPU_PCT, UTIL_MEM_PCT = 87, 41
+CLOCKS_EVENT_REASONS = 0x4
 # Counter offsets make absolute counter values obviously different from session energy.
 ENERGY_OFFSET_MJ = 5_000_000_000
 ENERGY_OFFSET_STEP_MJ = 100_000_000
@@ -125,6 +128,7 @@ class FakeGPUConfig:
     init_error: str | None = None
     log: str | None = None
     energy_fail_after: int | None = None  # energy counter reads that succeed before it raises GPU_IS_LOST
+    unsupported: str = ""  # comma-separated pynvml functions that raise NOT_SUPPORTED (a driver without them)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> FakeGPUConfig:
@@ -141,6 +145,7 @@ class FakeGPUConfig:
             energy_fail_after=int(env["FAKE_GPU_ENERGY_FAIL_AFTER"])
             if env.get("FAKE_GPU_ENERGY_FAIL_AFTER")
             else None,
+            unsupported=env.get("FAKE_GPU_UNSUPPORTED", ""),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -159,6 +164,8 @@ class FakeGPUConfig:
             env["FAKE_GPU_LOG"] = self.log
         if self.energy_fail_after is not None:
             env["FAKE_GPU_ENERGY_FAIL_AFTER"] = str(self.energy_fail_after)
+        if self.unsupported:
+            env["FAKE_GPU_UNSUPPORTED"] = self.unsupported
         return env
 
 
@@ -304,7 +311,15 @@ class FakeNVML:
             dev(_handle)
             return POWER_LIMIT_MW
 
-        return {
+        def utilization(handle: object) -> object:
+            dev(handle)
+            return types.SimpleNamespace(gpu=UTIL_GPU_PCT, memory=UTIL_MEM_PCT)
+
+        def clocks_event_reasons(handle: object) -> int:
+            dev(handle)
+            return CLOCKS_EVENT_REASONS
+
+        modelled: dict[str, Callable[..., object]] = {
             "nvmlInit": init,
             "nvmlInitWithFlags": init,
             "nvmlShutdown": shutdown,
@@ -337,7 +352,21 @@ class FakeNVML:
             "nvmlDeviceGetClockInfo": clock,
             "nvmlDeviceGetMemoryInfo": memory_info,
             "nvmlDeviceGetComputeRunningProcesses": processes,
+            "nvmlDeviceGetUtilizationRates": utilization,
+            "nvmlDeviceGetCurrentClocksEventReasons": clocks_event_reasons,
+            "nvmlDeviceGetCurrentClocksThrottleReasons": clocks_event_reasons,
         }
+        # Read at each call, so that configure() can change what the "driver" supports.
+        return {name: self._gated(name, fn) for name, fn in modelled.items()}
+
+    def _gated(self, name: str, fn: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            if name in {n.strip() for n in self.config.unsupported.split(",")}:
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+            return fn(*args, **kwargs)
+
+        call.__name__ = name
+        return call
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,12 @@ class RunRecord:
         return self.provenance.get("gpus") or []
 
     @property
+    def idle_baseline(self) -> dict[str, Any] | None:
+        """LLM: the engine up with no load before the load: {start, end, duration_s, mean_power_w:
+        {"<gpu>": W}} (provenance.idle_baseline); None when not taken (older runs, no energy, 0 s)."""
+        return self.provenance.get("idle_baseline")
+
+    @property
     def load_format(self) -> str | None:
         return self.config.get("load_format") or self.provenance.get("load_format")
 

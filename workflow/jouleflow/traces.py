@@ -24,8 +24,9 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     from jouleflow.records import RunRecord
 
-# of the Parquet traces (file metadata; the JSON records' are in records). 2: requests.parquet `stopped`
-SCHEMA_VERSION = 2
+# of the Parquet traces (file metadata; the JSON records' are in records). 2: requests.parquet `stopped`;
+# 3: server.parquet `prompt_tokens` and `engine_cpu_s`, gpu_metrics.parquet
+SCHEMA_VERSION = 3
 # zstd keeps bundled reference runs small; level 9 is a good size/speed trade-off.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 9}
 
@@ -71,6 +72,23 @@ SERVER = pa.schema(
         ("kv_cache_usage", pa.float64()),  # fraction 0..1
         ("preemptions", pa.float64()),  # cumulative counter
         ("generation_tokens", pa.float64()),  # cumulative counter
+        # cumulative counter of prompt (prefill) tokens; null in traces older than version 3
+        pa.field("prompt_tokens", pa.float64(), metadata={b"since": b"3"}),
+        # cumulative CPU seconds (user + system) of the engine's process tree; null before version 3
+        pa.field("engine_cpu_s", pa.float64(), metadata={b"since": b"3"}),
+    ]
+)
+
+# GPU latent metrics (measure/latents.py), ~2 Hz per GPU; every metric null where not reported.
+GPU_METRICS = pa.schema(
+    [
+        ("t", pa.float64()),  # unix seconds
+        ("gpu", pa.int32()),  # index among the job's visible GPUs (as in power.parquet)
+        ("util_gpu_pct", pa.float64()),  # NVML utilization: time a kernel ran, last sample period
+        ("util_mem_pct", pa.float64()),  # time device memory was read or written
+        ("sm_clock_mhz", pa.float64()),
+        ("mem_clock_mhz", pa.float64()),
+        ("throttle_reasons", pa.int64()),  # NVML clocks-event (throttle) reasons bitmask
     ]
 )
 
@@ -154,6 +172,7 @@ TRACE_SCHEMAS: dict[str, pa.Schema] = {
     "tokens.parquet": TOKENS,
     "server.parquet": SERVER,
     "batches.parquet": BATCHES,
+    "gpu_metrics.parquet": GPU_METRICS,
 }
 
 RUN_JSON = "run.json"

@@ -156,6 +156,18 @@ def register(subparsers: Any) -> None:
     m = p.add_argument_group("measurement")
     m.add_argument("--power-period", dest="power_period_s", type=duration)
     m.add_argument("--metrics-period", dest="metrics_period_s", type=duration)
+    m.add_argument(
+        "--latent-period",
+        dest="latent_period_s",
+        type=duration,
+        help="GPU utilization/clocks (500ms; 0s = off)",
+    )
+    m.add_argument(
+        "--idle-baseline",
+        dest="idle_baseline_s",
+        type=duration,
+        help="idle power before the load (5s; 0s = skip)",
+    )
     m.add_argument("--no-energy", action="store_true", help="no power sensor (CPU engine): no energy numbers")
     m.add_argument("--no-progress", action="store_true", help="no live display")
     m.add_argument(

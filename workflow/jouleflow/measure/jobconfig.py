@@ -131,6 +131,10 @@ class LLMJobConfig:
     health_timeout_s: float = 3600.0  # big models load for many minutes
     power_period_s: float = 0.1
     metrics_period_s: float = 0.5
+    # GPU latent metrics (gpu_metrics.parquet) sampling period; 0 = not sampled.
+    latent_period_s: float = 0.5
+    # Power sampled with the server up and no load, before the load (run.json idle_baseline); 0 = skipped.
+    idle_baseline_s: float = 5.0
     no_energy: bool = False
     host: str = "127.0.0.1"
     port: int | None = None  # null = a free port
@@ -216,6 +220,13 @@ class LLMJobConfig:
             "metrics_period_s",
         ):
             need(isinstance(getattr(self, key), (int, float)) and getattr(self, key) > 0, key, "must be > 0")
+        for key in ("latent_period_s", "idle_baseline_s"):
+            value = getattr(self, key)
+            need(
+                isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+                key,
+                "must be >= 0",
+            )
         need(isinstance(self.sampling, dict), "sampling", "must be a mapping")
         need(isinstance(self.extra_body, dict), "extra_body", "must be a mapping")
         if self.launcher is not None:

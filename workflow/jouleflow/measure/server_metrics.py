@@ -4,9 +4,11 @@ vLLM's names changed across versions; both spellings are accepted:
 running `vllm:num_requests_running`, waiting `vllm:num_requests_waiting`, KV-cache usage
 `vllm:kv_cache_usage_perc` (new) / `vllm:gpu_cache_usage_perc` (old), preemptions
 `vllm:num_preemptions_total` / `vllm:num_preemptions`, generation tokens
-`vllm:generation_tokens_total` / `vllm:generation_tokens`.
+`vllm:generation_tokens_total` / `vllm:generation_tokens`, prompt tokens `vllm:prompt_tokens_total` /
+`vllm:prompt_tokens`.
 Samples of one metric are summed over their labels (engines, models), except the KV-cache
 usage, a fraction, which is averaged (data-parallel engines each report their own cache).
+With `cpu_s` given, each row also carries `engine_cpu_s`, read when the response arrived.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,6 +32,7 @@ SAMPLE_NAMES: dict[str, tuple[str, ...]] = {
     "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
     "preemptions": ("vllm:num_preemptions_total", "vllm:num_preemptions"),
     "generation_tokens": ("vllm:generation_tokens_total", "vllm:generation_tokens"),
+    "prompt_tokens": ("vllm:prompt_tokens_total", "vllm:prompt_tokens"),
 }
 _AVERAGED = {"kv_cache_usage"}
 _LOOKUP = {name: (col, rank) for col, names in SAMPLE_NAMES.items() for rank, name in enumerate(names)}
@@ -57,8 +61,15 @@ def parse_metrics(text: str) -> dict[str, float | None]:
 class MetricsScraper:
     """Background thread polling `url` every `period_s`; rows carry unix time `t` of the response."""
 
-    def __init__(self, url: str, period_s: float = 0.5, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        period_s: float = 0.5,
+        timeout_s: float = 2.0,
+        cpu_s: Callable[[], float | None] | None = None,
+    ) -> None:
         self.url = url
+        self.cpu_s = cpu_s  # the engine's cumulative CPU seconds (latents.tree_cpu_s)
         self.period_s = period_s
         self.timeout_s = timeout_s
         self.rows: list[dict[str, Any]] = []
@@ -78,6 +89,8 @@ class MetricsScraper:
             self.last_error = f"{type(exc).__name__}: {exc}"
             return None
         row["t"] = t
+        if self.cpu_s is not None:
+            row["engine_cpu_s"] = self.cpu_s()
         self.rows.append(row)
         return row
 

@@ -2,11 +2,13 @@
 
 The lifecycle is session_base.MeasuredSession's; this is what an LLM session does in it. Prepare:
 resolve and validate the config and the request set (bad input ends here, nothing written).
-Measure: launch the engine, wait healthy -> metrics scraper -> the load, with a live display. The
-teardown stops the scraper, the server, then the power sampler. A start-up OOM is a result (status
-"infeasible", committed at the final path); every other failure once the engine was launched (it
-fails to start, exits during the load, the power sampler breaks down, anything raised) is kept as
-`<name>.failed-<time>` with the reason and raised as SessionFailed (details in session.log).
+Measure: launch the engine, wait healthy -> the idle baseline (power with no load) -> metrics
+scraper -> the load, with a live display. GPU latent metrics are sampled beside the power. The
+teardown stops the scraper, the server, the latent sampler, then the power sampler. A start-up
+OOM is a result (status "infeasible", committed at the final path); every other failure once the
+engine was launched (it fails to start, exits during the idle baseline or the load, the power
+sampler breaks down, anything raised) is kept as `<name>.failed-<time>` with the reason and raised
+as SessionFailed (details in session.log).
 Ctrl-C / SIGTERM once the engine was launched keeps what was gathered the same way, then stops.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -27,6 +30,7 @@ from jouleflow.measure import requestset
 from jouleflow.measure.engines import base
 from jouleflow.measure.gpualloc import AllocatedGpus
 from jouleflow.measure.jobconfig import LLMJobConfig, config_hash, parallelism_label
+from jouleflow.measure.latents import idle_baseline, tree_cpu_s
 from jouleflow.measure.load import LoadSettings, LoadStats, run_load, token_columns
 from jouleflow.measure.load import request_rows as load_request_rows
 from jouleflow.measure.provenance import base_provenance
@@ -51,9 +55,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENERGY_SOURCE = "nvml-via-zeus"
-# Fields that say where things ran, not what was measured: excluded from the config hash.
+# Fields that say where things ran, not what was measured: excluded from the config hash (so are the
+# latent-metrics and idle-baseline settings, which came later: hashes of the same point stay the same).
 UNHASHED = (
     "host", "port", "model_path", "launcher", "health_timeout_s", "after", "engine_cache_dir", "batch_limit_file",
+    "latent_period_s", "idle_baseline_s",
 )  # fmt: skip
 
 
@@ -93,6 +99,8 @@ class Session(MeasuredSession):
         self.status, self.reason = "ok", None
         self.convergence: Any = None  # arrival=saturate: its stopping rule (measure.convergence)
         self.cache: Any = None  # engine_cache.EngineCache when measurement.engine_cache_dir is set
+        self.latents: Any = None  # latents.LatentSampler beside the power sampler
+        self.idle_span: tuple[float, float] | None = None
 
     def run(self, display: bool = True) -> Path:
         self.display = display
@@ -120,6 +128,29 @@ class Session(MeasuredSession):
     def no_sensor_hint(self) -> str:
         return "" if needs_gpu(self.cfg) else " (a CPU engine can run without energy: --no-energy)"
 
+    def start_power(self) -> list[dict]:
+        inventory = super().start_power()
+        if self.sampler is not None and self.cfg.latent_period_s > 0:
+            from jouleflow.measure.latents import LatentSampler
+
+            try:  # a latent metric never costs the measurement
+                self.latents = LatentSampler(self.gpu_indices, self.cfg.latent_period_s)
+                self.latents.start()
+            except Exception as exc:
+                self.latents = None
+                self.notes.append(f"no GPU latent metrics: {type(exc).__name__}: {exc}")
+        return inventory
+
+    def wait_idle_baseline(self) -> str | None:
+        """The engine up and no load for idle_baseline_s: its power is the session's idle baseline.
+        Returns why it stopped early (the engine exited, the sampler broke down), else None."""
+        with self.timer.phase("idle_baseline"):
+            end = time.time() + self.cfg.idle_baseline_s
+            while (failure := self.live_failure()) is None and (left := end - time.time()) > 0:
+                time.sleep(min(left, 0.2))
+        self.idle_span = tuple(self.timer.phases["idle_baseline"])  # type: ignore[assignment]
+        return failure
+
     def measure(self, writer: traces.RunDirWriter, prov: dict[str, Any]) -> None:
         cfg = self.cfg
         try:
@@ -138,6 +169,15 @@ class Session(MeasuredSession):
                     if not self.process.is_alive():
                         raise base.ServerStartError("failed", f"the shared {cfg.engine} server is gone")
             self.check_foreign()
+            if self.sampler is not None and cfg.idle_baseline_s > 0:
+                failure = self.wait_idle_baseline()
+                if failure:  # no load on a dead engine or without energy
+                    gone = not self.process.is_alive()
+                    self.failure.add(
+                        f"{failure} (idle baseline)",
+                        f"server.log tail:\n{base.tail(self.process.log_path)}" if gone else None,
+                    )
+                    return
             self.load_result = self._load(self.spec, self.specs, self.display)
             self.check_after_load(self.load_result)
             self.check_foreign()
@@ -152,8 +192,8 @@ class Session(MeasuredSession):
 
     def stop_steps(self) -> list[Callable[[], Any] | None]:
         if self.shared is not None:  # the sweep stops its server after the last point
-            return [self.scraper and self.scraper.stop]
-        return [self.scraper and self.scraper.stop, *super().stop_steps()]
+            return [self.scraper and self.scraper.stop, self.latents and self.latents.stop]
+        return [self.scraper and self.scraper.stop, *super().stop_steps(), self.latents and self.latents.stop]
 
     def teardown(self) -> dict | None:
         """Stop scraper, server, sampler (in that order); idempotent. Returns the Zeus check result.
@@ -190,7 +230,12 @@ class Session(MeasuredSession):
     def _load(self, spec: base.ServerSpec, specs: list[requestset.RequestSpec], display: bool):
         cfg = self.cfg
         if spec.metrics_path:
-            self.scraper = MetricsScraper(spec.base_url + spec.metrics_path, cfg.metrics_period_s)
+            server = self.process
+            self.scraper = MetricsScraper(
+                spec.base_url + spec.metrics_path,
+                cfg.metrics_period_s,
+                cpu_s=(lambda: tree_cpu_s(server.tree_pids())) if server is not None else None,
+            )
             self.scraper.start()
         else:
             self.notes.append(
@@ -277,6 +322,11 @@ class Session(MeasuredSession):
         if self.power_rows:
             self._write_trace(writer, "power.parquet", self.power_rows)
             energy_source = ENERGY_SOURCE
+        if self.latents is not None:
+            self._write_trace(writer, "gpu_metrics.parquet", self.latents.rows)
+            prov["gpu_metrics"] = self.latents.info()
+        if self.idle_span is not None and self.power_rows:
+            prov["idle_baseline"] = idle_baseline(self.power_rows, *self.idle_span)
         if self.failure.reason:
             status, reason = "failed", self.failure.reason
         gpu_names = {g.get("name") for g in prov.get("gpus") or []}

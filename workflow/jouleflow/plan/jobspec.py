@@ -87,6 +87,8 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         "health_timeout_s": meas["health_timeout_s"],
         "power_period_s": meas["power_period_s"],
         **_engine_settings(meas, engine=model.get("engine") or "vllm"),
+        # Only where set: the specs of configs without them stay as they were.
+        **{k: meas[k] for k in ("latent_period_s", "idle_baseline_s") if meas.get(k) is not None},
     }
     load = dict(meas.get("load") or {})
     if load.pop("arrival", "burst") == "saturate":
