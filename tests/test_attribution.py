@@ -97,10 +97,13 @@ def write_sim(
     writer = traces.RunDirWriter(run_dir)
     for name in ("power", "server", "tokens", "requests"):
         writer.write_trace(f"{name}.parquet", sim[name])
-    if gpu_util is not None:  # not a contract trace (yet): written with the plain atomic table writer
-        rows = {"t": [r["t"] for r in sim["server"]], "gpu": [0] * len(sim["server"])}
-        rows["util_gpu_pct"] = [gpu_util] * len(sim["server"])
-        traces.write_table(pl.DataFrame(rows).to_arrow(), writer.path("gpu_metrics.parquet"))
+    if gpu_util is not None:  # what the latent sampler records; the other latents unreported (null)
+        rows = [
+            {"t": r["t"], "gpu": 0, "util_gpu_pct": gpu_util, "util_mem_pct": None, "sm_clock_mhz": None,
+             "mem_clock_mhz": None, "throttle_reasons": None}
+            for r in sim["server"]
+        ]  # fmt: skip
+        writer.write_trace("gpu_metrics.parquet", rows)
     extra = {}
     if baseline_w is not None:
         extra["idle_baseline"] = {
@@ -167,15 +170,13 @@ def test_static_share_with_and_without_a_baseline(sim_run, old_run):
     assert old["requests"]["static_source"].startswith("fitted s")
 
 
-def test_the_top_level_baseline_is_read_too(sim_run):
+def test_the_baseline_is_the_one_run_json_records(sim_run):
     from jouleflow.analysis.attribution import idle_baseline
     from jouleflow.records import read_run
 
     record = read_run(sim_run)
+    assert idle_baseline(record) == record.idle_baseline == record.provenance["idle_baseline"]
     assert idle_baseline(record)["mean_power_w"] == {"0": STATIC_W}
-    record.provenance.pop("idle_baseline")
-    object.__setattr__(record, "idle_baseline", {"mean_power_w": {"0": 1.0}})  # a newer RunRecord's field
-    assert idle_baseline(record)["mean_power_w"] == {"0": 1.0}
 
 
 @pytest.mark.parametrize("run", ["sim_run", "old_run"])

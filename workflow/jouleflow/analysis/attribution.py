@@ -57,8 +57,8 @@ def steady_window(run_dir: Path, summary: Path | None = None) -> tuple[float, fl
 
 
 def idle_baseline(record: RunRecord) -> dict[str, Any] | None:
-    """run.json's idle baseline, top level or under provenance (runs before it have none)."""
-    return getattr(record, "idle_baseline", None) or record.provenance.get("idle_baseline")
+    """run.json's idle baseline (provenance.idle_baseline; runs before it have none)."""
+    return record.idle_baseline
 
 
 def interval_edges(start: float, end: float, step: float) -> np.ndarray:
