@@ -54,7 +54,9 @@ def test_keeps_in_flight_full_refills_and_stops_on_the_check():
     ok = [r for r in result.results if r.ok]
     stopped = [r for r in result.results if r.stopped and r.t_send is not None]
     unsent = [r for r in result.results if r.t_send is None]
-    assert len(ok) >= 30 and len(stopped) == 6  # the in-flight ones at the stop
+    # The in-flight ones at the stop: as many as the last check saw (a loaded machine may have
+    # ended a stream or two in the tick before it), nothing cancelled later.
+    assert len(ok) >= 30 and 4 <= len(stopped) <= 6 and len(stopped) == seen[-1]
     assert all(r.error == "stopped: converged" and not r.ok for r in stopped)
     assert all(r.error == "not sent: converged" and r.stopped and r.t_end is None for r in unsent)
     assert len(ok) + len(stopped) + len(unsent) == 500
