@@ -52,6 +52,9 @@ class ServerState:
         self.generated = 0
         self.prompt_tokens = 0  # words of the prompts admitted to the batch (vLLM counts at prefill)
         self.max_running = 0
+        # Seconds a request spends in the front end before it queues and after it leaves the batch
+        # (tokenizing, detokenizing): in flight for the client, neither running nor waiting.
+        self.frontend_s = 0.0
 
     def limit(self) -> float:
         cap = float(self.max_num_seqs) if self.max_num_seqs else float("inf")
@@ -85,6 +88,8 @@ async def _completion(request: web.Request) -> web.StreamResponse:
         n = min(n, EARLY)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
+    if state.frontend_s:
+        await asyncio.sleep(state.frontend_s)
     state.waiting += 1
     try:
         while state.running >= state.limit():
@@ -92,6 +97,7 @@ async def _completion(request: web.Request) -> web.StreamResponse:
     finally:
         state.waiting -= 1
     state.running += 1
+    released = False
     state.prompt_tokens += len(text.split())
     state.max_running = max(state.max_running, state.running)
 
@@ -117,6 +123,10 @@ async def _completion(request: web.Request) -> web.StreamResponse:
                 request.transport.close()
                 return resp
             await asyncio.sleep(state.token_delay_s * k)
+        if state.frontend_s:
+            state.running -= 1
+            released = True
+            await asyncio.sleep(state.frontend_s)
         if text == "cut":  # a clean end of the HTTP body, then close: no finish_reason, no [DONE]
             resp.force_close()
             await resp.write_eof()
@@ -142,7 +152,8 @@ async def _completion(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:  # the client went away (a stopped load cancels its streams)
         pass
     finally:
-        state.running -= 1
+        if not released:
+            state.running -= 1
     return resp
 
 

@@ -221,3 +221,75 @@ def test_counter_growth_per_interval_is_interpolated_and_none_where_not_covered(
     t, c = [0.0, 1.0, 3.0, 4.0], [0.0, 10.0, 50.0, 60.0]
     assert counter_per_interval(t, c, [0.5, 2.0, 4.0, 5.0]) == [25.0, 30.0, None]
     assert counter_per_interval(t, c, [-1.0, 1.0]) == [None]
+
+
+def _saturate_scraped(state, in_flight, top_up_cap=None, load_s=4.0):
+    """A saturating load with the real /metrics scraper, optionally topped up (measure.topup)."""
+    from jouleflow.measure.server_metrics import MetricsScraper
+    from jouleflow.measure.topup import TopUp
+
+    async def go(url):
+        scraper = MetricsScraper(url + "/metrics", period_s=0.05)
+        scraper.start()
+        top_up = TopUp(8, top_up_cap, lambda: scraper.rows) if top_up_cap else None
+        t0 = asyncio.get_running_loop().time()
+
+        def stop(results):
+            return "enough" if asyncio.get_running_loop().time() - t0 > load_s else None
+
+        s = LoadSettings(base_url=url, model="m", arrival="saturate", in_flight=in_flight)
+        reqs = [_chat(i, max_tokens=4) for i in range(2000)]
+        try:
+            result = await run_load(reqs, s, stop_check=stop, in_flight_check=top_up, poll_s=0.05)
+        finally:
+            rows = await asyncio.to_thread(scraper.stop)
+        return result, rows, top_up, s.in_flight
+
+    return asyncio.run(_with_server(state, go))
+
+
+def _median_running(rows, after):
+    values = sorted(r["running"] for r in rows if r["t"] >= after and r.get("running") is not None)
+    return values[len(values) // 2]
+
+
+def test_top_up_fills_the_batch_a_slow_front_end_leaves_short():
+    # Each request spends 2 x 50 ms in the front end around 80 ms in the batch: B + 1 in flight keep
+    # only ~4 of 8 running with none waiting; the top-up raises the count until the batch is full.
+    def state():
+        st = ServerState(token_delay_s=0.02)  # few, long sleeps: a starved event loop stretches all alike
+        st.max_num_seqs, st.frontend_s = 8, 0.05
+        return st
+
+    fixed, rows_fixed, _, n_fixed = _saturate_scraped(state(), in_flight=9)
+    assert n_fixed == 9 and _median_running(rows_fixed, fixed.t0 + 1.0) <= 6
+    topped, rows, top_up, n_final = _saturate_scraped(state(), in_flight=9, top_up_cap=24)
+    assert top_up.raises and n_final == top_up.raises[-1][1] and 17 <= n_final <= 24
+    assert [n for _, n in top_up.raises] == sorted({n for _, n in top_up.raises})  # only ever raised
+    t_full = top_up.raises[-1][0]
+    assert _median_running(rows, t_full + 0.2) == 8  # full after the last raise
+    assert any(r["waiting"] > 0 for r in rows if r["t"] > t_full)  # a request waits, as it should
+    rec = top_up.record(9, n_final)
+    assert rec["in_flight_start"] == 9 and rec["in_flight_final"] == n_final and rec["in_flight_cap"] == 24
+
+
+def test_top_up_leaves_a_full_or_gaugeless_engine_alone():
+    from jouleflow.measure.topup import TopUp
+
+    rows: list[dict] = []
+    top = TopUp(batch=64, cap=128, server_rows=lambda: rows)
+    assert top(72) == 72  # nothing scraped yet
+    rows.append({"t": 1.0, "running": 64, "waiting": 0})
+    assert top(72) == 72  # full
+    rows.append({"t": 2.0, "running": 40, "waiting": 12})
+    assert top(72) == 72  # short but requests wait: memory or prefill bound, not the client
+    rows.append({"t": 3.0, "running": 50, "waiting": 0})
+    assert top(72) == 86  # short, none waiting: raise by the shortfall
+    assert top(86) == 86  # the same scrape again: wait for the raise to show
+    rows.append({"t": 4.0, "running": 50, "waiting": 0})
+    assert top(124) == 128  # capped
+    rows.append({"t": 5.0, "running": 50, "waiting": 0})
+    assert top(128) == 128
+    rows.append({"t": 6.0, "running": None, "waiting": None})
+    assert TopUp(batch=64, cap=128, server_rows=lambda: rows)(72) == 72  # no gauges
+    assert top.raises == [(3.0, 86), (4.0, 128)]

@@ -147,7 +147,11 @@ def register(subparsers: Any) -> None:
     r.add_argument("--target-ci", type=float, help="saturate: J/token 95%% CI half-width / mean to stop at")
     r.add_argument("--max-load", dest="max_load_s", type=duration, help="saturate: stop here anyway")
     r.add_argument("--ci-interval", dest="interval_s", type=duration, help="saturate: batch-means interval")
-    r.add_argument("--headroom", type=int, help="saturate: requests waiting beyond B (max(4, B // 8))")
+    r.add_argument(
+        "--headroom",
+        type=int,
+        help="saturate: requests waiting beyond B, kept fixed (default: max(4, B // 8), raised while the engine runs short)",
+    )
     r.add_argument("--max-concurrency", type=int)
     r.add_argument("--rate", type=float, help="requests/s (poisson)")
     r.add_argument("--arrival-seed", type=int)

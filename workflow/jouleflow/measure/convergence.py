@@ -66,6 +66,7 @@ class Convergence:
         self.start_source: str | None = None
         self.estimate: BatchMeans | None = None
         self.in_flight: int | None = None
+        self.top_up: Any = None  # measure.topup.TopUp when the headroom adapts
         self.window_s: float | None = None
         self._tokens: list[int] = []  # per interval from the start, the current one included
         self._energies: list[float] = []  # per complete interval
@@ -209,6 +210,9 @@ class Convergence:
             "stopped_requests": sum(r.stopped and r.t_send is not None for r in results),
             "not_sent": sum(r.t_send is None for r in results),
         }
+        if self.top_up is not None and self.in_flight is not None:
+            final = self.top_up.raises[-1][1] if self.top_up.raises else self.in_flight
+            load.update(self.top_up.record(self.in_flight, final))
         return replace(run, convergence=self.record(load_result.stopped, load_result.t_stop), load=load)
 
 
@@ -225,6 +229,7 @@ def saturate_load(
         headroom = 0
         notes.append(f"{cfg.engine} has no max-num-seqs: saturate keeps exactly B={full} in flight")
     settings.in_flight = full + headroom
+    adaptive = caps_batch and cfg.saturate.headroom is None and scraper is not None
     conv = Convergence(
         cfg.saturate,
         full,
@@ -232,4 +237,8 @@ def saturate_load(
         power_rows=sampler.rows if sampler is not None else None,
     )
     conv.in_flight = settings.in_flight
+    if adaptive:  # the default headroom is a start: raised while the engine runs short (measure.topup)
+        from jouleflow.measure.topup import TopUp
+
+        conv.top_up = TopUp(full, max(2 * full, settings.in_flight), lambda: scraper.rows, conv.tolerance)
     return conv

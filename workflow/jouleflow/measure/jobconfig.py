@@ -58,7 +58,9 @@ class SaturateConfig:
     target_ci: float = 0.01  # stop when the J/token 95% CI half-width / mean is at most this
     max_load_s: float = 600.0  # stop here anyway (the run is flagged when not converged)
     interval_s: float = 5.0  # batch-means interval length
-    headroom: int | None = None  # requests waiting beyond B; null = max(4, B // 8)
+    headroom: int | None = (
+        None  # requests waiting beyond B; null = max(4, B // 8), raised while short (topup)
+    )
 
     def validate(self) -> None:
         for key in ("target_window_s", "target_ci", "max_load_s", "interval_s"):

@@ -341,16 +341,18 @@ async def run_load(
     abort_check: Callable[[], str | None] | None = None,
     poll_s: float = 0.5,
     stop_check: Callable[[Sequence[RequestResult]], str | None] | None = None,
+    in_flight_check: Callable[[int], int] | None = None,
 ) -> LoadResult:
     """Replay `requests`; returns one RequestResult per request, in request order.
 
     `stop_check` (saturate only) is polled every `poll_s` with the results so far; a reason stops it.
+    `in_flight_check` (saturate only) is polled as often and returns the in-flight count to keep.
     """
     stats = stats if stats is not None else LoadStats()
     if s.arrival == "saturate":
         from jouleflow.measure.saturate import run_saturate  # it builds on this module
 
-        return await run_saturate(requests, s, stats, abort_check, stop_check, poll_s)
+        return await run_saturate(requests, s, stats, abort_check, stop_check, poll_s, in_flight_check)
     stats.total = len(requests)
     chat, url, bodies, results, timeout = prepare(requests, s)
     sem = asyncio.Semaphore(s.max_concurrency) if s.arrival == "concurrency" and s.max_concurrency else None

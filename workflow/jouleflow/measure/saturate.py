@@ -6,7 +6,8 @@ stops when `stop_check` gives a reason (converged, time limit), or when a finish
 the pool empty ("request pool exhausted"): no ramp-down tail is ever measured. Requests still in
 flight are then cancelled and recorded as stopped (error "stopped: <reason>", `stopped` true),
 those never sent as "not sent: <reason>"; neither counts as failed. The abort check (engine gone,
-power sampler broken) ends the load as in the other modes.
+power sampler broken) ends the load as in the other modes. `in_flight_check` (measure.topup), polled
+with the checks, may raise the in-flight count while the engine runs short of B with nothing waiting.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ async def run_saturate(
     abort_check: Callable[[], str | None] | None,
     stop_check: Callable[[Sequence[RequestResult]], str | None] | None,
     poll_s: float,
+    in_flight_check: Callable[[int], int] | None = None,
 ) -> LoadResult:
     if not (isinstance(s.in_flight, int) and s.in_flight > 0):
         raise ValueError(f"arrival=saturate needs in_flight > 0, got {s.in_flight!r}")
     stats.total = len(requests)
     chat, url, bodies, results, timeout = prepare(requests, s)
-    raise_fd_limit(s.in_flight)
+    raise_fd_limit(max(s.in_flight, getattr(in_flight_check, "cap", 0)))
     aborted = stopped = None
     pending: set[asyncio.Task[None]] = set()
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
@@ -86,6 +88,9 @@ async def run_saturate(
                     aborted = abort_check() if abort_check is not None else None
                     if aborted is None and stop_check is not None:
                         stopped = stop_check(results)
+                    if stopped is None and aborted is None and in_flight_check is not None:
+                        s.in_flight = in_flight_check(s.in_flight)
+                        refill()
         finally:
             t_stop = time.time()
             for task in pending:

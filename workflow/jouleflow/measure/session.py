@@ -285,7 +285,15 @@ class Session(MeasuredSession):
             running = (lambda: (scraper.latest() or {}).get("running")) if scraper is not None else None
             progress = asyncio.create_task(Progress(stats, watts, running).run()) if display else None
             try:
-                return await run_load(requests, settings, stats, abort_check, stop_check=self.convergence)
+                top_up = self.convergence.top_up if self.convergence is not None else None
+                return await run_load(
+                    requests,
+                    settings,
+                    stats,
+                    abort_check,
+                    stop_check=self.convergence,
+                    in_flight_check=top_up,
+                )
             finally:
                 if progress is not None:
                     progress.cancel()
