@@ -113,3 +113,50 @@ def test_the_batch_sizes_must_be_distinct_and_the_engine_vllm(tmp_path):
                    "--out-root", str(tmp_path / "b"))  # fmt: skip
     assert r.returncode == 2 and "needs vllm" in r.stderr, r.stderr
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").rglob("run.json"))
+
+
+@pytest.mark.slow
+def test_request_sets_and_repeats_are_points_of_one_server(tmp_path):
+    # Two request sets that differ only in prompt length (the prefill/decode attribution check),
+    # each at one batch size, twice: four run directories on one server, named by set and repeat.
+    sets = []
+    for words in (5, 40):
+        out = tmp_path / f"p{words}.parquet"
+        r = _jouleflow("prepare", "requests", "-o", str(out), "--num-requests", "400",
+                       "--output-len", "20", "--prompt-len", f"fixed:{words}")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        sets.append(out)
+    root = tmp_path / "runs"
+    spec = _spec(tmp_path, "--idle-baseline", "0.5s")
+    r = _jouleflow("measure", "llm-sweep", "--config", str(spec), "--batch-sizes", "4",
+                   "--request-sets", ",".join(map(str, sets)), "--repeats", "2",
+                   "--out-root", str(root), "--no-progress", timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    names = ["4-p5-r1", "4-p40-r1", "4-p5-r2", "4-p40-r2"]
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == sorted(names)
+    pids = set()
+    for i, name in enumerate(names):
+        doc = json.loads((root / name / "run.json").read_text())
+        assert doc["status"] == "ok", doc["reason"]
+        assert doc["provenance"]["shared_engine"]["point_index"] == i
+        pids.add(doc["provenance"]["shared_engine"]["server_pid"])
+        assert Path(doc["config"]["request_set"]).name == name.split("-")[1] + ".parquet"
+        words = 5 if "-p5-" in name else 40
+        done = pl.read_parquet(root / name / "requests.parquet").filter(pl.col("ok"))
+        assert done.height > 0 and done["input_tokens"].unique().to_list() == [words]  # words, here
+    assert len(pids) == 1
+
+
+def test_sweep_points_name_and_order_the_runs():
+    from jouleflow.measure.reuse import sweep_points
+
+    pts = sweep_points([16, 64], ["a/short.parquet", "b/long.parquet"], repeats=2)
+    assert [p.name for p in pts] == [
+        "16-short-r1", "64-short-r1", "16-long-r1", "64-long-r1",
+        "16-short-r2", "64-short-r2", "16-long-r2", "64-long-r2",
+    ]  # fmt: skip
+    assert [p.name for p in sweep_points([8, 256])] == ["8", "256"]
+    with pytest.raises(ValueError, match="file names must differ"):
+        sweep_points([8], ["x/a.parquet", "y/a.parquet"])
+    with pytest.raises(ValueError, match="repeats"):
+        sweep_points([8], None, repeats=0)

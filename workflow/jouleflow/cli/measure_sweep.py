@@ -1,6 +1,7 @@
 """`jouleflow measure llm-sweep`: several batch sizes on one vLLM server (measure/reuse.py).
 
-Each batch size becomes its own run directory, `OUT_ROOT/<B>`, measured by the same session as
+Each point (batch size, request set, repeat) becomes its own run directory, `OUT_ROOT/<B>[-<set>][-r<k>]`,
+measured by the same session as
 `jouleflow measure llm` on a server started once with `--max-num-seqs` = the largest batch size and
 jouleflow's batch-limit scheduler. Whether this measures what dedicated servers would is checked by
 `benchmarks/campaign_cost.py` (docs/method.md, "Campaign cost"); campaigns do not use it yet.
@@ -22,7 +23,14 @@ def register_sweep(kinds: Any) -> None:
     p.add_argument(
         "--batch-sizes", required=True, help="comma-separated, measured in this order, e.g. 16,32,64"
     )
-    p.add_argument("--out-root", required=True, help="one run directory per batch size: OUT_ROOT/<B>")
+    p.add_argument(
+        "--request-sets",
+        help="comma-separated request-set Parquet files, each measured at every batch size (default: the spec's)",
+    )
+    p.add_argument("--repeats", type=int, default=1, help="measure the whole sweep this many times (1)")
+    p.add_argument(
+        "--out-root", required=True, help="one run directory per point: OUT_ROOT/<B>[-<request set>][-r<k>]"
+    )
     p.add_argument("--no-progress", action="store_true", help="no live display")
     p.add_argument(
         "--model-cache", help="where dummy model dirs are built (default ~/.cache/jouleflow/models)"
@@ -49,18 +57,25 @@ def run_measure_sweep(args: argparse.Namespace) -> int:
     from jouleflow.cli.measure_args import print_run_status
     from jouleflow.measure.gpualloc import GpuAllocationError
     from jouleflow.measure.jobconfig import ConfigError, config_from_dict, load_job_spec
-    from jouleflow.measure.reuse import run_sweep
+    from jouleflow.measure.reuse import run_sweep, sweep_points
     from jouleflow.measure.session import SessionError, SessionFailed
     from jouleflow.traces import RunExistsError
 
     sizes = batch_sizes(args.batch_sizes)
+    sets = [x.strip() for x in args.request_sets.split(",") if x.strip()] if args.request_sets else None
+    try:
+        points = sweep_points(sizes, sets, args.repeats)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
     try:
         cfg = config_from_dict(load_job_spec(args.config), source=args.config)
     except ConfigError as exc:
         raise CLIError(str(exc)) from exc
     cache = Path(args.model_cache) if args.model_cache else None
     try:
-        run_dirs = run_sweep(cfg, sizes, Path(args.out_root), display=not args.no_progress, model_cache=cache)
+        run_dirs = run_sweep(
+            cfg, points, Path(args.out_root), display=not args.no_progress, model_cache=cache
+        )
     except (SessionError, GpuAllocationError, RunExistsError, ConfigError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     except SessionFailed as exc:

@@ -104,28 +104,69 @@ def wait_idle(base_url: str, metrics_path: str, timeout_s: float = IDLE_TIMEOUT_
         time.sleep(0.2)
 
 
-def sweep_configs(cfg: LLMJobConfig, batch_sizes: list[int]) -> list[LLMJobConfig]:
-    """One job config per point: the point's batch size on a server sized for the largest."""
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of a sweep: its batch size, its request set (None = the spec's) and run dir name."""
+
+    batch_size: int
+    request_set: str | None = None
+    name: str = ""
+
+
+def sweep_points(
+    batch_sizes: list[int], request_sets: list[str] | None = None, repeats: int = 1
+) -> list[SweepPoint]:
+    """Every batch size x request set, `repeats` times, the repeat outermost (a drift of the server
+    shows as a difference between repeats, not between points); each named `<B>[-<set>][-r<k>]`."""
+    if not batch_sizes or any(b < 1 for b in batch_sizes) or len(set(batch_sizes)) != len(batch_sizes):
+        raise ValueError(f"batch sizes: expected distinct positive integers, got {batch_sizes}")
+    if repeats < 1:
+        raise ValueError(f"repeats: expected a positive integer, got {repeats}")
+    sets: list[str | None] = list(request_sets) if request_sets else [None]
+    stems = [Path(rs).stem if rs else "" for rs in sets]
+    if len(sets) > 1 and len(set(stems)) != len(stems):
+        raise ValueError(f"request sets: their file names must differ (they name the runs), got {sets}")
+    points = []
+    for k in range(1, repeats + 1):
+        for rs, stem in zip(sets, stems, strict=True):
+            for b in batch_sizes:
+                name = str(b) + (f"-{stem}" if len(sets) > 1 else "") + (f"-r{k}" if repeats > 1 else "")
+                points.append(SweepPoint(b, rs, name))
+    return points
+
+
+def sweep_configs(cfg: LLMJobConfig, points: list[SweepPoint]) -> list[LLMJobConfig]:
+    """One job config per point: the point's batch size (and request set) on a server sized for
+    the largest."""
     if cfg.engine != "vllm":
         raise ValueError(
             f"engine {cfg.engine!r}: one server for several batch sizes needs vllm (the batch limit is"
             " enforced by vLLM's scheduler)"
         )
-    if not batch_sizes or any(b < 1 for b in batch_sizes) or len(set(batch_sizes)) != len(batch_sizes):
-        raise ValueError(f"batch sizes: expected distinct positive integers, got {batch_sizes}")
-    largest = max(batch_sizes)
-    return [replace(cfg, batch_size=b, server_max_num_seqs=largest) for b in batch_sizes]
+    for p in points:
+        if p.request_set is not None and not Path(p.request_set).is_file():
+            raise ValueError(f"request set {p.request_set}: no such file")
+    largest = max(p.batch_size for p in points)
+    return [
+        replace(
+            cfg,
+            batch_size=p.batch_size,
+            server_max_num_seqs=largest,
+            request_set=p.request_set if p.request_set is not None else cfg.request_set,
+        )
+        for p in points
+    ]
 
 
 def run_sweep(
     cfg: LLMJobConfig,
-    batch_sizes: list[int],
+    sweep: list[SweepPoint],
     out_root: Path,
     *,
     display: bool = True,
     model_cache: Path | None = None,
 ) -> list[Path]:
-    """Measure `batch_sizes` in order on one server; one run directory per point, `out_root/<B>`.
+    """Measure the points in order on one server; one run directory per point, `out_root/<name>`.
 
     A point that fails is kept as a failed run (as a dedicated session would) and the sweep goes on
     while the server lives; the server is stopped after the last point whatever happens.
@@ -135,13 +176,13 @@ def run_sweep(
     from jouleflow.measure.session import Session, SessionFailed
     from jouleflow.measure.session_setup import engine_cache, engine_spec, resolve_model
 
-    points = sweep_configs(cfg, batch_sizes)
+    points = sweep_configs(cfg, sweep)
     out_root = Path(out_root)
     work = out_root / ".shared-server"
     work.mkdir(parents=True, exist_ok=True)
     limit_file = work / "batch-limit"
     write_batch_limit(limit_file, points[0].batch_size)
-    largest = max(batch_sizes)
+    largest = max(p.batch_size for p in points)
     server_cfg = replace(cfg, batch_size=largest, batch_limit_file=str(limit_file))
     server_cfg.env = {**cfg.env, "VLLM_SERVER_DEV_MODE": "1"}  # POST /reset_prefix_cache
     resolve_model(server_cfg, model_cache)
@@ -163,7 +204,7 @@ def run_sweep(
                 server, spec, gpus, time.time() - started, started, len(points), largest,
                 extra={"engine_cache": cache.provenance() if cache else None},
             )  # fmt: skip
-            for i, point in enumerate(points):
+            for i, (point, where) in enumerate(zip(points, sweep, strict=True)):
                 t_switch = time.time()
                 write_batch_limit(limit_file, point.batch_size)
                 reset_prefix_cache(spec.base_url)
@@ -171,15 +212,13 @@ def run_sweep(
                 shared.index, shared.switch_s = i, time.time() - t_switch
                 point.batch_limit_file = str(limit_file)
                 point.model_path = server_cfg.model_path
-                log.info("shared server: point %d of %d, batch size %d", i + 1, len(points), point.batch_size)
+                log.info("shared server: point %d of %d, %s", i + 1, len(points), where.name)
                 try:
                     done.append(
-                        Session(point, out_root / str(point.batch_size), model_cache, shared=shared).run(
-                            display
-                        )
+                        Session(point, out_root / where.name, model_cache, shared=shared).run(display)
                     )
                 except SessionFailed as exc:
-                    log.error("batch size %d failed: %s", point.batch_size, exc)
+                    log.error("point %s failed: %s", where.name, exc)
                     done.append(exc.run_dir)
                     if not server.is_alive():
                         raise
