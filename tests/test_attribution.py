@@ -31,9 +31,15 @@ REFERENCE_64 = Path(__file__).parents[1] / "resources/reference/runs/lm-arena-ch
 REFERENCE_64 = REFERENCE_64 / "meta-llama--Llama-3.1-8B-Instruct/H100/tp1/64"
 
 
-def simulate(seed: int = 0, n_requests: int = 240, noise: float = 0.01, counters: bool = True) -> dict:
+def simulate(
+    seed: int = 0,
+    n_requests: int = 240,
+    noise: float = 0.01,
+    counters: bool = True,
+    prompt_tokens: tuple[int, int] = (50, 3000),
+) -> dict:
     rng = np.random.default_rng(seed)
-    inputs = rng.integers(50, 3000, n_requests)
+    inputs = rng.integers(*prompt_tokens, n_requests)
     outputs = rng.integers(10, 120, n_requests)
     queue, running, t = list(range(n_requests)), {}, T0
     first, end, chunks = {}, {}, []
