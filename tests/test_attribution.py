@@ -31,9 +31,15 @@ REFERENCE_64 = Path(__file__).parents[1] / "resources/reference/runs/lm-arena-ch
 REFERENCE_64 = REFERENCE_64 / "meta-llama--Llama-3.1-8B-Instruct/H100/tp1/64"
 
 
-def simulate(seed: int = 0, n_requests: int = 240, noise: float = 0.01, counters: bool = True) -> dict:
+def simulate(
+    seed: int = 0,
+    n_requests: int = 240,
+    noise: float = 0.01,
+    counters: bool = True,
+    prompt_tokens: tuple[int, int] = (50, 3000),
+) -> dict:
     rng = np.random.default_rng(seed)
-    inputs = rng.integers(50, 3000, n_requests)
+    inputs = rng.integers(*prompt_tokens, n_requests)
     outputs = rng.integers(10, 120, n_requests)
     queue, running, t = list(range(n_requests)), {}, T0
     first, end, chunks = {}, {}, []
@@ -257,8 +263,9 @@ def test_the_cli_end_to_end(sim_run, tmp_path, capsys):
     out, per_request = tmp_path / "attribution.json", tmp_path / "requests.parquet"
     argv = ["attribute", str(sim_run), "-o", str(out), "--requests", str(per_request), "--interval", "500ms"]
     assert main([*argv, "--kv-full", "0.95"]) == 0
-    assert "saturated" in capsys.readouterr().out
+    printed = capsys.readouterr().out
     doc = json.loads(out.read_text())
+    assert "saturated" in printed and f"static share {doc['static_dynamic']['static_share']:.1%}" in printed
     assert doc["interval_s"] == 0.5 and doc["thresholds"]["diagnosis"]["kv_full"] == 0.95
     assert doc["fit"]["free"]["b_j_per_decode_token"] == pytest.approx(B_DECODE, rel=0.05)
     frame = pl.read_parquet(per_request)
@@ -266,9 +273,10 @@ def test_the_cli_end_to_end(sim_run, tmp_path, capsys):
     assert main(["attribute", str(tmp_path / "nope"), "-o", str(out)]) == 2
 
 
-def test_a_bundled_real_run_yields_what_it_can(tmp_path):
+def test_a_bundled_real_run_yields_what_it_can(tmp_path, capsys):
     out = tmp_path / "attribution.json"
     assert main(["attribute", str(REFERENCE_64), "-o", str(out)]) == 0
+    assert "no static share: run.json has no idle_baseline" in capsys.readouterr().out
     doc = json.loads(out.read_text())
     assert doc["window"]["source"].startswith("computed")  # the bundle has no summary.json
     assert doc["energy_j"] > 0 and doc["static_dynamic"]["static_j"] is None

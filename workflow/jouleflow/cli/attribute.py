@@ -102,7 +102,14 @@ def run(args: argparse.Namespace) -> int:
         if fit.get("identifiable")
         else fit.get("reason", "no fit")
     )
+    split = doc.get("static_dynamic") or {}
+    static = (
+        f"static share {split['static_share']:.1%}"
+        if split.get("static_share") is not None
+        else f"no static share: {split.get('reason') or doc['missing'].get('energy')}"
+    )
     print(
-        f"{args.output}: {doc['diagnosis']['primary']}; {costs}; missing: {', '.join(doc['missing']) or 'none'}"
+        f"{args.output}: {doc['diagnosis']['primary']}; {costs}; {static}; "
+        f"missing: {', '.join(doc['missing']) or 'none'}"
     )
     return 0

@@ -1,0 +1,52 @@
+"""The bundled runs' attribution.json (resources/reference/attribution/) are what the current code
+computes from the bundled runs: recomputed here, so a change to the analysis cannot leave them stale.
+Regenerate them with the command in docs/reference.md ("Attribution of the bundled runs")."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jouleflow import traces
+from jouleflow.analysis.attribution import attribute
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "resources" / "reference"
+RUNS = sorted(p.parent.relative_to(BUNDLE / "runs") for p in (BUNDLE / "runs").rglob(traces.RUN_JSON))
+STORED = sorted(p.parent.relative_to(BUNDLE / "attribution") for p in BUNDLE.rglob("attribution.json"))
+
+
+def same(stored: Any, fresh: Any, where: str = "") -> None:
+    """Equal, floats to 1e-9 relative (a least-squares solve may round differently on another BLAS)."""
+    if isinstance(stored, dict) and isinstance(fresh, dict):
+        assert sorted(stored) == sorted(fresh), f"{where}: keys differ"
+        for key in stored:
+            same(stored[key], fresh[key], f"{where}.{key}")
+    elif isinstance(stored, list) and isinstance(fresh, list):
+        assert len(stored) == len(fresh), f"{where}: lengths differ"
+        for i, (s, f) in enumerate(zip(stored, fresh, strict=True)):
+            same(s, f, f"{where}[{i}]")
+    elif isinstance(stored, float) and isinstance(fresh, float):
+        assert math.isclose(stored, fresh, rel_tol=1e-9, abs_tol=1e-12), f"{where}: {stored} != {fresh}"
+    else:
+        assert stored == fresh, f"{where}: {stored!r} != {fresh!r}"
+
+
+def test_every_bundled_run_has_its_attribution():
+    assert len(RUNS) == 3 and STORED == RUNS
+
+
+@pytest.mark.parametrize("run", RUNS, ids=str)
+def test_the_bundled_attribution_is_what_the_code_computes(run, monkeypatch):
+    stored = json.loads((BUNDLE / "attribution" / run / "attribution.json").read_text())
+    monkeypatch.chdir(REPO)  # the stored run_dir is the path relative to the repository, as generated
+    doc, _ = attribute(Path(stored["run_dir"]))
+    assert Path(stored["run_dir"]) == Path("resources/reference/runs") / run
+    same(stored, json.loads(traces.json_text(doc)))
+    # what the bundled runs lack is said, not guessed
+    assert stored["static_dynamic"]["static_share"] is None
+    assert "idle_baseline" in stored["static_dynamic"]["reason"]
+    assert set(stored["missing"]) == {"idle_baseline", "gpu_metrics", "prefill_tokens_counter"}
