@@ -156,6 +156,8 @@ def _card_patterns(root: Path, source: HFSource, where: str) -> list[str] | None
     """The split's data_files from the dataset card's `configs:`, or None when it has none."""
     card = root / "README.md"
     if not card.is_file():
+        if source.config is not None:
+            raise HFSourceError(f"{where}.config: {source.repo} has no dataset card listing configs; give data_files")
         return None
     text = card.read_text(encoding="utf-8", errors="replace")
     match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
@@ -169,6 +171,8 @@ def _card_patterns(root: Path, source: HFSource, where: str) -> list[str] | None
         return None
     configs = meta.get("configs") if isinstance(meta, dict) else None
     if not isinstance(configs, list) or not configs:
+        if source.config is not None:
+            raise HFSourceError(f"{where}.config: {source.repo}'s dataset card lists no configs; give data_files")
         return None
     names = [c.get("config_name", "default") for c in configs if isinstance(c, dict)]
     if source.config is not None:
