@@ -90,7 +90,9 @@ def _field_problems(fields: Mapping[str, Any], endpoint: str) -> list[tuple[str,
         got = ", ".join(modes) or "none"
         out.append(("fields", f"give exactly one of prompt, messages, template, prefix+suffix (got {got})"))
     if bool(fields.get("prefix")) != bool(fields.get("suffix")):
-        out.append(("fields.suffix" if fields.get("prefix") else "fields.prefix", "prefix and suffix go together"))
+        out.append(
+            ("fields.suffix" if fields.get("prefix") else "fields.prefix", "prefix and suffix go together")
+        )
     if fields.get("choices") and not fields.get("template"):
         out.append(("fields.choices", "needs a template with a {choices} placeholder"))
     if fields.get("template"):

@@ -161,7 +161,12 @@ def _task_source(args: argparse.Namespace) -> tuple[dict[str, Any], str, int, st
         # A per-point template (model, GPU, batch): the measurement fills it; here --output-lengths does.
         print(f"{where}.output_lengths: a per-point template, left out (give --output-lengths FILE)")
         rs.pop("output_lengths")
-    return rs, args.endpoint or task.get("endpoint") or "chat", args.num_requests or task["num_requests"], where
+    return (
+        rs,
+        args.endpoint or task.get("endpoint") or "chat",
+        args.num_requests or task["num_requests"],
+        where,
+    )
 
 
 def run_prepare_model(args: argparse.Namespace) -> int:

@@ -198,7 +198,9 @@ def _chat(value: Any) -> list[Message] | None:
             return None
         content = m.get("content")
         if isinstance(content, list):  # OpenAI-style parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+            content = "".join(
+                p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+            )
         if not isinstance(content, str):
             return None
         chat.append({"role": m["role"], "content": content})

@@ -135,7 +135,9 @@ def split_files(root: Path, source: HFSource, where: str) -> list[Path]:
                     f"(files: {_listing(root)}); give data_files"
                 )
             return found
-    found = sorted({p for pat in patterns for p in root.glob(pat) if p.is_file() and p.suffix in DATA_SUFFIXES})
+    found = sorted(
+        {p for pat in patterns for p in root.glob(pat) if p.is_file() and p.suffix in DATA_SUFFIXES}
+    )
     if not found:
         raise HFSourceError(
             f"{where}.{key}: {patterns} match no data file in {source.repo}@{root.name} (files: {_listing(root)})"
@@ -157,7 +159,9 @@ def _card_patterns(root: Path, source: HFSource, where: str) -> list[str] | None
     card = root / "README.md"
     if not card.is_file():
         if source.config is not None:
-            raise HFSourceError(f"{where}.config: {source.repo} has no dataset card listing configs; give data_files")
+            raise HFSourceError(
+                f"{where}.config: {source.repo} has no dataset card listing configs; give data_files"
+            )
         return None
     text = card.read_text(encoding="utf-8", errors="replace")
     match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
@@ -172,17 +176,25 @@ def _card_patterns(root: Path, source: HFSource, where: str) -> list[str] | None
     configs = meta.get("configs") if isinstance(meta, dict) else None
     if not isinstance(configs, list) or not configs:
         if source.config is not None:
-            raise HFSourceError(f"{where}.config: {source.repo}'s dataset card lists no configs; give data_files")
+            raise HFSourceError(
+                f"{where}.config: {source.repo}'s dataset card lists no configs; give data_files"
+            )
         return None
     names = [c.get("config_name", "default") for c in configs if isinstance(c, dict)]
     if source.config is not None:
-        chosen = [c for c in configs if isinstance(c, dict) and c.get("config_name", "default") == source.config]
+        chosen = [
+            c for c in configs if isinstance(c, dict) and c.get("config_name", "default") == source.config
+        ]
         if not chosen:
-            raise HFSourceError(f"{where}.config: {source.config!r} is not a config of {source.repo} (configs: {names})")
+            raise HFSourceError(
+                f"{where}.config: {source.config!r} is not a config of {source.repo} (configs: {names})"
+            )
     else:
         chosen = [c for c in configs if isinstance(c, dict) and c.get("default")] or configs[:1]
     files = chosen[0].get("data_files")
-    if isinstance(files, (str, list)) and all(isinstance(f, str) for f in ([files] if isinstance(files, str) else files)):
+    if isinstance(files, (str, list)) and all(
+        isinstance(f, str) for f in ([files] if isinstance(files, str) else files)
+    ):
         return [files] if isinstance(files, str) else list(files)  # one unnamed split: all of it
     splits = {e.get("split"): e.get("path") for e in files or [] if isinstance(e, dict)}
     if source.split not in splits:

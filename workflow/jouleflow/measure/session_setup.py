@@ -86,7 +86,10 @@ def _histogram(cfg: LLMJobConfig, path: str | None) -> synthetic.Histogram | Non
     gpu = s.histogram_gpu or cfg.gpu
     try:
         return synthetic.load_histogram(
-            path, gpu, s.histogram_num_gpus or cfg.effective_num_gpus, s.histogram_max_num_seqs or cfg.batch_size
+            path,
+            gpu,
+            s.histogram_num_gpus or cfg.effective_num_gpus,
+            s.histogram_max_num_seqs or cfg.batch_size,
         )
     except synthetic.HistogramError as exc:
         hint = "" if gpu else " (set --gpu or --histogram-gpu to pick the GPU's histogram)"
@@ -117,7 +120,12 @@ def _hf_requests(cfg: LLMJobConfig, writer: traces.RunDirWriter) -> tuple[list[r
     )
     path = writer.path("request_set.parquet")
     requestset.write_request_set(specs, path, hfrequests.metadata(prov))
-    info = {"path": "request_set.parquet", "sha256": requestset.sha256_file(path), "synthetic": None, "hf": prov}
+    info = {
+        "path": "request_set.parquet",
+        "sha256": requestset.sha256_file(path),
+        "synthetic": None,
+        "hf": prov,
+    }
     return specs, info
 
 
