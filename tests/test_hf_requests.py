@@ -246,3 +246,30 @@ def test_plan_time_errors_through_a_dry_run(tmp_path):
         plan(workdir, {"sweeps": [sweep], "tasks": {"gpqa": bad}})
     assert "tasks.gpqa.request_set.fields.images: not supported yet" in str(info.value)
     assert not (workdir / "results" / "runs").exists()
+
+
+def test_a_job_spec_with_an_hf_request_set_is_prepared_before_the_engine(hub, tmp_path, monkeypatch):
+    from jouleflow import traces
+    from jouleflow.measure.jobconfig import config_from_dict
+    from jouleflow.measure.session_setup import prepare_requests
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    hf = {"repo": "org/chats", "revision": "v1", "fields": {"prompt": "text"}, "fixed_output_len": 5}
+    cfg = config_from_dict(
+        {"model": "m", "batch_size": 2, "task": "t", "num_requests": 4, "hf_request_set": hf}
+    )
+    assert cfg.to_dict()["hf_request_set"] == hf
+    assert (
+        "hf_request_set"
+        not in config_from_dict(
+            {"model": "m", "batch_size": 2, "synthetic": {"fixed_output_len": 5}}
+        ).to_dict()
+    )
+    writer = traces.RunDirWriter(tmp_path / "run")
+    specs, info = prepare_requests(cfg, writer)
+    assert len(specs) == 4 and all(s.max_tokens == 5 and s.ignore_eos for s in specs)
+    assert info["hf"]["commit"] == V1 and info["path"] == "request_set.parquet"
+    assert read_request_set(writer.path("request_set.parquet")) == specs
+    cfg.hf_request_set = {**hf, "revision": "v7"}
+    with pytest.raises(HFSourceError, match=r"tasks\.t\.request_set\.revision: 'v7'"):
+        prepare_requests(cfg, writer)
