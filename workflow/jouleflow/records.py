@@ -37,7 +37,7 @@ DIFFUSION_MEASURED_KEYS = (
 )  # fmt: skip
 # Measured keys a spec carries only when the config sets them, so that specs (and the rerun trigger)
 # stay as they were without them; absent means null.
-OPTIONAL_MEASURED_KEYS = ("cudagraph_max_capture", "server_max_num_seqs")
+OPTIONAL_MEASURED_KEYS = ("cudagraph_max_capture", "server_max_num_seqs", "hf_request_set")
 # The guard compares the keys a spec has, so one tuple serves both modalities.
 MEASURED_KEYS = (*IDENTITY_KEYS, *LLM_MEASURED_KEYS, *OPTIONAL_MEASURED_KEYS, *DIFFUSION_MEASURED_KEYS)
 

@@ -10,10 +10,12 @@ def register(subparsers: Any) -> None:
     prepare = subparsers.add_parser("prepare", help="prepare inputs: request sets, dummy model dirs")
     kinds = prepare.add_subparsers(dest="prepare_kind", required=True, metavar="KIND")
 
-    r = kinds.add_parser("requests", help="write a synthetic request set (Parquet)")
+    r = kinds.add_parser(
+        "requests", help="write a request set (Parquet): synthetic, or from a pinned Hugging Face dataset"
+    )
     r.add_argument("-o", "--out", required=True, help="request-set Parquet file to write")
-    r.add_argument("--num-requests", type=int, default=1024)
-    src = r.add_mutually_exclusive_group(required=True)
+    r.add_argument("--num-requests", type=int, help="N (default: the task's num_requests, else 1024)")
+    src = r.add_mutually_exclusive_group()
     src.add_argument("--output-lengths", help="ML.ENERGY v3 models/*.json with output-length histograms")
     src.add_argument("--output-len", type=int, help="fixed output length")
     r.add_argument("--gpu", help="histogram configuration: gpu_model (e.g. H100)")
@@ -23,9 +25,23 @@ def register(subparsers: Any) -> None:
         "--prompt-len", default="fixed:200", help="fixed:N | uniform:A,B | normal:MEAN,STD (words)"
     )
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--endpoint", choices=["chat", "completions"], default="chat")
+    r.add_argument("--endpoint", choices=["chat", "completions"], help="default: the task's, else chat")
     r.add_argument("--tokenizer", help="tokenizer.json to count input tokens exactly")
     r.add_argument("--force", action="store_true", help="overwrite an existing file")
+    hf = r.add_argument_group("Hugging Face dataset (kind hf; docs/config.md)")
+    hf.add_argument("--task", help="the hf request set of this task of the campaign config")
+    hf.add_argument("--configfile", action="append", help="campaign config(s) for --task, merged in order")
+    hf.add_argument("--hf", metavar="REPO", help="dataset repo id (owner/name)")
+    hf.add_argument("--revision", help="the pinned commit sha or tag (required with --hf)")
+    hf.add_argument("--split", default="train")
+    hf.add_argument("--hf-config", help="the dataset's config (subset)")
+    hf.add_argument("--data-files", nargs="+", help="glob patterns of the split's files in the repo")
+    hf.add_argument(
+        "--field", action="append", default=[], metavar="KEY=VALUE",
+        help="field mapping: prompt=COL, messages=COL, turns=expand, template=TEXT, prefix=COL, suffix=COL, system=TEXT",
+    )  # fmt: skip
+    hf.add_argument("--max-tokens", type=int, help="output cap (EOS honoured without a length law)")
+    hf.add_argument("--cache-dir", help="Hugging Face hub cache (default: HF_HUB_CACHE)")
     r.set_defaults(func=run_prepare_requests)
 
     m = kinds.add_parser("model", help="build a dummy-weight model dir (config.json + covering tokenizer)")
@@ -45,6 +61,12 @@ def run_prepare_requests(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise CLIError(f"{out}: exists (use --force to overwrite)")
+    if args.hf or args.task:
+        return prepare_hf(args, out)
+    if not (args.output_lengths or args.output_len):
+        raise CLIError("synthetic requests need --output-lengths or --output-len (or --hf / --task)")
+    args.num_requests = args.num_requests or 1024
+    args.endpoint = args.endpoint or "chat"
     hist = None
     if args.output_lengths:
         hist = synthetic.load_histogram(args.output_lengths, args.gpu, args.num_gpus, args.max_num_seqs)
@@ -69,6 +91,82 @@ def run_prepare_requests(args: argparse.Namespace) -> int:
     mean_out = sum(s.max_tokens or 0 for s in specs) / len(specs)
     print(f"{out}: {len(specs)} requests, mean max_tokens {mean_out:.1f}, sha256 {sha256_file(out)}")
     return 0
+
+
+def prepare_hf(args: argparse.Namespace, out: Any) -> int:
+    """An hf request set from flags or from a task of the campaign config; its provenance (repo,
+    revision, resolved commit, files' sha256) goes into the Parquet metadata."""
+    from jouleflow.cli import CLIError
+    from jouleflow.measure import hfrequests, synthetic
+    from jouleflow.measure.hfsource import HFSource
+    from jouleflow.measure.requestset import sha256_file, write_request_set
+
+    if args.task:
+        if args.hf:
+            raise CLIError("give --task or --hf, not both")
+        rs, endpoint, num_requests, where = _task_source(args)
+    else:
+        fields = {}
+        for item in args.field:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise CLIError(f"--field {item!r}: use KEY=VALUE (e.g. prompt=text)")
+            fields[key] = value
+        rs = {
+            "kind": "hf", "repo": args.hf, "revision": args.revision, "split": args.split,
+            "config": args.hf_config, "data_files": args.data_files, "fields": fields, "seed": args.seed,
+        }  # fmt: skip
+        endpoint, num_requests, where = args.endpoint or "chat", args.num_requests or 1024, "--hf"
+    for key, flag in (("max_tokens", "max_tokens"), ("fixed_output_len", "output_len")):
+        if getattr(args, flag) is not None:
+            rs[key] = getattr(args, flag)
+    if args.output_lengths:
+        rs["output_lengths"] = args.output_lengths
+    source = HFSource.from_mapping(rs, where, endpoint)
+    hist = None
+    if source.output_lengths:
+        hist = synthetic.load_histogram(source.output_lengths, args.gpu, args.num_gpus, args.max_num_seqs)
+    specs, prov = hfrequests.from_hub(
+        source,
+        endpoint=endpoint,
+        num_requests=num_requests,
+        where=where,
+        histogram=hist,
+        tokenizer_json=args.tokenizer,
+        cache_dir=args.cache_dir,
+    )
+    write_request_set(specs, out, {**hfrequests.metadata(prov), "endpoint": endpoint})
+    print(
+        f"{out}: {len(specs)} requests ({prov['num_unique']} distinct) from {source.repo}@{prov['commit']} "
+        f"split {source.split}, sha256 {sha256_file(out)}"
+    )
+    return 0
+
+
+def _task_source(args: argparse.Namespace) -> tuple[dict[str, Any], str, int, str]:
+    """(the task's request set, endpoint, N, the key naming it) from the campaign config."""
+    from jouleflow.cli import CLIError
+    from jouleflow.plan.config import load_config
+
+    config = load_config(args.configfile or ["config/config.yaml"])
+    task = config["tasks"].get(args.task)
+    if task is None:
+        raise CLIError(f"--task {args.task}: no such task under `tasks:` ({', '.join(config['tasks'])})")
+    where = f"tasks.{args.task}.request_set"
+    rs = dict(task.get("request_set") or {})
+    if rs.get("kind") != "hf":
+        raise CLIError(f"{where}.kind: {rs.get('kind')!r}; --task prepares hf request sets")
+    rs.pop("prompt_len", None)  # a schema default of synthetic sets
+    if "{" in (rs.get("output_lengths") or ""):
+        # A per-point template (model, GPU, batch): the measurement fills it; here --output-lengths does.
+        print(f"{where}.output_lengths: a per-point template, left out (give --output-lengths FILE)")
+        rs.pop("output_lengths")
+    return (
+        rs,
+        args.endpoint or task.get("endpoint") or "chat",
+        args.num_requests or task["num_requests"],
+        where,
+    )
 
 
 def run_prepare_model(args: argparse.Namespace) -> int:

@@ -118,7 +118,9 @@ class LLMJobConfig:
     container: ContainerConfig | None = None
     device: str = "cpu"  # transformers engine only
     num_requests: int = 1024
-    request_set: str | None = None  # Parquet request set; null = synthetic
+    request_set: str | None = None  # Parquet request set; null = synthetic (or hf_request_set)
+    # A pinned Hugging Face dataset mapped to requests (measure.hfsource.HFSource's keys); null = none.
+    hf_request_set: dict[str, Any] | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     endpoint: str = "chat"
     sampling: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.8, "top_p": 0.95})
@@ -244,7 +246,15 @@ class LLMJobConfig:
                 f"must be one of {CONTAINER_RUNTIMES}, got {self.container.runtime!r}",
             )
         s = self.synthetic
-        if self.request_set is None:
+        if self.hf_request_set is not None:
+            from jouleflow.measure.hfsource import HFSource, HFSourceError
+
+            need(self.request_set is None, "request_set", "give request_set or hf_request_set, not both")
+            try:
+                HFSource.from_mapping(dict(self.hf_request_set), "hf_request_set", self.endpoint)
+            except HFSourceError as exc:
+                raise ConfigError(str(exc)) from exc
+        elif self.request_set is None:
             need(
                 s.output_lengths is not None or is_pos_int(s.fixed_output_len),
                 "synthetic",
@@ -283,6 +293,8 @@ class LLMJobConfig:
         out = dataclasses.asdict(self)
         if out["saturate"] is None:  # other arrivals record (and hash) what they always did
             del out["saturate"]
+        if out["hf_request_set"] is None:  # so do synthetic and parquet request sets
+            del out["hf_request_set"]
         return out
 
     def saturate_headroom(self) -> int:

@@ -44,22 +44,12 @@ def prepare_requests(
         path = Path(cfg.request_set)
         specs = requestset.read_request_set(path)
         info = {"path": str(path), "sha256": requestset.sha256_file(path), "synthetic": None}
+    elif cfg.hf_request_set is not None:
+        specs, info = _hf_requests(cfg, writer)
     else:
         s = cfg.synthetic
-        hist = None
-        if s.output_lengths is not None:
-            gpu = s.histogram_gpu or cfg.gpu
-            try:
-                hist = synthetic.load_histogram(
-                    s.output_lengths,
-                    gpu,
-                    s.histogram_num_gpus or cfg.effective_num_gpus,
-                    s.histogram_max_num_seqs or cfg.batch_size,
-                )
-            except synthetic.HistogramError as exc:
-                hint = "" if gpu else " (set --gpu or --histogram-gpu to pick the GPU's histogram)"
-                raise synthetic.HistogramError(f"{exc}{hint}") from exc
-        tok = Path(cfg.model_path) / "tokenizer.json" if cfg.model_path else None
+        hist = _histogram(cfg, s.output_lengths)
+        tok = _tokenizer(cfg)
         specs = synthetic.generate(
             cfg.num_requests,
             histogram=hist,
@@ -67,7 +57,7 @@ def prepare_requests(
             prompt_len=s.prompt_len,
             seed=s.seed,
             endpoint=cfg.endpoint,
-            tokenizer_json=tok if tok and tok.is_file() else None,
+            tokenizer_json=tok,
         )
         path = writer.path("request_set.parquet")
         requestset.write_request_set(specs, path)
@@ -86,6 +76,57 @@ def prepare_requests(
             f"{info['path']}: has {len(specs)} requests, num_requests={cfg.num_requests}"
         )
     return specs[: cfg.num_requests], info
+
+
+def _histogram(cfg: LLMJobConfig, path: str | None) -> synthetic.Histogram | None:
+    """The point's published output-length histogram (synthetic.load_histogram's fallback rule)."""
+    if path is None:
+        return None
+    s = cfg.synthetic
+    gpu = s.histogram_gpu or cfg.gpu
+    try:
+        return synthetic.load_histogram(
+            path,
+            gpu,
+            s.histogram_num_gpus or cfg.effective_num_gpus,
+            s.histogram_max_num_seqs or cfg.batch_size,
+        )
+    except synthetic.HistogramError as exc:
+        hint = "" if gpu else " (set --gpu or --histogram-gpu to pick the GPU's histogram)"
+        raise synthetic.HistogramError(f"{exc}{hint}") from exc
+
+
+def _tokenizer(cfg: LLMJobConfig) -> Path | None:
+    """The model's tokenizer.json, to count input tokens exactly, when the model dir has one."""
+    tok = Path(cfg.model_path) / "tokenizer.json" if cfg.model_path else None
+    return tok if tok is not None and tok.is_file() else None
+
+
+def _hf_requests(cfg: LLMJobConfig, writer: traces.RunDirWriter) -> tuple[list[requestset.RequestSpec], dict]:
+    """An hf request set: the pinned revision from the Hub cache (HF_HUB_OFFLINE works after one
+    prefetch), mapped and sampled, written into the run dir with its provenance."""
+    from jouleflow.measure import hfrequests
+    from jouleflow.measure.hfsource import HFSource
+
+    where = f"tasks.{cfg.task}.request_set"  # the config key the spec's hf_request_set comes from
+    source = HFSource.from_mapping(dict(cfg.hf_request_set or {}), where, cfg.endpoint)
+    specs, prov = hfrequests.from_hub(
+        source,
+        endpoint=cfg.endpoint,
+        num_requests=cfg.num_requests,
+        where=where,
+        histogram=_histogram(cfg, source.output_lengths),
+        tokenizer_json=_tokenizer(cfg),
+    )
+    path = writer.path("request_set.parquet")
+    requestset.write_request_set(specs, path, hfrequests.metadata(prov))
+    info = {
+        "path": "request_set.parquet",
+        "sha256": requestset.sha256_file(path),
+        "synthetic": None,
+        "hf": prov,
+    }
+    return specs, info
 
 
 def engine_cache(cfg: LLMJobConfig, engine_version: str | None) -> EngineCache | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jouleflow import tasks
+from jouleflow import requestsource, tasks
 from jouleflow.plan import jobspec
 from jouleflow.plan.gpurequest import GpuRequestError, gpu_request
 from jouleflow.plan.parallelism import Parallelism, parse_parallelism
@@ -361,7 +361,14 @@ def build_grid(config: Mapping[str, Any], base_dir: str | Path = ".") -> Grid:
 def _check_request_files(
     config: Mapping[str, Any], point: GridPoint, base_dir: Path, checked: set[str]
 ) -> None:
-    """A measured point's request-set or histogram file must exist (one stat per distinct file)."""
+    """A measured point's request-set or histogram file must exist (one stat per distinct file), and
+    an hf source must be usable (a preset's unset revision fails here, where the task is measured)."""
+    task = config["tasks"][point.task]
+    rs = task.get("request_set") or {}
+    if rs.get("kind") == "hf" and f"hf:{point.task}" not in checked:
+        for key, what in requestsource.hf_problems(rs, task.get("endpoint") or "chat"):
+            raise GridError(f"tasks.{point.task}.request_set.{key}: {what} (needed by run {point.key})")
+        checked.add(f"hf:{point.task}")
     for key, path in jobspec.request_files(config, point).items():
         if path in checked:
             continue

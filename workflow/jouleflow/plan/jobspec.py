@@ -16,6 +16,11 @@ from jouleflow.records import IDENTITY_KEYS, MEASURED_KEYS
 if TYPE_CHECKING:
     from jouleflow.plan.grid import GridPoint
 
+# An hf request set's keys in a job spec (`hf_request_set`; measure.hfsource.HFSource's).
+HF_SPEC_KEYS = (
+    "repo", "revision", "split", "config", "data_files", "fields", "seed", "max_tokens", "fixed_output_len",
+)  # fmt: skip
+
 # Scheduler resources that grow with the attempt number: a retried job (after a timeout or running
 # out of memory) gets base × attempt.
 ATTEMPT_SCALED = ("runtime", "mem_mb")
@@ -50,6 +55,7 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
     par = point.parallelism
     fields = _template_fields(point)
     rs = task["request_set"]
+    synthetic = rs["kind"] != "hf"  # an hf set's lengths are in its own section
     server_args = [*meas["server_args"], *model["server_args"]]
     sampling = dict(task["sampling"])
     extra_body = sampling.pop("extra_body", {})
@@ -75,8 +81,8 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         "num_requests": num_requests(task, point.batch_size),
         "request_set": _fill(rs.get("path"), fields) if rs["kind"] == "parquet" else None,
         "synthetic": {
-            "output_lengths": _fill(rs.get("output_lengths"), fields),
-            "fixed_output_len": rs.get("fixed_output_len"),
+            "output_lengths": _fill(rs.get("output_lengths"), fields) if synthetic else None,
+            "fixed_output_len": rs.get("fixed_output_len") if synthetic else None,
             "prompt_len": rs["prompt_len"],
             "seed": rs["seed"],
         },
@@ -90,6 +96,12 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         # Only where set: the specs of configs without them stay as they were.
         **{k: meas[k] for k in ("latent_period_s", "idle_baseline_s") if meas.get(k) is not None},
     }
+    if rs["kind"] == "hf":
+        # Only then: the specs of synthetic and parquet request sets stay as they were.
+        spec["hf_request_set"] = {
+            **{key: rs.get(key) for key in HF_SPEC_KEYS},
+            "output_lengths": _fill(rs.get("output_lengths"), fields),
+        }
     load = dict(meas.get("load") or {})
     if load.pop("arrival", "burst") == "saturate":
         # Only then: specs (and the run rules' params) of burst campaigns stay as they were.
