@@ -9,10 +9,14 @@ diffusion run measured with the xDiT worker imitation (tests/test_measure_diffus
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 import yaml
 from jouleflow.attribution_record import REQUEST_ENERGY_PARQUET, AttributionRecord
+from jouleflow.cli import main
+from jouleflow.plots.timeline import prefill_bursts
 from pipeline_helpers import BASE_SWEEP, copy_workflow, plan, points_of
 from test_measure_diffusion_session import jouleflow as jouleflow_diffusion
 from test_measure_diffusion_session import measure as measure_diffusion
@@ -31,6 +35,8 @@ DIFFUSION = {
     "tasks": {"text-to-image": {"modality": "diffusion", "generation": {"steps": 20, "num_batches": 4}}},
     "sweeps": [BASE_SWEEP, PIXART_SWEEP],
 }
+REFERENCE = Path(__file__).parents[1] / "resources/reference/runs/lm-arena-chat/"
+REFERENCE = REFERENCE / "meta-llama--Llama-3.1-8B-Instruct/H100/tp1"
 LLAMA_POINTS = {f"lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1/{b}" for b in (64, 128, 256)}
 
 
@@ -64,6 +70,53 @@ def test_a_diffusion_run_is_not_attributed_and_says_why(tmp_path):
     row = pl.read_parquet(summary).row(0, named=True)
     assert row["modality"] == "diffusion" and row["diagnosis"] is None and row["static_share"] is None
     assert row["static_share_note"] == row["token_cost_note"] == record.not_attributed
+
+
+def test_bundled_runs_summary_columns_and_figures(tmp_path):
+    """The bundled runs (no idle baseline, no prompt counter): the columns say why static is null."""
+    for b in (64, 256):
+        out = tmp_path / "energy" / str(b)
+        assert main(["energy", str(REFERENCE / str(b)), "-o", str(out / "summary.json")]) == 0
+        argv = ["attribute", str(REFERENCE / str(b)), "--summary", str(out / "summary.json")]
+        argv += ["-o", str(out / "attribution.json"), "--requests", str(out / REQUEST_ENERGY_PARQUET)]
+        assert main([*argv, "--allow-empty"]) == 0
+    jobs = tmp_path / "jobs.tsv"
+    jobs.write_text(
+        "run_dir\tenergy_json\n"
+        + "".join(
+            f"{REFERENCE / str(b)}\t{tmp_path / 'energy' / str(b) / 'summary.json'}\n" for b in (64, 256)
+        )
+    )
+    summary = tmp_path / "summary.parquet"
+    assert main(["summarize", "--jobs", str(jobs), "-o", str(summary)]) == 0
+    rows = pl.read_parquet(summary).sort("batch_size").to_dicts()
+    for row, b in zip(rows, (64, 256), strict=True):
+        record = AttributionRecord.read(tmp_path / "energy" / str(b) / "attribution.json")
+        assert row["static_share"] is None
+        assert row["static_share_note"] == "run.json has no idle_baseline (measured before it was recorded)"
+        shares = row["split_static_share"] + row["split_prefill_share"] + row["split_decode_share"]
+        assert shares == pytest.approx(record.requests["attributed_j"] / record.energy_j, rel=1e-9)
+        assert row["diagnosis"] == record.diagnosis["primary"] == "unclassified"
+        assert (row["j_per_decode_token"] is None) == (row["token_cost_note"] is not None)
+    figures = []
+    for _ in range(2):  # byte-identical on rerun
+        split = tmp_path / "split.png"
+        model = "meta-llama/Llama-3.1-8B-Instruct"
+        assert main(["plot", "energy-split", "--summary", str(summary), "--task", "lm-arena-chat",
+                     "--model", model, "-o", str(split)]) == 0  # fmt: skip
+        per_request = tmp_path / "requests.png"
+        energy = tmp_path / "energy" / "64" / REQUEST_ENERGY_PARQUET
+        assert main(["plot", "request-energy", str(REFERENCE / "64"), "--requests", str(energy),
+                     "-o", str(per_request)]) == 0  # fmt: skip
+        figures.append([p.read_bytes() for p in (split, split.with_suffix(".svg"), per_request)])
+    assert figures[0] == figures[1]
+
+
+def test_prefill_bursts_are_the_spans_where_the_prompt_counter_grew():
+    t = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    counter = [0.0, 100.0, 250.0, 250.0, None, 250.0, 300.0]
+    assert prefill_bursts(t, counter) == [(0.0, 1.0), (2.5, 3.0)]
+    assert prefill_bursts(t, [None] * len(t)) == []  # a trace without the counter (older runs)
 
 
 @pytest.mark.slow
