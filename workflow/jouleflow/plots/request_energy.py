@@ -35,9 +35,13 @@ def output_bins(lengths: np.ndarray) -> list[tuple[int, int]]:
 @styled
 def plot_request_energy(run_dir: str | Path, requests_energy: str | Path, out: str | Path) -> list[Path]:
     run_dir = Path(run_dir)
-    energy = pl.from_arrow(traces.read_table(requests_energy, REQUEST_ENERGY))
+    energy = pl.from_arrow(traces.read_table(requests_energy, REQUEST_ENERGY)).filter(
+        pl.col("whole_in_window")
+    )
+    if energy.height == 0:  # a run not attributed (failed, no window) has an empty table
+        raise RequestEnergyError(f"{requests_energy}: no request whose whole life lies in the steady window")
     sent = pl.from_arrow(traces.read_table(run_dir / "requests.parquet", traces.REQUESTS))
-    rows = energy.filter(pl.col("whole_in_window")).join(
+    rows = energy.join(
         sent.select("request_id", "output_tokens").filter(pl.col("output_tokens").is_not_null()),
         on="request_id",
     )
