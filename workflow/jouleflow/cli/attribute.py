@@ -137,5 +137,13 @@ def run(args: argparse.Namespace) -> int:
         if fit.get("identifiable")
         else fit.get("reason", "no fit")
     )
-    print(f"{args.output}: {record.diagnosis_label}; {costs}; missing: {', '.join(record.missing) or 'none'}")
+    static = (
+        f"static share {record.static_share:.1%}"
+        if record.static_share is not None
+        else f"no static share: {record.static_share_note}"
+    )
+    print(
+        f"{args.output}: {record.diagnosis_label}; {costs}; {static}; "
+        f"missing: {', '.join(record.missing) or 'none'}"
+    )
     return 0
