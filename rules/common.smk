@@ -50,6 +50,9 @@ gridtable.sync_planned_config(GRID)
 POINT = "{task}/{model}/{gpu}/{parallelism}/{batch}"
 RUN = f"{RESULTS}/runs/{POINT}"
 ENERGY = f"{RESULTS}/energy/{POINT}/summary.json"
+# Where the joules go (LLM points): beside summary.json, outside the run directory as it is.
+ATTRIBUTION = f"{RESULTS}/energy/{POINT}/attribution.json"
+REQUEST_ENERGY = f"{RESULTS}/energy/{POINT}/request_energy.parquet"
 SPEC = f"{RESULTS}/specs/{POINT}.json"
 ANALYSIS_TARGETS = f"{RESULTS}/analysis/targets.json"
 PLANNED_CONFIG = gridtable.planned_config_path(RESULTS)
@@ -99,8 +102,12 @@ def grid_digest():
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
-def expand_points(pattern, source=None):
-    return [pattern.format(**point_wildcards(p)) for p in GRID.points if source is None or p.source == source]
+def expand_points(pattern, source=None, modality=None):
+    return [
+        pattern.format(**point_wildcards(p))
+        for p in GRID.points
+        if (source is None or p.source == source) and (modality is None or p.modality == modality)
+    ]
 
 
 def group_info(wildcards):
@@ -109,8 +116,12 @@ def group_info(wildcards):
     return {"model": point.model, "precision": point.precision}
 
 
-def expand_groups(pattern):
-    return [pattern.format(task=task, model=slug) for task, slug in GRID.analysis_groups()]
+def expand_groups(pattern, modality=None):
+    return [
+        pattern.format(task=task, model=slug)
+        for task, slug in GRID.analysis_groups()
+        if modality is None or GRID.group_info(task, slug).modality == modality
+    ]
 
 
 def all_outputs(wildcards):
@@ -215,9 +226,13 @@ def figure_outputs():
     figures = [f"{RESULTS}/figures/task-energy.png"]
     figures += expand_groups(f"{RESULTS}/figures/sweep/{{task}}/{{model}}.png")
     figures += expand_groups(f"{RESULTS}/figures/frontier/{{task}}/{{model}}.png")
+    # where the joules go (rules/attribution.smk): LLM groups and points only
+    figures += expand_groups(f"{RESULTS}/figures/energy-split/{{task}}/{{model}}.png", modality="llm")
     timelines = config["figures"]["timelines"]
     if timelines is True or (timelines == "auto" and len(GRID.points) <= TIMELINES_AUTO_MAX):
+        # the per-run figures: the power timeline, and per-request energy (LLM) by the same switch
         figures += expand_points(f"{RESULTS}/figures/timeline/{POINT}.png")
+        figures += expand_points(f"{RESULTS}/figures/request-energy/{POINT}.png", modality="llm")
     return figures
 
 

@@ -33,6 +33,8 @@ rule summary:
     input:
         jobs=f"{RESULTS}/grid/jobs.tsv",
         energy=expand_points(ENERGY),
+        # read beside each summary.json for the attribution columns (LLM points only)
+        attribution=expand_points(ATTRIBUTION, modality="llm"),
     output:
         parquet=SUMMARY,
         csv=report(

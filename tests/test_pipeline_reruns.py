@@ -90,7 +90,10 @@ def test_adding_a_model_reruns_its_jobs_and_the_aggregates_only(done):
         {("measure", k) for k in qwen}
         | {("energy", k) for k in qwen}
         | {("plot_timeline", k) for k in qwen}
+        | {("attribute", k) for k in qwen}
+        | {("plot_request_energy", k) for k in qwen}
         | {("plot_sweep", g) for g in groups}
+        | {("plot_energy_split", g) for g in groups}
         | {("plot_frontier", g) for g in groups}
         | {
             (rule, "")

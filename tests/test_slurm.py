@@ -24,7 +24,9 @@ from pipeline_helpers import QWEN, copy_workflow, with_qwen  # noqa: E402
 LLAMA_SLUG = "meta-llama--Llama-3.1-8B-Instruct"
 QWEN_SLUG = QWEN.replace("/", "--")
 # Rules that work on one grid point (their wildcards name a model); the rest are aggregates.
-POINT_RULES = {"job_spec", "fetch_reference", "measure", "energy", "plot_timeline"}
+POINT_RULES = {
+    "job_spec", "fetch_reference", "measure", "energy", "plot_timeline", "attribute", "plot_request_energy",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)

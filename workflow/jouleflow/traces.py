@@ -163,6 +163,23 @@ SUMMARY = pa.schema(
         # the published configuration whose output lengths the request set drew from, "(fallback)" when
         # it stood in for an unpublished one (synthetic.load_histogram's rule)
         ("output_lengths_from", pa.string()),
+        # Where the joules go (jouleflow attribute's attribution.json, LLM runs; attribution_record):
+        # the idle baseline x window / window energy, null without a baseline (the note says why) ...
+        ("static_share", pa.float64()),
+        ("static_share_note", pa.string()),
+        # ... the per-request attribution's static / prefill / decode shares of the window energy ...
+        ("split_static_share", pa.float64()),
+        ("split_prefill_share", pa.float64()),
+        ("split_decode_share", pa.float64()),
+        # ... J per prefill and per decode token with standard errors (null when not identifiable: the
+        # note says why), which fit (fixed_static | free), and the diagnosis (memory-bound, ...)
+        ("j_per_prefill_token", pa.float64()),
+        ("j_per_prefill_token_se", pa.float64()),
+        ("j_per_decode_token", pa.float64()),
+        ("j_per_decode_token_se", pa.float64()),
+        ("token_cost_fit", pa.string()),
+        ("token_cost_note", pa.string()),
+        ("diagnosis", pa.string()),
     ]
 )
 

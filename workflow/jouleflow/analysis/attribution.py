@@ -308,6 +308,8 @@ def attribute(
             "static_power_w": static_w,
             "static_source": static_source,
             "attributed_j": float(frame["energy_j"].sum()),
+            # the attributed joules by part (static + prefill + decode = attributed_j)
+            **{f"{k}_j": float(frame[f"{k}_j"].sum()) for k in ("static", "prefill", "decode")},
             "unattributed_j": unattributed,
             "n_requests_with_energy": int((frame["energy_j"] != 0).sum()),
             # static power above an interval's energy: that interval's dynamic share is negative

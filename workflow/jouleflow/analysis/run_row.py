@@ -1,4 +1,5 @@
-"""One traces.SUMMARY row per run: config fields from run.json, figures from summary.json."""
+"""One traces.SUMMARY row per run: config fields from run.json, figures from summary.json, and where
+the joules go from the attribution.json beside that summary.json (LLM runs)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow import traces
+from jouleflow.attribution_record import ATTRIBUTION_JSON, AttributionRecord, no_attribution_columns
 from jouleflow.gpus import gpu_short_name
 from jouleflow.records import RunRecord, SummaryRecord, read_run
 
@@ -27,13 +29,25 @@ def _output_lengths_from(run: RunRecord) -> str | None:
     return synthetic["histogram"] + (" (fallback)" if synthetic.get("histogram_fallback") else "")
 
 
+def attribution_columns(summary_path: Path, diffusion: bool) -> dict[str, Any]:
+    """The attribution's headline columns from the attribution.json beside summary.json (the pipeline's
+    rule `attribute` writes it there); nulls, with the reason in the note columns, where there is none."""
+    if diffusion:
+        return no_attribution_columns("diffusion run: the attribution is for LLM runs")
+    path = summary_path.parent / ATTRIBUTION_JSON
+    if not path.is_file():
+        return no_attribution_columns(
+            f"no {ATTRIBUTION_JSON} beside the summary (jouleflow attribute not run)"
+        )
+    return AttributionRecord.read(path).summary_columns()
+
+
 def summary_row(run_dir: str | Path, summary_path: str | Path | None = None) -> dict[str, Any]:
     """The run's row in the campaign summary table (every traces.SUMMARY column, nulls where unknown)."""
     run_dir = Path(run_dir)
     run = read_run(run_dir)
-    summary = SummaryRecord.read(
-        Path(summary_path) if summary_path is not None else run_dir / traces.SUMMARY_JSON
-    )
+    summary_path = Path(summary_path) if summary_path is not None else run_dir / traces.SUMMARY_JSON
+    summary = SummaryRecord.read(summary_path)
     config = run.config
     gpu = run.gpus[0] if run.gpus else {}
     diffusion = summary.window_source == "batches" or run.is_diffusion
@@ -76,5 +90,6 @@ def summary_row(run_dir: str | Path, summary_path: str | Path | None = None) -> 
         "energy_per_token_ci_intervals": summary.energy_per_token_ci_intervals,
         "reason": run.reason,
         "output_lengths_from": _output_lengths_from(run),
+        **attribution_columns(summary_path, diffusion),
     }
     return {name: row.get(name) for name in traces.SUMMARY.names}

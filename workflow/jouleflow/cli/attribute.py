@@ -3,6 +3,7 @@
 Static vs dynamic energy (idle baseline), a least-squares fit of J per prefill and per decode token,
 each request's energy, and a diagnosis (memory-, host-bound, underutilized, saturated) from the
 recorded latents; what the run's traces cannot support is named, not guessed (docs/method.md).
+The file's shape is `jouleflow.attribution_record` (AttributionRecord, the per-request REQUEST_ENERGY).
 """
 
 from __future__ import annotations
@@ -69,7 +70,25 @@ def register(subparsers) -> None:
         "--util-low", type=float, default=70.0, metavar="PCT", help="GPU utilization below: idle (70)"
     )
     p.add_argument("--util-busy", type=float, default=90.0, metavar="PCT", help="at or above: saturated (90)")
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a run that cannot be attributed (failed, infeasible, no steady window, not an LLM run) gets "
+        "an attribution.json saying why (and an empty --requests table) instead of an error",
+    )
     p.set_defaults(func=run)
+
+
+def _unattributable(run_dir: Path) -> str | None:
+    """Why a run is not attributed at all (its status, its modality), before reading any trace."""
+    from jouleflow.records import read_run
+
+    run = read_run(run_dir)
+    if run.status != "ok":
+        return f"run {run.status}: {run.reason or 'no reason recorded'}"
+    if run.is_diffusion:
+        return "diffusion run: the attribution is for LLM runs"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from jouleflow.analysis.attribution import Options, attribute
     from jouleflow.analysis.attribution_diagnosis import DiagnosisThresholds
     from jouleflow.analysis.attribution_fit import FitThresholds
+    from jouleflow.attribution_record import REQUEST_ENERGY, AttributionRecord
     from jouleflow.cli import CLIError
 
     if not args.run_dir.is_dir():
@@ -88,28 +108,42 @@ def run(args: argparse.Namespace) -> int:
             fit=FitThresholds(args.min_intervals, args.max_condition, args.max_pd_correlation),
             diagnosis=DiagnosisThresholds(args.kv_full, args.batch_fraction, args.util_low, args.util_busy),
         )
-        doc, frame = attribute(args.run_dir, options, args.summary)
-    except (ValueError, traces.TraceError) as exc:
+    except ValueError as exc:
         raise CLIError(str(exc)) from exc
-    traces.write_json(doc, args.output)
+    frame = None
+    try:
+        why = _unattributable(args.run_dir) if args.allow_empty else None
+        if why is None:
+            doc, frame = attribute(args.run_dir, options, args.summary)
+            record = AttributionRecord.from_dict(doc, "attribute()'s document")
+    except traces.TraceError as exc:
+        if not args.allow_empty:
+            raise CLIError(str(exc)) from exc
+        why = str(exc)
+    if why is not None:
+        record = AttributionRecord.not_computed(args.run_dir, why)
+    record.write(args.output)
     if args.requests is not None:
-        if frame is None:
-            raise CLIError(f"{args.run_dir}: no per-request energy ({doc['missing'].get('energy')})")
-        traces.write_table(frame.to_arrow(), args.requests)
-    fit = (doc.get("fit") or {}).get("free") or {}
+        if frame is None and not args.allow_empty:
+            raise CLIError(f"{args.run_dir}: no per-request energy ({record.missing.get('energy')})")
+        rows = frame.to_arrow().to_pydict() if frame is not None else []
+        traces.write_table(traces.table_from_rows(rows, REQUEST_ENERGY), args.requests)
+    if record.not_attributed:
+        print(f"{args.output}: not attributed: {record.not_attributed}")
+        return 0
+    fit = (record.fit or {}).get("free") or {}
     costs = (
         f"a {fit['a_j_per_prefill_token']:.4g} J/prefill token, b {fit['b_j_per_decode_token']:.4g} J/decode token"
         if fit.get("identifiable")
         else fit.get("reason", "no fit")
     )
-    split = doc.get("static_dynamic") or {}
     static = (
-        f"static share {split['static_share']:.1%}"
-        if split.get("static_share") is not None
-        else f"no static share: {split.get('reason') or doc['missing'].get('energy')}"
+        f"static share {record.static_share:.1%}"
+        if record.static_share is not None
+        else f"no static share: {record.static_share_note}"
     )
     print(
-        f"{args.output}: {doc['diagnosis']['primary']}; {costs}; {static}; "
-        f"missing: {', '.join(doc['missing']) or 'none'}"
+        f"{args.output}: {record.diagnosis_label}; {costs}; {static}; "
+        f"missing: {', '.join(record.missing) or 'none'}"
     )
     return 0

@@ -36,6 +36,26 @@ def register(subparsers) -> None:
         help="a run without a power trace (failed, infeasible, no sensor) gets a figure saying why",
     )
     timeline.set_defaults(func=_plot_timeline)
+    split = plot_sub.add_parser(
+        "energy-split", help="energy per response as static / prefill / decode vs batch size (attribution)"
+    )
+    _group_args(split)
+    split.set_defaults(func=_plot_energy_split)
+    per_request = plot_sub.add_parser(
+        "request-energy",
+        help="per-request energy vs output length of one run (jouleflow attribute --requests)",
+    )
+    per_request.add_argument("run_dir", type=Path)
+    per_request.add_argument("--requests", type=Path, required=True, help="the per-request energy Parquet")
+    per_request.add_argument(
+        "-o", "--output", type=Path, required=True, help="figure path; .png and .svg are written"
+    )
+    per_request.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a run with no request whole in the steady window (failed, not attributed) gets a figure saying why",
+    )
+    per_request.set_defaults(func=_plot_request_energy)
     task_energy = plot_sub.add_parser("task-energy", help="energy per response by task with the TDP estimate")
     task_energy.add_argument("--summary", type=Path, required=True)
     task_energy.add_argument(
@@ -109,6 +129,39 @@ def _plot_frontier(args: argparse.Namespace) -> int:
             precision=args.precision,
         ),
     )
+
+
+def _plot_energy_split(args: argparse.Namespace) -> int:
+    from jouleflow.plots.energy_split import plot_energy_split
+
+    summary = common.summary(args.summary)
+    return _or_placeholder(
+        args, lambda: plot_energy_split(summary, args.task, args.model, args.output, args.precision)
+    )
+
+
+def _plot_request_energy(args: argparse.Namespace) -> int:
+    from jouleflow.cli import CLIError
+    from jouleflow.plots.request_energy import RequestEnergyError, plot_request_energy
+    from jouleflow.plots.style import placeholder
+
+    try:
+        return common.report(plot_request_energy(args.run_dir, args.requests, args.output))
+    except RequestEnergyError as exc:
+        if not args.allow_empty:
+            raise CLIError(str(exc)) from exc
+        return common.report(
+            placeholder(str(args.run_dir), f"nothing to plot: {_not_plotted(args)}", args.output)
+        )
+
+
+def _not_plotted(args: argparse.Namespace) -> str:
+    """Why a run has no per-request energy: its attribution.json's reason when it has one beside the table."""
+    from jouleflow.attribution_record import ATTRIBUTION_JSON, AttributionRecord
+
+    doc = args.requests.parent / ATTRIBUTION_JSON
+    reason = AttributionRecord.read(doc).not_attributed if doc.is_file() else None
+    return reason or "no request whose whole life lies in the steady window"
 
 
 def _plot_timeline(args: argparse.Namespace) -> int:

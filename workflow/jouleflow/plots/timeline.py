@@ -1,4 +1,5 @@
-"""Power timeline of one run directory: per-GPU power, the steady window shaded, running requests."""
+"""Power timeline of one run directory: per-GPU power, the steady window shaded, running requests, and
+where the run has them the idle baseline's level and the prefill bursts (where the joules go)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ def _run_info(run_dir: Path) -> RunRecord | None:
     return read_run(run_dir) if traces.is_complete_run(run_dir) else None
 
 
+def prefill_bursts(t: list[float], prompt_tokens: list[float | None]) -> list[tuple[float, float]]:
+    """Spans between server scrapes in which the cumulative prompt_tokens counter grew (prompt tokens
+    were processed), adjacent ones merged; none for a trace without the counter (older runs)."""
+    samples = sorted((ti, v) for ti, v in zip(t, prompt_tokens, strict=True) if v is not None)
+    spans: list[tuple[float, float]] = []
+    for (t0, v0), (t1, v1) in zip(samples, samples[1:], strict=False):
+        if v1 > v0:
+            if spans and spans[-1][1] == t0:
+                spans[-1] = (spans[-1][0], t1)
+            else:
+                spans.append((t0, t1))
+    return spans
+
+
 @styled
 def plot_timeline(
     run_dir: str | Path, out: str | Path, energy_summary: str | Path | None = None
@@ -74,6 +89,13 @@ def plot_timeline(
             lw=0.9,
             label=f"GPU {gpu}",
         )
+    baseline = run.idle_baseline if run else None
+    for i, gpu in enumerate(gpus):
+        watts = ((baseline or {}).get("mean_power_w") or {}).get(str(gpu))
+        if watts is not None:
+            ax.axhline(
+                watts, color=style(i)["color"], lw=0.8, ls=":", label="idle baseline" if i == 0 else None
+            )
     window = _steady_window(Path(energy_summary) if energy_summary else run_dir / traces.SUMMARY_JSON)
     if window is not None:
         ax.axvspan(window[0] - t0, window[1] - t0, color="#999999", alpha=0.18, lw=0, label="steady window")
@@ -83,7 +105,11 @@ def plot_timeline(
     handles, labels = ax.get_legend_handles_labels()
     server_path = run_dir / "server.parquet"
     if server_path.is_file():
-        server = _columns(traces.read_table(server_path, traces.SERVER), ["t", "running"])
+        server = _columns(traces.read_table(server_path, traces.SERVER), ["t", "running", "prompt_tokens"])
+        for k, (lo, hi) in enumerate(prefill_bursts(server["t"], server["prompt_tokens"])):
+            ax.axvspan(lo - t0, hi - t0, ymin=0.0, ymax=0.06, color=PALETTE[1], alpha=0.8, lw=0,
+                       label="prefill (prompt tokens processed)" if k == 0 else None)  # fmt: skip
+        handles, labels = ax.get_legend_handles_labels()
         twin = ax.twinx()
         twin.grid(False)
         twin.spines["right"].set_visible(True)
