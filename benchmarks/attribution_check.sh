@@ -56,7 +56,7 @@ for run in "$OUT"/runs/*/; do
   jouleflow energy "$run" -o "$OUT/summaries/$name/summary.json" > "$OUT/summaries/$name/energy.log" 2>&1 \
     || { tail -3 "$OUT/summaries/$name/energy.log"; continue; }
   jouleflow attribute "$run" --summary "$OUT/summaries/$name/summary.json" \
-    -o "$OUT/summaries/$name/attribution.json" --requests "$OUT/summaries/$name/per_request.parquet"
+    -o "$OUT/summaries/$name/attribution.json" --requests "$OUT/summaries/$name/request_energy.parquet"
 done
 
 read -r -a lens <<< "${LENS//,/ }"

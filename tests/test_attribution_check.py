@@ -32,7 +32,7 @@ def test_attribution_check_measures_both_prompt_lengths_on_one_server(tmp_path):
         pids.add(run["provenance"]["shared_engine"]["server_pid"])
         attribution = json.loads((out / "summaries" / name / "attribution.json").read_text())
         assert attribution["energy_j"] > 0 and attribution["window"]["duration_s"] > 0
-        assert (out / "summaries" / name / "per_request.parquet").is_file()
+        assert (out / "summaries" / name / "request_energy.parquet").is_file()
     assert len(pids) == 1  # one server for both request sets
     predict = json.loads((out / "summaries" / "predict-4.json").read_text())
     assert predict  # the check wrote its figures, identifiable or not (a 3 s CPU window is not)
