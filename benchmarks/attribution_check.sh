@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prefill/decode attribution check (docs/method.md, "Checking the fit by prediction"), on a GPU
+# The prefill/decode attribution check (docs/attribution.md, "Checking the fit by prediction"), on a GPU
 # machine: two request sets that differ only in prompt length (same output lengths, request by
 # request) measured on one vLLM server at each batch size (`jouleflow measure llm-sweep`), then per
 # run `jouleflow energy` and `jouleflow attribute`, and per batch size the prediction check

@@ -7,7 +7,7 @@ energy and, with an idle baseline, its static share; per ordered pair (A, B), B'
 predicted from A's costs and B's own per-interval token counts, against B's measured energy. When a
 fit on A is not identifiable (the free fit, then s fixed to A's idle baseline), it says so and shows
 the joint fit on A ∪ B (in-sample on B) and each run predicted from the joint fit on the others.
-Method: docs/method.md, "Checking the fit by prediction".
+Method: docs/attribution.md, "Checking the fit by prediction".
 
     python benchmarks/attribution_predict.py RUN_DIR RUN_DIR [RUN_DIR ...] [--markdown] [--json OUT]
 """

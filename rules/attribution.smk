@@ -1,5 +1,5 @@
 # Where the joules go, per LLM run: static vs dynamic, J per prefill and per decode token, each request's
-# energy and a diagnosis (docs/method.md), beside the run's summary.json; and their figures. A run that
+# energy and a diagnosis (docs/attribution.md), beside the run's summary.json; and their figures. A run that
 # cannot be attributed (failed, infeasible, no steady window) gets an attribution.json saying why.
 # Diffusion points have none: rules/common.smk lists LLM points only.
 

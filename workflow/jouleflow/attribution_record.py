@@ -55,7 +55,7 @@ class Costs:
 
 @dataclass(frozen=True)
 class AttributionRecord:
-    """`attribution.json`: one LLM run's steady-window energy split (method: docs/method.md).
+    """`attribution.json`: one LLM run's steady-window energy split (method: docs/attribution.md).
 
     `not_attributed` says why nothing was attributed (a failed or infeasible run, no steady window:
     `jouleflow attribute --allow-empty`); every other section is then null. The sections stay

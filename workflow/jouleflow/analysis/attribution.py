@@ -1,5 +1,5 @@
 """Where the joules go: a run's steady-window energy split into static and dynamic, prefill and decode,
-and per request, with a diagnosis of what limits the run (method: docs/method.md, "Where the joules go").
+and per request, with a diagnosis of what limits the run (method: docs/attribution.md).
 
 Offline, from a run directory's traces: power.parquet (energy), server.parquet (vLLM's counters and
 scheduler state), requests.parquet and tokens.parquet (the client's view), and where the run has them

@@ -1,4 +1,4 @@
-"""Predicting one run's steady-window energy from another run's fitted costs (docs/method.md,
+"""Predicting one run's steady-window energy from another run's fitted costs (docs/attribution.md,
 "Checking the fit by prediction").
 
 The costs come from `attribution_fit.fit_costs`, on the same per-interval series `jouleflow attribute`

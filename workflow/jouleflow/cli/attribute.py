@@ -2,7 +2,7 @@
 
 Static vs dynamic energy (idle baseline), a least-squares fit of J per prefill and per decode token,
 each request's energy, and a diagnosis (memory-, host-bound, underutilized, saturated) from the
-recorded latents; what the run's traces cannot support is named, not guessed (docs/method.md).
+recorded latents; what the run's traces cannot support is named, not guessed (docs/attribution.md).
 The file's shape is `jouleflow.attribution_record` (AttributionRecord, the per-request REQUEST_ENERGY).
 """
 
