@@ -139,7 +139,7 @@ def compare_longitudinal_source(side):
 
 def compare_source_slug(path):
     """A published directory as one path segment: resources/mlenergy-v2 -> resources--mlenergy-v2."""
-    return compare_slug(str(path).strip("/\\"))
+    return compare_slug(str(path)).strip("-")
 
 
 def compare_longitudinal_summary(side):

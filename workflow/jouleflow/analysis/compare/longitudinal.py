@@ -191,7 +191,8 @@ def _prepare(df: pl.DataFrame, aliases: Aliases, ignore: Sequence[str], label: s
     df = with_config_keys(df)
     if "precision" not in df.columns:
         df = df.with_columns(pl.lit("").alias("precision"))
-    df = aliases.apply(usable_rows(df, VALUES)).with_columns(pl.col("model").alias("model_id"))
+    # model_id keeps each side's own id; model becomes the canonical name pairs are matched on.
+    df = aliases.apply(usable_rows(df, VALUES).with_columns(pl.col("model").alias("model_id")))
     if "precision" in ignore:
         # The -FP8 suffix names the precision (as in `compare precision`); ignoring one ignores both.
         df = df.with_columns(pl.col("model").map_elements(lambda m: bf16_sibling(m) or m, pl.String))
