@@ -14,11 +14,15 @@ from jouleflow.analysis.compare.longitudinal import compare_longitudinal
 
 OLD = {"task": "chat", "model": "org/Old-Name"}
 NEW = {"task": "lm-arena-chat", "model": "org/New-Name"}
-ALIASES = parse_aliases({"tasks": {"chat": "lm-arena-chat"}, "models": {"org/Old-Name": "org/New-Name"}}, "test")
+ALIASES = parse_aliases(
+    {"tasks": {"chat": "lm-arena-chat"}, "models": {"org/Old-Name": "org/New-Name"}}, "test"
+)
 
 
 def side(ids, batch, energy, throughput, power, **kw):
-    return row(**ids, batch_size=batch, energy_per_token_j=energy, tokens_per_s=throughput, mean_power_w=power, **kw)
+    return row(
+        **ids, batch_size=batch, energy_per_token_j=energy, tokens_per_s=throughput, mean_power_w=power, **kw
+    )
 
 
 def baseline():
@@ -33,7 +37,9 @@ def challenger():
 
 
 def test_pairs_at_matched_batch_size_by_hand():
-    result = compare_longitudinal(baseline(), challenger(), ALIASES, baseline_label="old", challenger_label="new")
+    result = compare_longitudinal(
+        baseline(), challenger(), ALIASES, baseline_label="old", challenger_label="new"
+    )
     rows = result.rows()
     assert [(r["task"], r["model"], r["batch_size"]) for r in rows] == [
         ("lm-arena-chat", "org/New-Name", 64),
@@ -62,12 +68,27 @@ def test_pairs_at_matched_batch_size_by_hand():
     assert group["largest_reduction_batch_size"] == 64
     assert group["median_throughput_ratio"] == pytest.approx(2.75)
     assert result.unpaired == [
-        {"task": "lm-arena-chat", "model": "org/New-Name", "gpu": "H100", "side": "baseline", "batch_sizes": [256]},
-        {"task": "lm-arena-chat", "model": "org/New-Name", "gpu": "H100", "side": "challenger", "batch_sizes": [32]},
+        {
+            "task": "lm-arena-chat",
+            "model": "org/New-Name",
+            "gpu": "H100",
+            "side": "baseline",
+            "batch_sizes": [256],
+        },
+        {
+            "task": "lm-arena-chat",
+            "model": "org/New-Name",
+            "gpu": "H100",
+            "side": "challenger",
+            "batch_sizes": [32],
+        },
     ]
     text = result.markdown()
     assert "# new vs old at matched batch size" in text
-    assert "| org/New-Name | H100 | 64 | 1x tp1 bf16 | 1x tp1 bf16 | 0.2 | 0.1 | -50.0% | 4.00x | 2.00x |" in text
+    assert (
+        "| org/New-Name | H100 | 64 | 1x tp1 bf16 | 1x tp1 bf16 | 0.2 | 0.1 | -50.0% | 4.00x | 2.00x |"
+        in text
+    )
 
 
 def test_residual_carries_what_power_over_throughput_leaves_out():
@@ -77,7 +98,9 @@ def test_residual_carries_what_power_over_throughput_leaves_out():
     )
     (r,) = result.rows()
     assert r["log_residual"] == pytest.approx(math.log(1.1))
-    assert r["log_power_ratio"] - r["log_throughput_ratio"] + r["log_residual"] == pytest.approx(r["log_energy_ratio"])
+    assert r["log_power_ratio"] - r["log_throughput_ratio"] + r["log_residual"] == pytest.approx(
+        r["log_energy_ratio"]
+    )
 
 
 def test_repeats_are_averaged_first():
@@ -87,7 +110,9 @@ def test_repeats_are_averaged_first():
 
 
 def test_without_aliases_the_first_key_in_nothing_in_common_is_named():
-    with pytest.raises(NoComparablePairs, match=r"no task in common: baseline has chat; challenger has lm-arena-chat"):
+    with pytest.raises(
+        NoComparablePairs, match=r"no task in common: baseline has chat; challenger has lm-arena-chat"
+    ):
         compare_longitudinal(baseline(), challenger())
     models_only = parse_aliases({"tasks": {"chat": "lm-arena-chat"}}, "test")
     with pytest.raises(NoComparablePairs, match=r"no model in common within the shared \(task\)"):
@@ -95,8 +120,12 @@ def test_without_aliases_the_first_key_in_nothing_in_common_is_named():
 
 
 def test_no_common_batch_size_is_named():
-    with pytest.raises(NoComparablePairs, match="no batch_size in common .*baseline has 256; challenger has 32"):
-        compare_longitudinal(frame(side(OLD, 256, 0.2, 1000.0, 200.0)), frame(side(NEW, 32, 0.1, 1.0, 0.1)), ALIASES)
+    with pytest.raises(
+        NoComparablePairs, match="no batch_size in common .*baseline has 256; challenger has 32"
+    ):
+        compare_longitudinal(
+            frame(side(OLD, 256, 0.2, 1000.0, 200.0)), frame(side(NEW, 32, 0.1, 1.0, 0.1)), ALIASES
+        )
 
 
 def test_ignoring_precision_gpu_count_and_parallelism_pairs_an_fp8_sibling():
@@ -108,14 +137,22 @@ def test_ignoring_precision_gpu_count_and_parallelism_pairs_an_fp8_sibling():
     (r,) = compare_longitudinal(b, c, ALIASES, ignore=["precision", "num_gpus", "parallelism"]).rows()
     assert r["model"] == "org/New-Name"
     assert (r["baseline_precision"], r["baseline_num_gpus"], r["baseline_parallelism"]) == ("bf16", 2, "tp2")
-    assert (r["challenger_model_id"], r["challenger_precision"], r["challenger_num_gpus"]) == ("org/New-Name-FP8", "fp8", 1)
+    assert (r["challenger_model_id"], r["challenger_precision"], r["challenger_num_gpus"]) == (
+        "org/New-Name-FP8",
+        "fp8",
+        1,
+    )
     assert r["energy_change"] == pytest.approx(-0.75)
 
 
 def test_bad_ignore_key_and_unknown_names_are_refused():
-    with pytest.raises(CompareError, match="cannot ignore batch_size; ignorable keys: num_gpus, precision, parallelism"):
+    with pytest.raises(
+        CompareError, match="cannot ignore batch_size; ignorable keys: num_gpus, precision, parallelism"
+    ):
         compare_longitudinal(baseline(), challenger(), ALIASES, ignore=["batch_size"])
-    with pytest.raises(CompareError, match=r"model\(s\) org/Nope in neither campaign .*present: org/New-Name"):
+    with pytest.raises(
+        CompareError, match=r"model\(s\) org/Nope in neither campaign .*present: org/New-Name"
+    ):
         compare_longitudinal(baseline(), challenger(), ALIASES, models=["org/Nope"])
 
 
@@ -127,7 +164,10 @@ def test_missing_column_names_the_side():
 def test_bundled_aliases_pair_mlenergy_v2_and_v3_names():
     aliases = load_aliases()
     assert aliases.canonical("tasks", "chat") == "lm-arena-chat"
-    assert aliases.canonical("models", "meta-llama/Meta-Llama-3.1-70B-Instruct") == "meta-llama/Llama-3.1-70B-Instruct"
+    assert (
+        aliases.canonical("models", "meta-llama/Meta-Llama-3.1-70B-Instruct")
+        == "meta-llama/Llama-3.1-70B-Instruct"
+    )
     assert aliases.canonical("tasks", "code") == "code"  # not the same workload as sourcegraph-fim
 
 
@@ -162,7 +202,13 @@ positive = st.floats(min_value=1e-2, max_value=1e4, allow_nan=False, allow_infin
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([8, 64, 256]), positive, positive, positive, positive), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([8, 64, 256]), positive, positive, positive, positive),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_factors_multiply_back_to_the_energy_ratio(configs):
     # Each side's J/token is its power / throughput, as in ML.ENERGY's published data.
     configs = list({b: (b, pb, tb, pc, tc) for b, pb, tb, pc, tc in configs}.values())

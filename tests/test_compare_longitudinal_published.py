@@ -19,7 +19,10 @@ SLICES = REPO / "tests" / "data" / "mlenergy-longitudinal"  # provenance: PROVEN
 
 # From the slices' files, by hand. v2 publishes J/request and mean output tokens; J/token is their ratio
 # and its power is J/token x tokens/s. v3 publishes J/token, tokens/s and power directly.
-V2 = {64: (82.58581692374547 / 482.798, 1784.7186737216616), 128: (63.122728432700505 / 483.135, 2152.5157219742528)}
+V2 = {
+    64: (82.58581692374547 / 482.798, 1784.7186737216616),
+    128: (63.122728432700505 / 483.135, 2152.5157219742528),
+}
 V3 = {64: (0.11857964835952284, 5147.153245011704, 610.3476218460647),
       128: (0.09510991243206074, 7036.531577937304, 669.2439022030471)}  # fmt: skip
 
@@ -49,7 +52,11 @@ def test_published_v2_and_v3_slices_pair_through_the_bundled_aliases(capsys, sum
     assert sorted(pairs) == [64, 128]
     for batch, p in pairs.items():
         (e2, t2), (e3, t3, p3) = V2[batch], V3[batch]
-        assert (p["task"], p["model"], p["gpu"]) == ("lm-arena-chat", "meta-llama/Llama-3.1-8B-Instruct", "H100")
+        assert (p["task"], p["model"], p["gpu"]) == (
+            "lm-arena-chat",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "H100",
+        )
         assert p["baseline_model_id"] == "meta-llama/Meta-Llama-3.1-8B-Instruct"
         assert p["energy_change"] == pytest.approx(e3 / e2 - 1)
         assert p["throughput_ratio"] == pytest.approx(t3 / t2)
@@ -132,7 +139,14 @@ def test_paper_config_dry_runs_with_one_command(tmp_path):
 def test_paper_config_lints_clean(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     shutil.copytree(REPO / "resources" / "mlenergy-v2", workdir / "resources" / "mlenergy-v2")
-    cmd = [sys.executable, "-m", "snakemake", "--lint", "--configfile", "config/paper/mlenergy-longitudinal.yaml"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--lint",
+        "--configfile",
+        "config/paper/mlenergy-longitudinal.yaml",
+    ]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
