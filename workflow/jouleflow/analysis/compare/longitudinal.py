@@ -196,6 +196,8 @@ def _prepare(df: pl.DataFrame, aliases: Aliases, ignore: Sequence[str], label: s
     if "precision" in ignore:
         # The -FP8 suffix names the precision (as in `compare precision`); ignoring one ignores both.
         df = df.with_columns(pl.col("model").map_elements(lambda m: bf16_sibling(m) or m, pl.String))
+    # Integer keys of one width on both sides: a join of Int32 with Int64 columns is refused.
+    df = df.with_columns(pl.col("num_gpus").cast(pl.Int64), pl.col("batch_size").cast(pl.Int64))
     keys = [*MATCH_KEYS, "model_id"]
     return collapse_repeats(df.select([*keys, *VALUES]), keys, VALUES)
 
@@ -237,7 +239,6 @@ def _why_nothing_in_common(b: pl.DataFrame, c: pl.DataFrame, keys: Sequence[str]
                 b, c = b.join(common, on=before, how="semi"), c.join(common, on=before, how="semi")
             shared = ", ".join(before)
             within = f" within the shared ({shared})" if shared else ""
-
             return f"no {key} in common{within}: baseline has {_values(b, key)}; challenger has {_values(c, key)}"
     return "no configuration in common"  # unreachable: a shared full key is a pair
 
