@@ -208,3 +208,51 @@ rule compare_tdp:
     shell:
         "jouleflow compare tdp --summary {input.summary} {params.opts} "
         "-o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
+
+
+# compare.longitudinal: two campaigns of the same models and GPUs. A side given as
+# {published: DIR} is ML.ENERGY published data (v2 or v3), imported once per directory here.
+rule compare_import_longitudinal:
+    input:
+        compare_imported_dir,
+    output:
+        f"{COMPARE_DIR}/imported/{{compare_source}}/summary.parquet",
+    log:
+        "logs/compare/import-{compare_source}.log",
+    wildcard_constraints:
+        compare_source="[A-Za-z0-9._-]+",
+    conda:
+        ENV_ANALYSIS
+    shell:
+        "jouleflow import mlenergy {input} -o {output} > {log} 2>&1"
+
+
+rule compare_longitudinal:
+    input:
+        baseline=compare_longitudinal_summary("baseline"),
+        challenger=compare_longitudinal_summary("challenger"),
+        aliases=compare_longitudinal_aliases,
+    output:
+        csv=report(
+            f"{COMPARE_DIR}/longitudinal-{{compare_name}}.csv",
+            caption="../report/compare/longitudinal.rst",
+            category="Comparisons",
+            subcategory="Longitudinal",
+        ),
+        md=f"{COMPARE_DIR}/longitudinal-{{compare_name}}.md",
+        png=report(
+            f"{COMPARE_DIR}/longitudinal-{{compare_name}}.png",
+            caption="../report/compare/longitudinal.rst",
+            category="Comparisons",
+            subcategory="Longitudinal",
+        ),
+        svg=f"{COMPARE_DIR}/longitudinal-{{compare_name}}.svg",
+    log:
+        "logs/compare/longitudinal-{compare_name}.log",
+    conda:
+        ENV_ANALYSIS
+    params:
+        opts=compare_longitudinal_opts,
+    shell:
+        "jouleflow compare longitudinal --baseline {input.baseline} --challenger {input.challenger} "
+        "{params.opts} -o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"

@@ -116,4 +116,73 @@ def compare_targets():
     stems += [f"scaling-{s['name']}" for s in COMPARE.get("scaling") or []]
     stems += [f"tasks-{compare_slug(t['model'])}" for t in COMPARE.get("tasks") or []]
     stems += [name for name in ("moe", "tdp") if name in COMPARE]
-    return [path for stem in stems for path in compare_outputs(stem)]
+    return [path for stem in stems for path in compare_outputs(stem)] + compare_longitudinal_targets()
+
+
+# --- compare longitudinal: two campaigns (each a summary Parquet or ML.ENERGY published data) ---
+
+
+def compare_longitudinal_entries():
+    """compare.longitudinal as a list of named entries (a single mapping is one entry, `main`)."""
+    entries = COMPARE.get("longitudinal") or []
+    if isinstance(entries, dict):
+        entries = [{"name": "main", **entries}]
+    return entries
+
+
+def compare_longitudinal_source(side):
+    """A side's summary: a Parquet path, or {published: DIR} imported into results/compare/imported/."""
+    if isinstance(side, dict):
+        return f"{COMPARE_DIR}/imported/{compare_source_slug(side['published'])}/summary.parquet"
+    return str(side)
+
+
+def compare_source_slug(path):
+    """A published directory as one path segment: resources/mlenergy-v2 -> resources--mlenergy-v2."""
+    return compare_slug(str(path)).strip("-")
+
+
+def compare_longitudinal_summary(side):
+    def summary(wildcards):
+        e = compare_entry_longitudinal(wildcards.compare_name)
+        return compare_longitudinal_source(e[side])
+
+    return summary
+
+
+def compare_entry_longitudinal(name):
+    for item in compare_longitudinal_entries():
+        if str(item["name"]) == name:
+            return item
+    raise ValueError(f"config compare.longitudinal: no entry for {name!r}")
+
+
+def compare_imported_dir(wildcards):
+    """The published directory whose slug names this import."""
+    for e in compare_longitudinal_entries():
+        for side in (e["baseline"], e["challenger"]):
+            if isinstance(side, dict) and compare_source_slug(side["published"]) == wildcards.compare_source:
+                return side["published"]
+    raise ValueError(f"config compare.longitudinal: no published source {wildcards.compare_source!r}")
+
+
+def compare_longitudinal_opts(wildcards):
+    e = compare_entry_longitudinal(wildcards.compare_name)
+    return compare_opts(
+        ("--aliases", e.get("aliases")),
+        ("--ignore", e.get("ignore")),
+        ("--tasks", e.get("tasks")),
+        ("--models", e.get("models")),
+        ("--gpus", e.get("gpus")),
+        ("--baseline-label", e.get("baseline_label")),
+        ("--challenger-label", e.get("challenger_label")),
+    )
+
+
+def compare_longitudinal_aliases(wildcards):
+    """A user's alias file is an input: editing it reruns the comparison."""
+    return compare_entry_longitudinal(wildcards.compare_name).get("aliases") or []
+
+
+def compare_longitudinal_targets():
+    return [p for e in compare_longitudinal_entries() for p in compare_outputs(f"longitudinal-{e['name']}")]
