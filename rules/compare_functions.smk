@@ -116,4 +116,4 @@ def compare_targets():
     stems += [f"scaling-{s['name']}" for s in COMPARE.get("scaling") or []]
     stems += [f"tasks-{compare_slug(t['model'])}" for t in COMPARE.get("tasks") or []]
     stems += [name for name in ("moe", "tdp") if name in COMPARE]
-    return [path for stem in stems for path in compare_outputs(stem)]
+    return [path for stem in stems for path in compare_outputs(stem)] + costplan_targets()
