@@ -4,7 +4,8 @@ Per (task, model, precision), among the usable configurations whose latency meet
 one with the highest throughput per watt (output tokens/s per W for LLMs, images or videos/s per W
 for diffusion; measured mean power of all the configuration's GPUs) is deployed as identical
 replicas. The budget is GPU power; with a PUE it is facility power, of which GPUs get budget / PUE.
-Replicas are whole: floor(GPU budget / replica power), so the plan never exceeds the budget.
+Replicas are whole: floor(GPU budget / replica power), so the plan never exceeds the budget; a
+configuration of which not even one replica fits is not a candidate.
 Throughput and concurrent streams (replicas × batch size) scale with the replicas. Method and
 caveats: docs/compare.md#power-budget-planning.
 """
@@ -110,7 +111,10 @@ def _throughput(rows: pl.DataFrame, task: str, modality: str | None) -> tuple[pl
 
 def _replicas(gpu_budget_w: float, replica_w: float, power_w: float, pue: float) -> int:
     n = math.floor(gpu_budget_w / replica_w)
-    while n > 0 and n * replica_w * pue > power_w:  # floating-point guard: never above the budget
+    # Floating-point guards: the largest n with n replicas (with PUE) within the budget, exactly.
+    while (n + 1) * replica_w * pue <= power_w:
+        n += 1
+    while n > 0 and n * replica_w * pue > power_w:
         n -= 1
     return n
 
@@ -139,7 +143,17 @@ def _group_plan(
             f"the fastest configuration achieves {format_duration(best)}",
             "latency_s": best,
         }
-    ranked = feasible.with_columns(
+    # Only configurations of which one replica fits the budget can be deployed at all.
+    fits = feasible.filter(pl.col("replica_power_w") * pue <= power_w)
+    if fits.height == 0:
+        smallest = float(feasible.get_column("replica_power_w").min())  # type: ignore[arg-type]
+        return out | {
+            "status": "budget-too-small",
+            "reason": f"the smallest replica meeting the target draws {format_power(smallest * pue)} "
+            f"(with PUE), more than the {format_power(power_w)} budget",
+            "replicas": 0,
+        }
+    ranked = fits.with_columns(
         latency_s=pl.col(metric).cast(pl.Float64),
         throughput_per_w=pl.col("replica_throughput") / pl.col("replica_power_w"),
     )
@@ -159,12 +173,6 @@ def _group_plan(
         "energy_per_response_j": best_row.get("energy_per_response_j"),
         "replicas": replicas,
     }
-    if replicas == 0:
-        return out | {
-            "status": "budget-too-small",
-            "reason": f"one replica draws {format_power(replica_w * pue)} (with PUE), "
-            f"more than the {format_power(power_w)} budget",
-        }
     num_gpus = int(best_row.get("num_gpus") or 1)
     used = replicas * replica_w
     out |= {
