@@ -113,3 +113,16 @@ def test_cli_bad_combinations(tmp_path, capsys) -> None:
         == 2
     )
     assert "--cost.price_usd_per_kwh: must be >= 0" in capsys.readouterr().err
+
+
+def test_recommendations_table_carries_cost_only_when_the_summary_has_it() -> None:
+    from jouleflow.analysis.cost import COST_COLUMNS, add_cost_columns
+    from jouleflow.analysis.recommendations import recommendation_table
+
+    plain = recommendation_table(summary(*ROWS), TARGETS)
+    assert not set(COST_COLUMNS) & set(plain.columns)
+    cost = parse_cost({"price_usd_per_kwh": 0.1, "carbon_g_per_kwh": 400, "pue": 1.2})
+    costed = recommendation_table(add_cost_columns(summary(*ROWS), cost), TARGETS)
+    assert costed.columns == plain.columns + list(COST_COLUMNS)
+    unreachable = costed.filter(costed["status"] == "unreachable").row(0, named=True)
+    assert unreachable["cost_usd_per_1k_responses"] is None  # no configuration, no cost
