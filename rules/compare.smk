@@ -248,6 +248,13 @@ rule compare_budget:
         ),
         md=f"{COMPARE_DIR}/budget-{{compare_name}}.md",
         json=f"{COMPARE_DIR}/budget-{{compare_name}}.json",
+        png=report(
+            f"{COMPARE_DIR}/budget-{{compare_name}}.png",
+            caption="../report/compare/budget.rst",
+            category="Comparisons",
+            subcategory="Power budget",
+        ),
+        svg=f"{COMPARE_DIR}/budget-{{compare_name}}.svg",
     log:
         "logs/compare/budget-{compare_name}.log",
     conda:
@@ -255,5 +262,5 @@ rule compare_budget:
     params:
         opts=budget_opts,
     shell:
-        "(jouleflow plan budget --summary {input.summary} {params.opts} "
-        "-o {output.csv} --markdown {output.md} --json > {output.json}) 2> {log}"
+        "(jouleflow plan budget --summary {input.summary} {params.opts} -o {output.csv} "
+        "--markdown {output.md} --figure {output.png} --json > {output.json}) 2> {log}"

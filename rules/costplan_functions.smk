@@ -44,6 +44,14 @@ def budget_opts(wildcards):
 
 def costplan_targets():
     """Outputs of the compare.recommend and compare.budget entries (part of compare_targets)."""
-    stems = [f"recommend-{e['name']}" for e in COMPARE.get("recommend") or []]
-    stems += [f"budget-{e['name']}" for e in COMPARE.get("budget") or []]
-    return [f"{COMPARE_DIR}/{stem}.{ext}" for stem in stems for ext in ("csv", "md", "json")]
+    outputs = [
+        f"{COMPARE_DIR}/recommend-{e['name']}.{ext}"
+        for e in COMPARE.get("recommend") or []
+        for ext in ("csv", "md", "json")
+    ]
+    outputs += [
+        f"{COMPARE_DIR}/budget-{e['name']}.{ext}"
+        for e in COMPARE.get("budget") or []
+        for ext in ("csv", "md", "json", "png", "svg")
+    ]
+    return outputs

@@ -147,3 +147,13 @@ def test_cli_json_csv_and_exit_status(tmp_path, capsys) -> None:
         == 2
     )
     assert "--pue must be >= 1" in capsys.readouterr().err
+
+
+def test_cli_figure_png_and_svg_also_for_an_empty_plan(tmp_path, capsys) -> None:
+    s = write(tmp_path / "s.parquet", *CHAT)
+    for deadline, name in (("50ms", "plan"), ("5ms", "empty")):
+        args = ["plan", "budget", "--summary", str(s), "--power", "1MW", "--deadline", deadline]
+        assert main([*args, "--figure", str(tmp_path / f"{name}.png"), "--allow-empty"]) == 0
+        for ext in ("png", "svg"):
+            assert (tmp_path / f"{name}.{ext}").stat().st_size > 1000
+    assert "no plan" in (tmp_path / "empty.svg").read_text()

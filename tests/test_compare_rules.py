@@ -81,8 +81,8 @@ def test_paper_config_dag_and_commands(tmp_path):
     assert (
         f"(jouleflow plan budget --summary {summary} --power 1MW --pue 1.2 --deadline 50ms --gpu B200 "
         "--allow-empty --task lm-arena-chat -o results/compare/budget-1mw-chat-b200.csv "
-        "--markdown results/compare/budget-1mw-chat-b200.md --json > results/compare/budget-1mw-chat-b200.json) "
-        "2> logs/compare/budget-1mw-chat-b200.log"
+        "--markdown results/compare/budget-1mw-chat-b200.md --figure results/compare/budget-1mw-chat-b200.png "
+        "--json > results/compare/budget-1mw-chat-b200.json) 2> logs/compare/budget-1mw-chat-b200.log"
     ) in commands
 
 
@@ -118,10 +118,14 @@ def test_compare_rules_run_and_rerun_only_on_a_changed_setting(tmp_path):
     outputs = sorted(p.name for p in (wd / "results" / "compare").iterdir() if p.is_file())
     assert (wd / "results" / "compare" / "published" / "summary.parquet").is_file()
     stems = ["gpus-llm", "moe", "precision-energy_per_token", "scaling-llm", "tasks-Qwen--Qwen3-32B", "tdp"]
-    tables = ["recommend-h100-1gpu", "recommend-b200-1gpu", "budget-1mw-chat-h100", "budget-1mw-chat-b200"]
+    recs, budgets = (
+        ["recommend-h100-1gpu", "recommend-b200-1gpu"],
+        ["budget-1mw-chat-h100", "budget-1mw-chat-b200"],
+    )
     assert outputs == sorted(
         [f"{s}.{e}" for s in stems for e in ("csv", "md", "png", "svg")]
-        + [f"{s}.{e}" for s in tables for e in ("csv", "md", "json")]
+        + [f"{s}.{e}" for s in recs for e in ("csv", "md", "json")]
+        + [f"{s}.{e}" for s in budgets for e in ("csv", "md", "json", "png", "svg")]
     )
     assert "| all | 63 | 72 | -34.7% |" in (wd / "results" / "compare" / "gpus-llm.md").read_text()
     compare["moe"]["tolerance"] = 0.1

@@ -4,7 +4,7 @@
 
 Per (task, model, precision): the configuration with the most throughput per watt among those
 meeting the deadline, its whole replicas within the budget, their GPUs, throughput and concurrent
-streams. Markdown (or --json) on stdout, -o CSV, --markdown FILE. When no model has a plan the
+streams. Markdown (or --json) on stdout, -o CSV, --markdown FILE, --figure FIG.png (+ .svg). When no model has a plan the
 output says why and the exit status is 3, unless --allow-empty (then 0).
 
 Registration imports nothing heavy; the handler imports polars when it runs.
@@ -42,6 +42,7 @@ def register(subparsers) -> None:
     b.add_argument("--json", action="store_true", help="print a JSON object instead of the table")
     b.add_argument("-o", "--output", type=Path, metavar="TABLE.csv", help="write the table as CSV")
     b.add_argument("--markdown", type=Path, metavar="TABLE.md", help="write the table as Markdown")
+    b.add_argument("--figure", type=Path, metavar="FIG.png", help="write the figure as FIG.png and FIG.svg")
     b.add_argument("--allow-empty", action="store_true", help="exit 0 when no model has a plan")
     b.set_defaults(func=_budget)
 
@@ -71,6 +72,10 @@ def _budget(args: argparse.Namespace) -> int:
         write_atomic(args.output, plan.rows.write_csv)
     if args.markdown:
         write_text(args.markdown, text)
+    if args.figure:
+        from jouleflow.plots.budget_figure import budget_figure
+
+        budget_figure(plan, args.figure)
     if plan.empty_reason:
         print(f"jouleflow plan budget: {plan.empty_reason}", file=sys.stderr)
         return 0 if args.allow_empty else EXIT_EMPTY
