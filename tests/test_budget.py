@@ -75,6 +75,10 @@ def test_gpu_filter_and_cost_per_hour() -> None:
     assert a["gpu"] == "H100" and a["run_dir"] == "a3"
     # 1 MW at the wall for one hour: 1,000 kWh → 100 USD, 400 kg CO2e.
     assert a["cost_usd_per_hour"] == pytest.approx(100.0) and a["carbon_kg_per_hour"] == pytest.approx(400.0)
+    # The plan's PUE (1 here) sets the facility power that is paid for, not the cost spec's 1.25:
+    # 1,000 replicas × 1,000 W = 1 MW → 100 USD an hour.
+    a = by_model(plan_budget(summary(*rows), 1e6, 0.05, pue=1.0, gpu="H100", cost=cost))["org/A"]
+    assert a["replicas"] == 1000 and a["cost_usd_per_hour"] == pytest.approx(100.0)
     b200 = by_model(plan_budget(summary(*rows), 1e6, 0.05, gpu="B200"))["org/A"]
     assert b200["run_dir"] == "bb" and b200["replicas"] == 1111
 

@@ -30,6 +30,7 @@ from jouleflow.analysis.frontier import (
     resolve_latency_metric,
     usable_rows,
 )
+from jouleflow.analysis.recommend_all import restrict
 from jouleflow.units import format_duration
 
 _POWER_UNITS = {"w": 1.0, "kw": 1e3, "mw": 1e6, "gw": 1e9}
@@ -185,7 +186,8 @@ def _group_plan(
     }
     if cost is not None:
         out |= {c: best_row.get(c) for c in COST_COLUMNS}
-        usd, kg = facility_cost_per_hour(used, cost.rates(best_row["cost_region"]))
+        # At the plan's facility power (its PUE), the region's price and carbon intensity.
+        usd, kg = facility_cost_per_hour(used * pue, cost.rates(best_row["cost_region"]))
         out |= {"cost_usd_per_hour": usd, "carbon_kg_per_hour": kg}
     return out
 
@@ -209,9 +211,8 @@ def plan_budget(
         raise BudgetError(f"pue must be >= 1 (facility power over IT power), got {pue!r}")
     if not (latency_target_s > 0):
         raise BudgetError(f"latency target must be positive, got {latency_target_s!r} s")
-    from jouleflow.analysis.recommend_all import restrict  # the same GPU/task filters as `recommend --all`
-
-    df = restrict(summary, gpu=gpu, num_gpus=num_gpus, tasks=tasks)
+    # The same GPU/task filters as `recommend --all`; rows without a task belong to no plan.
+    df = restrict(summary, gpu=gpu, num_gpus=num_gpus, tasks=tasks).filter(pl.col("task").is_not_null())
     if cost is not None:
         df = add_cost_columns(df, cost)
     records = []

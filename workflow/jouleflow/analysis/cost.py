@@ -169,7 +169,7 @@ def add_cost_columns(df: pl.DataFrame, spec: CostSpec) -> pl.DataFrame:
     return df.with_columns(columns)
 
 
-def facility_cost_per_hour(gpu_power_w: float, rates: Rates) -> tuple[float, float]:
-    """(USD per hour, kg CO2e per hour) of GPUs drawing `gpu_power_w` in a facility of this PUE."""
-    kwh_per_hour = gpu_power_w * rates.pue / 1000.0
+def facility_cost_per_hour(facility_power_w: float, rates: Rates) -> tuple[float, float]:
+    """(USD per hour, kg CO2e per hour) of a facility drawing `facility_power_w` (PUE included)."""
+    kwh_per_hour = facility_power_w / 1000.0
     return kwh_per_hour * rates.price_usd_per_kwh, kwh_per_hour * rates.carbon_g_per_kwh / 1000.0
