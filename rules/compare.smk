@@ -11,6 +11,7 @@ COMPARE_DIR = f"{RESULTS}/compare"
 
 
 include: "compare_functions.smk"
+include: "costplan_functions.smk"
 
 
 wildcard_constraints:
@@ -256,3 +257,58 @@ rule compare_longitudinal:
     shell:
         "jouleflow compare longitudinal --baseline {input.baseline} --challenger {input.challenger} "
         "{params.opts} -o {output.csv} --markdown {output.md} --figure {output.png} > {log} 2>&1"
+
+
+# Best configuration per model under each deadline (compare.recommend; jouleflow recommend --all).
+rule compare_recommend_all:
+    input:
+        summary=compare_summary(),
+    output:
+        csv=report(
+            f"{COMPARE_DIR}/recommend-{{compare_name}}.csv",
+            caption="../report/compare/recommend.rst",
+            category="Comparisons",
+            subcategory="Best configuration per model",
+        ),
+        md=f"{COMPARE_DIR}/recommend-{{compare_name}}.md",
+        json=f"{COMPARE_DIR}/recommend-{{compare_name}}.json",
+    log:
+        "logs/compare/recommend-{compare_name}.log",
+    conda:
+        ENV_ANALYSIS
+    params:
+        opts=recommend_all_opts,
+    shell:
+        "(jouleflow recommend --all --summary {input.summary} {params.opts} "
+        "-o {output.csv} --markdown {output.md} --json > {output.json}) 2> {log}"
+
+
+# What a power budget serves per model under a deadline (compare.budget; jouleflow plan budget).
+rule compare_budget:
+    input:
+        summary=compare_summary(),
+    output:
+        csv=report(
+            f"{COMPARE_DIR}/budget-{{compare_name}}.csv",
+            caption="../report/compare/budget.rst",
+            category="Comparisons",
+            subcategory="Power budget",
+        ),
+        md=f"{COMPARE_DIR}/budget-{{compare_name}}.md",
+        json=f"{COMPARE_DIR}/budget-{{compare_name}}.json",
+        png=report(
+            f"{COMPARE_DIR}/budget-{{compare_name}}.png",
+            caption="../report/compare/budget.rst",
+            category="Comparisons",
+            subcategory="Power budget",
+        ),
+        svg=f"{COMPARE_DIR}/budget-{{compare_name}}.svg",
+    log:
+        "logs/compare/budget-{compare_name}.log",
+    conda:
+        ENV_ANALYSIS
+    params:
+        opts=budget_opts,
+    shell:
+        "(jouleflow plan budget --summary {input.summary} {params.opts} -o {output.csv} "
+        "--markdown {output.md} --figure {output.png} --json > {output.json}) 2> {log}"

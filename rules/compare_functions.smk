@@ -116,7 +116,11 @@ def compare_targets():
     stems += [f"scaling-{s['name']}" for s in COMPARE.get("scaling") or []]
     stems += [f"tasks-{compare_slug(t['model'])}" for t in COMPARE.get("tasks") or []]
     stems += [name for name in ("moe", "tdp") if name in COMPARE]
-    return [path for stem in stems for path in compare_outputs(stem)] + compare_longitudinal_targets()
+    return (
+        [path for stem in stems for path in compare_outputs(stem)]
+        + compare_longitudinal_targets()
+        + costplan_targets()
+    )
 
 
 # --- compare longitudinal: two campaigns (each a summary Parquet or ML.ENERGY published data) ---

@@ -47,5 +47,8 @@ rule summary:
         "logs/summary.log",
     conda:
         ENV_ANALYSIS
+    params:
+        cost=COST_OPTION,
     shell:
-        "jouleflow summarize --jobs {input.jobs} -o {output.parquet} --csv {output.csv} > {log} 2>&1"
+        "jouleflow summarize --jobs {input.jobs} -o {output.parquet} --csv {output.csv} {params.cost} "
+        "> {log} 2>&1"

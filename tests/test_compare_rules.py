@@ -62,7 +62,7 @@ def test_paper_config_dag_and_commands(tmp_path):
         by_rule[rule] = by_rule.get(rule, 0) + 1
     assert by_rule == {"compare_import_published": 1, "compare_gpus": 4, "compare_precision": 2,
                        "compare_scaling": 1, "compare_tasks": 1, "compare_moe": 1, "compare_tdp": 1,
-                       "compare_all": 1}  # fmt: skip
+                       "compare_recommend_all": 2, "compare_budget": 2, "compare_all": 1}  # fmt: skip
     summary = "results/compare/published/summary.parquet"
     assert f"jouleflow import mlenergy {V3} -o {summary} > logs/compare/import-published.log 2>&1" in commands
     assert (
@@ -73,6 +73,17 @@ def test_paper_config_dag_and_commands(tmp_path):
     ) in commands
     assert any("--model Qwen/Qwen3-32B --gpu B200 --num-gpus 1" in c for c in commands)
     assert any(re.search(r"--tdp (H100=700,B200=1000|B200=1000,H100=700) ", c) for c in commands)
+    assert (
+        f"(jouleflow recommend --all --summary {summary} --gpu H100 --num-gpus 1 "
+        "-o results/compare/recommend-h100-1gpu.csv --markdown results/compare/recommend-h100-1gpu.md "
+        "--json > results/compare/recommend-h100-1gpu.json) 2> logs/compare/recommend-h100-1gpu.log"
+    ) in commands
+    assert (
+        f"(jouleflow plan budget --summary {summary} --power 1MW --pue 1.2 --deadline 50ms --gpu B200 "
+        "--allow-empty --task lm-arena-chat -o results/compare/budget-1mw-chat-b200.csv "
+        "--markdown results/compare/budget-1mw-chat-b200.md --figure results/compare/budget-1mw-chat-b200.png "
+        "--json > results/compare/budget-1mw-chat-b200.json) 2> logs/compare/budget-1mw-chat-b200.log"
+    ) in commands
 
 
 def test_an_empty_section_runs_with_defaults_on_the_given_summary(tmp_path):
@@ -107,7 +118,15 @@ def test_compare_rules_run_and_rerun_only_on_a_changed_setting(tmp_path):
     outputs = sorted(p.name for p in (wd / "results" / "compare").iterdir() if p.is_file())
     assert (wd / "results" / "compare" / "published" / "summary.parquet").is_file()
     stems = ["gpus-llm", "moe", "precision-energy_per_token", "scaling-llm", "tasks-Qwen--Qwen3-32B", "tdp"]
-    assert outputs == sorted(f"{s}.{e}" for s in stems for e in ("csv", "md", "png", "svg"))
+    recs, budgets = (
+        ["recommend-h100-1gpu", "recommend-b200-1gpu"],
+        ["budget-1mw-chat-h100", "budget-1mw-chat-b200"],
+    )
+    assert outputs == sorted(
+        [f"{s}.{e}" for s in stems for e in ("csv", "md", "png", "svg")]
+        + [f"{s}.{e}" for s in recs for e in ("csv", "md", "json")]
+        + [f"{s}.{e}" for s in budgets for e in ("csv", "md", "json", "png", "svg")]
+    )
     assert "| all | 63 | 72 | -34.7% |" in (wd / "results" / "compare" / "gpus-llm.md").read_text()
     compare["moe"]["tolerance"] = 0.1
     (wd / "config.yaml").write_text(yaml.safe_dump({"compare": compare}))

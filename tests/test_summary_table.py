@@ -114,3 +114,32 @@ def test_provenance_table_says_where_each_run_came_from(tmp_path):
     shutil.rmtree(measured)
     missing = cli("campaign", "provenance", str(measured), "-o", str(tmp_path / "p2.csv"))
     assert missing.returncode == 2 and "run.json: file is missing" in missing.stderr
+
+
+def test_summary_with_cost_columns(campaign):
+    import polars as pl
+
+    root, rows = campaign
+    jobs = write_jobs(root / "jobs.tsv", rows)
+    cost = "{price_usd_per_kwh: 0.2, carbon_g_per_kwh: 500, pue: 1.5}"
+    done = cli("summarize", "--jobs", str(jobs), "-o", str(root / "c.parquet"), "--cost", cost)
+    assert done.returncode == 0, done.stderr
+    table = pl.read_parquet(root / "c.parquet")
+    # J → kWh is / 3.6e6; × PUE 1.5 × 0.2 USD (or × 500 g) per kWh, per 1e6 tokens / 1e3 responses.
+    for r in table.iter_rows(named=True):
+        assert r["cost_region"] == "default"
+        assert r["cost_usd_per_1m_tokens"] == pytest.approx(r["energy_per_token_j"] * 1e6 / 3.6e6 * 1.5 * 0.2)
+        assert r["carbon_g_per_1k_responses"] == pytest.approx(
+            r["energy_per_response_j"] * 1e3 / 3.6e6 * 1.5 * 500
+        )
+    bad = cli(
+        "summarize",
+        "--jobs",
+        str(jobs),
+        "-o",
+        str(root / "d.parquet"),
+        "--cost",
+        "{price_usd_per_kwh: 0.1, carbon_g_per_kwh: 1, pue: 0.8}",
+    )
+    assert bad.returncode == 2 and "--cost.pue: must be >= 1" in bad.stderr
+    assert not (root / "d.parquet").exists()

@@ -16,6 +16,7 @@ import polars as pl
 import yaml
 
 from jouleflow import traces
+from jouleflow.analysis.cost import COST_COLUMNS
 from jouleflow.analysis.frontier import (
     ENERGY_COL,
     GROUP_COLS,
@@ -198,6 +199,9 @@ def recommendation_table(
 ) -> pl.DataFrame:
     """One row per (task, model, precision) × target: the recommendation, or why there is none."""
     targets = targets or TargetSpec()
+    # A summary with cost columns (analysis.cost) gives each recommendation its cost and carbon.
+    carried = [c for c in COST_COLUMNS if c in summary.columns]
+    schema = _REC_SCHEMA | {c: summary.schema[c] for c in carried}
     records: list[dict[str, Any]] = []
     for task, rows in _task_partitions(summary):
         spec = targets.for_task(task, _metric(task, rows, latency_metric))
@@ -208,15 +212,13 @@ def recommendation_table(
         for key in groups:
             candidates = by_group.get(tuple(key[c] for c in GROUP_COLS))
             for target in spec.targets_s:
-                records.append(_recommend_row(key, metric, target, candidates))
-    return (
-        pl.DataFrame(records, schema=_REC_SCHEMA, orient="row")
-        if records
-        else pl.DataFrame(schema=_REC_SCHEMA)
-    )
+                records.append(_recommend_row(key, metric, target, candidates, carried))
+    return pl.DataFrame(records, schema=schema, orient="row") if records else pl.DataFrame(schema=schema)
 
 
-def _recommend_row(key: dict, metric: str, target: float, candidates: pl.DataFrame | None) -> dict[str, Any]:
+def _recommend_row(
+    key: dict, metric: str, target: float, candidates: pl.DataFrame | None, carried: Sequence[str] = ()
+) -> dict[str, Any]:
     row: dict[str, Any] = {**key, "latency_metric": metric, "latency_target_s": target}
     if candidates is None or candidates.height == 0:
         return row | {"status": "no-usable-rows", "candidates": 0}
@@ -233,6 +235,7 @@ def _recommend_row(key: dict, metric: str, target: float, candidates: pl.DataFra
         **_point_fields(point, ""),
         **_point_fields(base, "baseline_"),
         "savings_fraction": 1.0 - point.energy / base.energy,
+        **{c: chosen.get(c) for c in carried},
     }
 
 

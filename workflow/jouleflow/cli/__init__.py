@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "recommend",
     "plot",
     "compare",
+    "plan",
 )
 
 

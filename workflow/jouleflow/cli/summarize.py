@@ -1,6 +1,7 @@
 """`jouleflow summarize`: the campaign summary, one row per run (the union of all runs).
 
 jouleflow summarize [RUN_DIR ...] [--jobs results/grid/jobs.tsv] -o summary.parquet [--csv summary.csv]
+    [--cost COST.yaml]
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ def register(subparsers) -> None:
     )
     s.add_argument("-o", "--output", type=Path, required=True, help="summary Parquet file")
     s.add_argument("--csv", type=Path, help="also write the table as CSV")
+    s.add_argument(
+        "--cost",
+        metavar="FILE|{...}",
+        help="add cost and carbon columns (analysis.cost settings: a YAML/JSON file or inline mapping)",
+    )
     s.set_defaults(func=run_summarize)
 
 
@@ -29,12 +35,21 @@ def run_summarize(args: argparse.Namespace) -> int:
     from jouleflow.analysis.summary import RunEntry, build_summary, read_jobs_table, write_summary
     from jouleflow.cli import CLIError
 
+    cost = None
+    if args.cost:  # parsed first: a bad setting fails before any run is read
+        from jouleflow.analysis.cost import load_cost
+
+        cost = load_cost(args.cost)
     entries = [RunEntry(d) for d in args.run_dirs]
     if args.jobs:
         entries += read_jobs_table(args.jobs)
     if not entries:
         raise CLIError("no runs given (RUN_DIR ... or --jobs)")
     frame = build_summary(entries)
+    if cost is not None:
+        from jouleflow.analysis.cost import add_cost_columns
+
+        frame = add_cost_columns(frame, cost)
     write_summary(frame, args.output, args.csv)
     print(f"{frame.height} run(s) -> {args.output}", file=sys.stderr)
     return 0
