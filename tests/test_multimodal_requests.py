@@ -182,3 +182,55 @@ def test_an_undecodable_or_missing_media_file_names_the_key_and_file(vqa_hub):
         _load(vqa_hub, {"prompt": "question", "images": "image_path"})
     with pytest.raises(media.MediaError, match="clip.bin: not a video container"):
         media.video_from_value(b"garbage bytes", "clip.bin")
+
+
+def test_config_media_and_engine_knobs_reach_the_job_spec_and_the_request_set(tmp_path):
+    from jouleflow.measure.jobconfig import config_from_dict
+    from jouleflow.measure.session_setup import prepare_requests
+    from test_grid import BASE, grid_of
+
+    mm = {"limit_mm_per_prompt": {"image": 2, "video": 0}, "max_pixels": 1003520,
+          "mm_processor_kwargs": {"min_pixels": 3136}, "mm_processor_cache_gb": 0}  # fmt: skip
+    models = {**BASE["models"], "org/small": {**BASE["models"]["org/small"], "multimodal": mm}}
+    media_cfg = {"images": 2, "image_size": "32x24", "image_format": "png"}
+    tasks = {"image-chat": {"request_set": {"kind": "synthetic", "fixed_output_len": 9, "media": media_cfg}}}
+    sweep = {**BASE["sweeps"][0], "tasks": ["image-chat"], "batch_sizes": [8]}
+    grid = grid_of(tmp_path, models=models, tasks=tasks, sweeps=[sweep])
+    spec = grid.spec(grid.points[0])
+    assert spec["server_args"] == [
+        "--max-num-batched-tokens", "8192", "--enforce-eager",
+        "--limit-mm-per-prompt", '{"image": 2, "video": 0}',
+        "--mm-processor-kwargs", '{"max_pixels": 1003520, "min_pixels": 3136}',
+        "--mm-processor-cache-gb", "0",
+    ]  # fmt: skip
+    media_cfg = {**media_cfg, "videos": 0, "video_size": "640x360", "video_frames": 16}  # schema defaults
+    assert spec["synthetic"]["media"] == media_cfg
+    text = grid_of(tmp_path).spec(grid_of(tmp_path).points[0])
+    assert "media" not in text["synthetic"] and "--limit-mm-per-prompt" not in text["server_args"]
+
+    cfg = config_from_dict({**spec, "num_requests": 3})
+    writer = traces.RunDirWriter(tmp_path / "runs" / "r")
+    specs, info = prepare_requests(cfg, writer)
+    assert info["synthetic"]["media"] == media_cfg
+    assert [[(m["width"], m["height"], m["mime"]) for m in s.media] for s in specs] == [
+        [(32, 24, "image/png")] * 2
+    ] * 3
+    assert len(_parts(specs[0], "image")) == 2
+
+
+@pytest.mark.parametrize(
+    "task, message",
+    [
+        ({"endpoint": "completions", "request_set": {"kind": "synthetic", "fixed_output_len": 9, "media": {"images": 1}}},
+         r"tasks.t.request_set.media: images and video need endpoint chat, not 'completions'"),
+        ({"request_set": {"kind": "parquet", "path": "x.parquet", "media": {"images": 1}}},
+         r"tasks.t.request_set.media: synthetic media go with kind synthetic, not 'parquet'"),
+    ],
+)  # fmt: skip
+def test_media_config_problems_name_the_key_at_plan_time(tmp_path, task, message):
+    from jouleflow.plan.grid import GridError
+    from test_grid import BASE, grid_of
+
+    (tmp_path / "x.parquet").write_text("")
+    with pytest.raises(GridError, match=message):
+        grid_of(tmp_path, tasks={"t": task}, sweeps=[{**BASE["sweeps"][0], "tasks": ["t"]}])

@@ -121,3 +121,16 @@ def _field_problems(fields: Mapping[str, Any], endpoint: str) -> list[tuple[str,
         if fields.get("system"):
             out.append(("fields.system", f"a system prompt needs endpoint chat, not {endpoint!r}"))
     return out
+
+
+def media_problems(rs: Mapping[str, Any], endpoint: str) -> list[tuple[str, str]]:
+    """(key, what is wrong) for a request set's synthetic `media:`; empty when usable or absent."""
+    if not rs.get("media"):
+        return []
+    if rs.get("kind", "synthetic") != "synthetic":
+        return [
+            ("media", f"synthetic media go with kind synthetic, not {rs.get('kind')!r} (hf: fields.images)")
+        ]
+    if endpoint != "chat":
+        return [("media", f"images and video need endpoint chat, not {endpoint!r}")]
+    return []

@@ -314,7 +314,9 @@ def prepare(requests: Sequence[LoadRequest], s: LoadSettings):
     chat = s.endpoint == "chat"
     url = s.base_url.rstrip("/") + ("/v1/chat/completions" if chat else "/v1/completions")
     bodies = [build_body(r, s) for r in requests]
-    results = [RequestResult(request_id=r.request_id, input_tokens=r.input_tokens, media=r.media) for r in requests]
+    results = [
+        RequestResult(request_id=r.request_id, input_tokens=r.input_tokens, media=r.media) for r in requests
+    ]
     timeout = aiohttp.ClientTimeout(
         total=s.request_timeout_s, sock_connect=s.connect_timeout_s, sock_read=s.chunk_timeout_s
     )

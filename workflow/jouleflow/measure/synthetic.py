@@ -15,6 +15,7 @@ Everything is seeded: the same arguments give the same request set, byte for byt
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import random
 from dataclasses import dataclass
@@ -36,6 +37,24 @@ class MediaSpec:
     videos: int = 0
     video_size: tuple[int, int] = (640, 360)
     video_frames: int = 16
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], where: str) -> MediaSpec:
+        """From a config's `media:` (sizes as "WxH"); errors name `where`.<key>."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(data) - known)
+        if bad:
+            raise ValueError(f"{where}.{bad[0]}: unknown key (known: {', '.join(sorted(known))})")
+        args = dict(data)
+        for key in ("image_size", "video_size"):
+            if isinstance(args.get(key), str):
+                args[key] = media_mod.parse_size(args[key], f"{where}.{key}")
+        for key in ("images", "videos", "video_frames"):
+            if key in args and (
+                not isinstance(args[key], int) or args[key] < (1 if key == "video_frames" else 0)
+            ):
+                raise ValueError(f"{where}.{key}: a non-negative integer, got {args[key]!r}")
+        return cls(**args)
 
     def make(self, seed: int, request_id: int) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
         """([(kind, data URL)], [info]) of one request's media."""
