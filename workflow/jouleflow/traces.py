@@ -41,8 +41,7 @@ POWER = pa.schema(
     ]
 )
 
-# Per-request media sizes: images and videos, their encoded bytes, decoded pixels (frames x width x
-# height, null when a size is unknown) and video frames.
+# Per-request media: counts, encoded bytes, pixels (frames x width x height; null if unknown), frames.
 MEDIA_TOTALS = [
     pa.field(name, pa.int64(), metadata={b"since": b"4"})
     for name in ("num_images", "num_videos", "media_bytes", "media_pixels", "video_frames")
