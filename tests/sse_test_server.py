@@ -51,6 +51,10 @@ class ServerState:
         self.received = 0
         self.generated = 0
         self.prompt_tokens = 0  # words of the prompts admitted to the batch (vLLM counts at prefill)
+        # Media content parts received (OpenAI image_url / video_url parts), and their data URLs' sizes.
+        self.image_parts = 0
+        self.video_parts = 0
+        self.media_url_chars = 0
         self.max_running = 0
         # Seconds a request spends in the front end before it queues and after it leaves the batch
         # (tokenizing, detokenizing): in flight for the client, neither running nor waiting.
@@ -69,8 +73,21 @@ EARLY_FINISH = ("length", "stop", "abort")
 
 def _text_of(body: dict) -> str:
     if "messages" in body:
-        return str(body["messages"][-1].get("content", ""))
+        content = body["messages"][-1].get("content", "")
+        if isinstance(content, list):  # content parts: the text ones
+            return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+        return str(content)
     return str(body.get("prompt", ""))
+
+
+def _count_media(body: dict, state: ServerState) -> None:
+    for m in body.get("messages") or []:
+        for part in m.get("content") if isinstance(m.get("content"), list) else []:
+            kind = part.get("type")
+            if kind in ("image_url", "video_url"):
+                state.image_parts += kind == "image_url"
+                state.video_parts += kind == "video_url"
+                state.media_url_chars += len(part[kind]["url"])
 
 
 async def _completion(request: web.Request) -> web.StreamResponse:
@@ -78,6 +95,7 @@ async def _completion(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     chat = request.path.endswith("/chat/completions")
     text = _text_of(body)
+    _count_media(body, state)
     state.received += 1
     if state.die_after is not None and state.received >= state.die_after:
         asyncio.get_running_loop().call_later(0.2, os._exit, 3)

@@ -179,8 +179,8 @@ def test_fill_in_the_middle_on_completions_with_histogram_lengths(hub):
 @pytest.mark.parametrize(
     "change, key, words",
     [
-        ({"fields": {"images": "img", "prompt": "text"}}, "fields.images", "not supported yet"),
-        ({"fields": {"video": "v", "prompt": "text"}}, "fields.video", "not supported yet"),
+        ({"fields": {"images": ["img"], "prompt": "text"}}, "fields.images", "a column name"),
+        ({"fields": {"video": "", "prompt": "text"}}, "fields.video", "a column name"),
         ({"fields": {"prompt": "text", "messages": "m"}}, "fields", "exactly one of"),
         ({"fields": {"prefix": "p"}}, "fields.suffix", "go together"),
         ({"fields": {"template": "{Q}", "choices": ["a"]}}, "fields.template", "no {choices}"),
@@ -241,10 +241,10 @@ def test_plan_time_errors_through_a_dry_run(tmp_path):
     with pytest.raises(Exception) as info:
         plan(workdir, {"sweeps": [sweep]})
     assert "tasks.gpqa.request_set.revision: required" in str(info.value)
-    bad = {"request_set": {"revision": "v1", "fields": {"images": "image"}}}
+    bad = {"endpoint": "completions", "request_set": {"revision": "v1", "fields": {"images": "image"}}}
     with pytest.raises(Exception) as info:
         plan(workdir, {"sweeps": [sweep], "tasks": {"gpqa": bad}})
-    assert "tasks.gpqa.request_set.fields.images: not supported yet" in str(info.value)
+    assert "tasks.gpqa.request_set.fields.images: images and video need endpoint chat" in str(info.value)
     assert not (workdir / "results" / "runs").exists()
 
 

@@ -19,6 +19,7 @@ from jouleflow.traces import RUN_JSON, STATUSES, TraceError, json_text, read_jso
 SPEC_SCHEMA_VERSION = 1
 RUN_SCHEMA_VERSION = 2  # 2: a saturate run's `convergence` and the stop in `load`
 SUMMARY_SCHEMA_VERSION = 1
+SUMMARY_HOST_MEDIA = ("engine_cpu_cores", "mean_images_per_request", "mean_video_frames_per_request")
 
 # Job-spec keys (run.json `config`) that define a grid point: compared for copied reference runs.
 IDENTITY_KEYS = ("task", "model", "gpu", "num_gpus", "batch_size", "precision")
@@ -356,13 +357,16 @@ class SummaryRecord:
     p95_e2e_s: float | None = None
     p99_e2e_s: float | None = None
     count_e2e: int = 0
-    # diffusion only (left out of the file when unset)
+    # left out when unset: engine CPU cores busy in the steady window, the requests' media; diffusion's
+    engine_cpu_cores: float | None = None
+    mean_images_per_request: float | None = None
+    mean_video_frames_per_request: float | None = None
     median_batch_latency_s: float | None = None
     mean_batch_size: float | None = None
     schema_version: int = SUMMARY_SCHEMA_VERSION
 
     VERSION_KEY: ClassVar[str] = "summary_schema_version"  # the key summary.json has always used
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("median_batch_latency_s", "mean_batch_size")
+    OPTIONAL: ClassVar[tuple[str, ...]] = (*SUMMARY_HOST_MEDIA, "median_batch_latency_s", "mean_batch_size")
 
     def update(self, **values: Any) -> None:
         for name, value in values.items():

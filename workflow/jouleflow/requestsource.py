@@ -9,8 +9,10 @@ A source maps dataset columns to requests in exactly one of four ways (`fields:`
   template: TEXT           a prompt built from columns, `{Column Name}` placeholders; `choices:` lists
                            columns shuffled per request into `{choices}` as "(A) ..." lines (gpqa)
   prefix + suffix: COLUMN  fill-in-the-middle code completion, rendered by `fim_template`
-`system` is a system prompt's text (chat only). `images` and `video` are reserved for multimodal
-request sets, not supported yet.
+`system` is a system prompt's text (chat only). `images: COLUMN` and `video: COLUMN` add media to
+the (last) user message (chat only): an image column holds one image or a list of them (`datasets`'
+Image struct {bytes, path}, bytes, or a path in the dataset repo); a video column a video file (the
+same forms) or a list of frames. They travel as data URLs (measure/media.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 # The modes: a mapping must use exactly one.
 MODES = ("prompt", "messages", "template", "prefix")
 FIELD_KEYS = (*MODES, "suffix", "choices", "system", "turns", "fim_template", "images", "video")
-NOT_SUPPORTED_YET = ("images", "video")
+MEDIA_KEYS = ("images", "video")
 TURNS = ("last", "expand")
 # Qwen2.5/3-Coder and CodeGemma's tokens, ML.ENERGY's rendering for those models; others override it.
 DEFAULT_FIM_TEMPLATE = "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"
@@ -44,7 +46,7 @@ def columns(fields: Mapping[str, Any]) -> dict[str, str]:
     """The dataset columns a mapping reads, by the key that names each (`fields.template` for a
     template's placeholders, `fields.choices[i]`)."""
     out: dict[str, str] = {}
-    for key in ("prompt", "messages", "prefix", "suffix"):
+    for key in ("prompt", "messages", "prefix", "suffix", *MEDIA_KEYS):
         if fields.get(key):
             out[fields[key]] = f"fields.{key}"
     if fields.get("template"):
@@ -82,9 +84,9 @@ def _field_problems(fields: Mapping[str, Any], endpoint: str) -> list[tuple[str,
     unknown = sorted(set(fields) - set(FIELD_KEYS))
     if unknown:
         out.append((f"fields.{unknown[0]}", f"unknown key (known: {', '.join(FIELD_KEYS)})"))
-    for key in NOT_SUPPORTED_YET:
-        if fields.get(key) is not None:
-            out.append((f"fields.{key}", "not supported yet: request sets are text-only for now"))
+    for key in MEDIA_KEYS:
+        if fields.get(key) is not None and not (isinstance(fields[key], str) and fields[key]):
+            out.append((f"fields.{key}", f"a column name, got {fields[key]!r}"))
     modes = [m for m in MODES if fields.get(m)]
     if len(modes) != 1:
         got = ", ".join(modes) or "none"
@@ -113,6 +115,22 @@ def _field_problems(fields: Mapping[str, Any], endpoint: str) -> list[tuple[str,
     if endpoint != "chat":
         if fields.get("messages"):
             out.append(("fields.messages", f"a chat needs endpoint chat, not {endpoint!r}"))
+        for key in MEDIA_KEYS:
+            if fields.get(key):
+                out.append((f"fields.{key}", f"images and video need endpoint chat, not {endpoint!r}"))
         if fields.get("system"):
             out.append(("fields.system", f"a system prompt needs endpoint chat, not {endpoint!r}"))
     return out
+
+
+def media_problems(rs: Mapping[str, Any], endpoint: str) -> list[tuple[str, str]]:
+    """(key, what is wrong) for a request set's synthetic `media:`; empty when usable or absent."""
+    if not rs.get("media"):
+        return []
+    if rs.get("kind", "synthetic") != "synthetic":
+        return [
+            ("media", f"synthetic media go with kind synthetic, not {rs.get('kind')!r} (hf: fields.images)")
+        ]
+    if endpoint != "chat":
+        return [("media", f"images and video need endpoint chat, not {endpoint!r}")]
+    return []

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from jouleflow.records import RunRecord
 
 # of the Parquet traces (file metadata; the JSON records' are in records). 2: requests.parquet `stopped`;
-# 3: server.parquet `prompt_tokens` and `engine_cpu_s`, gpu_metrics.parquet
-SCHEMA_VERSION = 3
+# 3: server.parquet `prompt_tokens` and `engine_cpu_s`, gpu_metrics.parquet; 4: the media of multimodal
+# requests (request sets' `media_json`, requests.parquet's per-request media sizes)
+SCHEMA_VERSION = 4
 # zstd keeps bundled reference runs small; level 9 is a good size/speed trade-off.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 9}
 
@@ -39,6 +40,12 @@ POWER = pa.schema(
         ("temp_c", pa.float64()),
     ]
 )
+
+# Per-request media: counts, encoded bytes, pixels (frames x width x height; null if unknown), frames.
+MEDIA_TOTALS = [
+    pa.field(name, pa.int64(), metadata={b"since": b"4"})
+    for name in ("num_images", "num_videos", "media_bytes", "media_pixels", "video_frames")
+]
 
 REQUESTS = pa.schema(
     [
@@ -53,6 +60,8 @@ REQUESTS = pa.schema(
         # true: the load stopped it on purpose (arrival saturate; error "stopped: ..." in flight,
         # "not sent: ..." never sent), neither ok nor failed. Null in traces older than version 2.
         pa.field("stopped", pa.bool_(), metadata={b"since": b"2"}),
+        # The request's media (measure/media.py totals); null for text requests and before version 4.
+        *MEDIA_TOTALS,
     ]
 )
 
@@ -105,7 +114,8 @@ BATCHES = pa.schema(
 )
 
 # A request set: what the load generator replays. Either `prompt` (completions) or
-# `messages_json` (chat; a JSON list of {role, content}, multi-turn allowed) is set.
+# `messages_json` (chat; a JSON list of {role, content}, multi-turn allowed; a content may be a list
+# of OpenAI parts with image/video data URLs) is set.
 REQUEST_SET = pa.schema(
     [
         ("request_id", pa.int64()),
@@ -114,6 +124,9 @@ REQUEST_SET = pa.schema(
         ("input_tokens", pa.int64()),  # as generated / tokenized; null when unknown
         ("max_tokens", pa.int64()),
         ("ignore_eos", pa.bool_()),
+        # JSON list of the request's media, one {type, mime, bytes, width, height, frames} per item in
+        # message order (measure/media.py); null for text requests and before version 4.
+        pa.field("media_json", pa.string(), metadata={b"since": b"4"}),
     ]
 )
 

@@ -143,10 +143,31 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Su
         flags.raise_flag(validity.NO_TOKENS, "no tokens were streamed in the steady window")
     if validity.NO_ENERGY_SENSOR not in flags.details:
         _account_energy(run, out, flags, thresholds, start, stop)
+    out.update(**host_and_media(run, start, stop))
     out.load_stop_reason = (record.load or {}).get("stopped")
     ci_n = out.energy_per_token_ci_intervals or 0
     validity.check_convergence(flags, record.convergence, out.energy_per_token_ci_rel, ci_n, thresholds)
     return finish(out, flags)
+
+
+def host_and_media(run: RunData, start: float, stop: float) -> dict[str, float | None]:
+    """Engine CPU cores busy over [start, stop] (server.parquet's engine_cpu_s growth / time; null
+    without two samples), and the mean images / video frames per request (null for text runs)."""
+    out: dict[str, float | None] = {}
+    srv = run.server
+    if srv is not None and "engine_cpu_s" in srv.columns:
+        cpu = srv.filter(pl.col("engine_cpu_s").is_not_null() & pl.col("t").is_between(start, stop)).sort("t")
+        if cpu.height >= 2 and cpu["t"][-1] > cpu["t"][0]:
+            used = cpu["engine_cpu_s"][-1] - cpu["engine_cpu_s"][0]
+            out["engine_cpu_cores"] = float(used / (cpu["t"][-1] - cpu["t"][0]))
+    req = run.requests
+    for col, key in (
+        ("num_images", "mean_images_per_request"),
+        ("video_frames", "mean_video_frames_per_request"),
+    ):
+        if req is not None and col in req.columns and req[col].null_count() < req.height:
+            out[key] = float(req[col].fill_null(0).mean())
+    return out
 
 
 def saturate_stop(record: RunRecord) -> float | None:

@@ -28,6 +28,15 @@ def register(subparsers: Any) -> None:
     r.add_argument("--endpoint", choices=["chat", "completions"], help="default: the task's, else chat")
     r.add_argument("--tokenizer", help="tokenizer.json to count input tokens exactly")
     r.add_argument("--force", action="store_true", help="overwrite an existing file")
+    mm = r.add_argument_group("synthetic media per request (chat; docs/measure.md)")
+    mm.add_argument("--images", type=int, default=0, help="images per request")
+    mm.add_argument("--image-size", default="1024x768", help="WIDTHxHEIGHT of the images")
+    mm.add_argument(
+        "--image-format", choices=["jpeg", "png"], default="jpeg", help="jpeg (default, as photos) or png"
+    )
+    mm.add_argument("--videos", type=int, default=0, help="videos per request (JPEG frame sequences)")
+    mm.add_argument("--video-size", default="640x360", help="WIDTHxHEIGHT of the video frames")
+    mm.add_argument("--video-frames", type=int, default=16, help="frames per video")
     hf = r.add_argument_group("Hugging Face dataset (kind hf; docs/config.md)")
     hf.add_argument("--task", help="the hf request set of this task of the campaign config")
     hf.add_argument("--configfile", action="append", help="campaign config(s) for --task, merged in order")
@@ -51,7 +60,33 @@ def register(subparsers: Any) -> None:
     m.set_defaults(func=run_prepare_model)
 
 
+def _media_spec(args: argparse.Namespace) -> Any:
+    """The synthetic media of --images/--videos, or None."""
+    from jouleflow.cli import CLIError
+    from jouleflow.measure import media, synthetic
+
+    if args.images < 0 or args.videos < 0 or args.video_frames < 1:
+        raise CLIError("--images and --videos must be >= 0, --video-frames >= 1")
+    if not (args.images or args.videos):
+        return None
+    if args.endpoint != "chat":
+        raise CLIError(f"--images/--videos need the chat endpoint, not {args.endpoint}")
+    try:
+        return synthetic.MediaSpec(
+            images=args.images,
+            image_size=media.parse_size(args.image_size, "--image-size"),
+            image_format=args.image_format,
+            videos=args.videos,
+            video_size=media.parse_size(args.video_size, "--video-size"),
+            video_frames=args.video_frames,
+        )
+    except media.MediaError as exc:
+        raise CLIError(str(exc)) from exc
+
+
 def run_prepare_requests(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
     from pathlib import Path
 
     from jouleflow.cli import CLIError
@@ -70,6 +105,7 @@ def run_prepare_requests(args: argparse.Namespace) -> int:
     hist = None
     if args.output_lengths:
         hist = synthetic.load_histogram(args.output_lengths, args.gpu, args.num_gpus, args.max_num_seqs)
+    media_spec = _media_spec(args)
     specs = synthetic.generate(
         args.num_requests,
         histogram=hist,
@@ -78,6 +114,7 @@ def run_prepare_requests(args: argparse.Namespace) -> int:
         seed=args.seed,
         endpoint=args.endpoint,
         tokenizer_json=args.tokenizer,
+        media=media_spec,
     )
     meta = {
         "generator": "jouleflow.synthetic",
@@ -87,6 +124,8 @@ def run_prepare_requests(args: argparse.Namespace) -> int:
         "seed": str(args.seed),
         "endpoint": args.endpoint,
     }
+    if media_spec is not None:
+        meta["media"] = json.dumps(dataclasses.asdict(media_spec), sort_keys=True)
     write_request_set(specs, out, meta)
     mean_out = sum(s.max_tokens or 0 for s in specs) / len(specs)
     print(f"{out}: {len(specs)} requests, mean max_tokens {mean_out:.1f}, sha256 {sha256_file(out)}")

@@ -7,6 +7,9 @@ large batches. Output lengths: a histogram (ML.ENERGY's published lengths, ignor
 synthetic sets) or a fixed length, capped by `max_tokens`; with `max_tokens` alone the model stops
 at EOS or the cap, as ML.ENERGY runs real weights. Input tokens are counted with the model's
 tokenizer.json when there is one (the text of every message, no chat template: as ML.ENERGY counts).
+Media (`images`, `video` columns, chat only): each sampled row's images/video are decoded once (a
+value that does not decode is an error naming the key, the row and the file) and attached to the
+last user message as data-URL content parts, their sizes in the request's `media`.
 Everything is seeded: the same rows and arguments give the same request set.
 """
 
@@ -18,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow import requestsource
-from jouleflow.measure import hfsource
+from jouleflow.measure import hfsource, media
 from jouleflow.measure.hfsource import HFSource, HFSourceError
 from jouleflow.measure.requestset import RequestSpec
 from jouleflow.measure.synthetic import Histogram
 
-Message = dict[str, str]
+Message = dict[str, Any]
+# A request before its media are encoded: (prompt, messages, [(kind, dataset value, where)]).
+Body = tuple[str | None, list[Message] | None, list[tuple[str, Any, str]]]
 
 
 def from_hub(
@@ -48,6 +53,7 @@ def from_hub(
         where=where,
         histogram=histogram,
         tokenizer_json=tokenizer_json,
+        root=snap.root,
     )
     provenance = {
         **source.to_dict(),
@@ -81,8 +87,10 @@ def build(
     where: str,
     histogram: Histogram | None = None,
     tokenizer_json: str | Path | None = None,
+    root: Path | None = None,
 ) -> tuple[list[RequestSpec], dict[str, Any]]:
-    """`num_requests` requests and what the sampling did (for provenance)."""
+    """`num_requests` requests and what the sampling did (for provenance); media paths are read
+    under `root` (the dataset snapshot)."""
     if num_requests <= 0:
         raise HFSourceError(f"num_requests must be > 0, got {num_requests}")
     if source.output_lengths and histogram is None:
@@ -90,10 +98,10 @@ def build(
     order = list(range(len(rows)))
     random.Random(f"{source.seed}-rows").shuffle(order)
     choice_rng = random.Random(f"{source.seed}-choices")
-    bodies: list[tuple[str | None, list[Message] | None]] = []
+    bodies: list[Body] = []
     skipped = 0
     for i in order:
-        made = _requests_of(rows[i], source.fields, endpoint, choice_rng)
+        made = _requests_of(rows[i], source.fields, endpoint, choice_rng, f"{where}.fields", i)
         skipped += not made
         for body in made:
             if len(bodies) < num_requests:
@@ -103,7 +111,8 @@ def build(
     if not bodies:
         raise HFSourceError(f"{where}.fields: no row of {source.repo} split {source.split!r} gives a request")
     unique = len(bodies)
-    bodies = [bodies[i % unique] for i in range(num_requests)]
+    encoded = [_with_media(body, root) for body in bodies]
+    bodies_mm = [encoded[i % unique] for i in range(num_requests)]
     tok = None
     if tokenizer_json is not None:
         from tokenizers import Tokenizer
@@ -111,7 +120,7 @@ def build(
         tok = Tokenizer.from_file(str(tokenizer_json))
     out_rng = random.Random(f"{source.seed}-output")
     specs = []
-    for rid, (prompt, messages) in enumerate(bodies):
+    for rid, (prompt, messages, items) in enumerate(bodies_mm):
         max_tokens, ignore_eos = _output_len(source, histogram, out_rng)
         specs.append(
             RequestSpec(
@@ -121,6 +130,7 @@ def build(
                 input_tokens=_count(tok, prompt, messages) if tok is not None else None,
                 max_tokens=max_tokens,
                 ignore_eos=ignore_eos,
+                media=items,
             )
         )
     info = {"num_unique": unique, "rows_skipped": skipped, "repeated": unique < num_requests}
@@ -138,16 +148,67 @@ def _output_len(source: HFSource, hist: Histogram | None, rng: random.Random) ->
     return (min(n, cap) if cap else n), True
 
 
+def _with_media(
+    body: Body, root: Path | None
+) -> tuple[str | None, list[Message] | None, list[dict[str, Any]] | None]:
+    """Encode a body's media as data URLs into its last user message: (prompt, messages, infos)."""
+    prompt, messages, raw = body
+    if not raw or messages is None:
+        return prompt, messages, None
+    urls, infos = [], []
+    for kind, value, where in raw:
+        try:
+            if kind == "video":
+                url, meta = media.video_from_value(value, where, root)
+            else:
+                url, meta = media.image_from_value(value, where, root)
+        except media.MediaError as exc:
+            raise HFSourceError(str(exc)) from exc
+        urls.append((kind, url))
+        infos.append(meta)
+    last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    out = [dict(m) for m in messages]
+    out[last]["content"] = media.content(media.text_of(out[last]["content"]), urls)
+    return prompt, out, infos
+
+
 def _count(tok: Any, prompt: str | None, messages: list[Message] | None) -> int:
-    texts = [prompt or ""] if messages is None else [m["content"] for m in messages]
+    texts = [prompt or ""] if messages is None else [media.text_of(m["content"]) for m in messages]
     return sum(len(tok.encode(t, add_special_tokens=False).ids) for t in texts)
 
 
+def _media_of(
+    row: dict[str, Any], fields: dict[str, Any], where: str, i: int
+) -> list[tuple[str, Any, str]] | None:
+    """The row's (kind, value, where) media; None when a mapped media value is missing."""
+    out: list[tuple[str, Any, str]] = []
+    if fields.get("images"):
+        value = row.get(fields["images"])
+        values = value if isinstance(value, list) else [value]
+        if not values or any(v is None for v in values):
+            return None
+        out += [("image", v, f"{where}.images (row {i}, column {fields['images']!r})") for v in values]
+    if fields.get("video"):
+        value = row.get(fields["video"])
+        if value is None or value == []:
+            return None
+        out.append(("video", value, f"{where}.video (row {i}, column {fields['video']!r})"))
+    return out
+
+
 def _requests_of(
-    row: dict[str, Any], fields: dict[str, Any], endpoint: str, rng: random.Random
-) -> list[tuple[str | None, list[Message] | None]]:
-    """The (prompt, messages) requests one row gives; none when a mapped value is missing."""
+    row: dict[str, Any],
+    fields: dict[str, Any],
+    endpoint: str,
+    rng: random.Random,
+    where: str = "fields",
+    i: int = 0,
+) -> list[Body]:
+    """The requests one row gives (media not yet encoded); none when a mapped value is missing."""
     system = fields.get("system")
+    mm = _media_of(row, fields, where, i)
+    if mm is None:
+        return []
     if fields.get("messages"):
         chat = _chat(row.get(fields["messages"]))
         if chat is None:
@@ -155,14 +216,14 @@ def _requests_of(
         users = [i for i, m in enumerate(chat) if m["role"] == "user"]
         ends = users if fields.get("turns") == "expand" else users[-1:]
         head = [{"role": "system", "content": system}] if system else []
-        return [(None, head + chat[: end + 1]) for end in ends]
+        return [(None, head + chat[: end + 1], mm) for end in ends]
     text = _text(row, fields, rng)
     if text is None:
         return []
     if endpoint != "chat":
-        return [(text, None)]
+        return [(text, None, [])]
     head = [{"role": "system", "content": system}] if system else []
-    return [(None, [*head, {"role": "user", "content": text}])]
+    return [(None, [*head, {"role": "user", "content": text}], mm)]
 
 
 def _text(row: dict[str, Any], fields: dict[str, Any], rng: random.Random) -> str | None:

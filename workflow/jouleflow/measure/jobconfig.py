@@ -48,6 +48,7 @@ class SyntheticConfig:
     fixed_output_len: int | None = None
     prompt_len: str = "fixed:200"  # fixed:N | uniform:A,B | normal:MEAN,STD
     seed: int = 0
+    media: dict[str, Any] | None = None  # media per request (synthetic.MediaSpec, sizes "WxH"); null = text
 
 
 @dataclass

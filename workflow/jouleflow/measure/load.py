@@ -53,6 +53,7 @@ class LoadRequest:
     max_tokens: int | None = None
     ignore_eos: bool = False
     input_tokens: int | None = None  # as known from the request set
+    media: dict[str, int | None] | None = None  # media.totals of a multimodal request
 
 
 @dataclass
@@ -66,6 +67,7 @@ class RequestResult:
     ok: bool = False
     error: str | None = None
     usage_reported: bool = False
+    media: dict[str, int | None] | None = None  # the request's media sizes, as sent
     finish_reason: str | None = None  # not written to requests.parquet
     stopped: bool = False  # the load stopped it on purpose (saturate): neither ok nor failed
     chunk_t: list[float] = field(default_factory=list)
@@ -312,7 +314,9 @@ def prepare(requests: Sequence[LoadRequest], s: LoadSettings):
     chat = s.endpoint == "chat"
     url = s.base_url.rstrip("/") + ("/v1/chat/completions" if chat else "/v1/completions")
     bodies = [build_body(r, s) for r in requests]
-    results = [RequestResult(request_id=r.request_id, input_tokens=r.input_tokens) for r in requests]
+    results = [
+        RequestResult(request_id=r.request_id, input_tokens=r.input_tokens, media=r.media) for r in requests
+    ]
     timeout = aiohttp.ClientTimeout(
         total=s.request_timeout_s, sock_connect=s.connect_timeout_s, sock_read=s.chunk_timeout_s
     )

@@ -23,6 +23,7 @@ def request_rows(results: Sequence[RequestResult]) -> list[dict[str, Any]]:
             "error": r.error,
             "usage_reported": r.usage_reported,
             "stopped": r.stopped,
+            **(r.media or {}),
         }
         for r in results
     ]

@@ -1,7 +1,9 @@
 """Request sets: Parquet files (traces.REQUEST_SET) the load generator replays.
 
 A row carries either `prompt` (completions) or `messages_json` (chat: a JSON list of
-{role, content}, multi-turn allowed), `max_tokens` and `ignore_eos`. A chat request set is sent
+{role, content}, multi-turn allowed; a multimodal request's content is a list of OpenAI parts with
+image/video data URLs, and `media_json` lists their sizes: measure/media.py), `max_tokens` and
+`ignore_eos`. A chat request set is sent
 to the completions endpoint as its last user turn, and a prompt to the chat endpoint as one user
 message, so that either endpoint can replay either form. Real datasets are converted into this
 format by whatever prepares them; the synthetic generator is `jouleflow.measure.synthetic`.
@@ -18,6 +20,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from jouleflow import traces
+from jouleflow.measure import media
 from jouleflow.measure.load import LoadRequest
 
 
@@ -33,6 +36,7 @@ class RequestSpec:
     input_tokens: int | None
     max_tokens: int | None
     ignore_eos: bool
+    media: list[dict[str, Any]] | None = None  # media.info of each image/video, in message order
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -42,12 +46,18 @@ class RequestSpec:
             "input_tokens": self.input_tokens,
             "max_tokens": self.max_tokens,
             "ignore_eos": self.ignore_eos,
+            "media_json": json.dumps(self.media) if self.media else None,
         }
 
     def to_load_request(self, endpoint: str) -> LoadRequest:
         prompt, messages = self.prompt, self.messages
         if endpoint == "chat" and messages is None:
             messages = [{"role": "user", "content": prompt or ""}]
+        if endpoint == "completions" and self.media:
+            raise RequestSetError(
+                f"request {self.request_id}: has images/video; the completions endpoint takes text only "
+                "(use endpoint: chat)"
+            )
         if endpoint == "completions" and prompt is None and messages:
             prompt = str(messages[-1].get("content", ""))
         return LoadRequest(
@@ -57,6 +67,7 @@ class RequestSpec:
             max_tokens=self.max_tokens,
             ignore_eos=self.ignore_eos,
             input_tokens=self.input_tokens,
+            media=media.totals(self.media) if self.media else None,
         )
 
 
@@ -113,6 +124,7 @@ def read_request_set(path: str | Path) -> list[RequestSpec]:
         max_tokens = cols["max_tokens"][i]
         if max_tokens is not None and max_tokens <= 0:
             raise RequestSetError(f"{where}: max_tokens must be > 0, got {max_tokens}")
+        items = _media(cols["media_json"][i], where)
         specs.append(
             RequestSpec(
                 request_id=int(rid),
@@ -121,9 +133,25 @@ def read_request_set(path: str | Path) -> list[RequestSpec]:
                 input_tokens=cols["input_tokens"][i],
                 max_tokens=max_tokens,
                 ignore_eos=bool(cols["ignore_eos"][i]),
+                media=items,
             )
         )
     return specs
+
+
+def _media(value: str | None, where: str) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    try:
+        items = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise RequestSetError(f"{where}: media_json is not JSON ({exc})") from exc
+    if not isinstance(items, list) or not all(
+        isinstance(m, dict) and m.get("type") in ("image", "video") and isinstance(m.get("bytes"), int)
+        for m in items
+    ):
+        raise RequestSetError(f"{where}: media_json must be a list of {{type: image|video, bytes, ...}}")
+    return items or None
 
 
 def request_set_metadata(path: str | Path) -> dict[str, str]:

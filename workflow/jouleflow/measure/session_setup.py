@@ -58,6 +58,7 @@ def prepare_requests(
             seed=s.seed,
             endpoint=cfg.endpoint,
             tokenizer_json=tok,
+            media=synthetic.MediaSpec.from_mapping(s.media, "synthetic.media") if s.media else None,
         )
         path = writer.path("request_set.parquet")
         requestset.write_request_set(specs, path)
@@ -65,7 +66,8 @@ def prepare_requests(
             "path": "request_set.parquet",
             "sha256": requestset.sha256_file(path),
             "synthetic": {
-                **vars(s),
+                # media only where set: a text run's provenance stays as it was
+                **{k: v for k, v in vars(s).items() if k != "media" or v is not None},
                 "histogram": hist.source if hist else None,
                 # Another configuration's lengths stood in (synthetic.load_histogram's rule), or None.
                 "histogram_fallback": hist.fallback if hist else None,

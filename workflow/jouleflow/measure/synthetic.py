@@ -7,19 +7,72 @@ proportional to its count, then an integer length uniformly within the bin. Requ
 that many tokens. Prompts are sequences of common English words: one token each in a dummy
 WordLevel tokenizer (jouleflow.measure.dummy_model puts them in its vocabulary) and close to one token each
 in BPE tokenizers; `input_tokens` is exact when a tokenizer.json is given.
+Multimodal sets (`media=MediaSpec(...)`): each chat request carries its own seeded synthetic images
+and/or videos of the given resolution and frame count (measure/media.py), before the text.
 Everything is seeded: the same arguments give the same request set, byte for byte.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jouleflow.measure import media as media_mod
 from jouleflow.measure.requestset import RequestSpec
+
+
+@dataclass(frozen=True)
+class MediaSpec:
+    """Synthetic media per request: `images` images of image_size, `videos` videos of video_size x
+    video_frames."""
+
+    images: int = 0
+    image_size: tuple[int, int] = (1024, 768)
+    image_format: str = "jpeg"
+    videos: int = 0
+    video_size: tuple[int, int] = (640, 360)
+    video_frames: int = 16
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], where: str) -> MediaSpec:
+        """From a config's `media:` (sizes as "WxH"); errors name `where`.<key>."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(data) - known)
+        if bad:
+            raise ValueError(f"{where}.{bad[0]}: unknown key (known: {', '.join(sorted(known))})")
+        args = dict(data)
+        for key in ("image_size", "video_size"):
+            if isinstance(args.get(key), str):
+                args[key] = media_mod.parse_size(args[key], f"{where}.{key}")
+        for key in ("images", "videos", "video_frames"):
+            if key in args and (
+                not isinstance(args[key], int) or args[key] < (1 if key == "video_frames" else 0)
+            ):
+                raise ValueError(f"{where}.{key}: a non-negative integer, got {args[key]!r}")
+        return cls(**args)
+
+    def make(self, seed: int, request_id: int) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+        """([(kind, data URL)], [info]) of one request's media."""
+        urls, infos = [], []
+        for k in range(self.images):
+            url, meta = media_mod.synthetic_image(
+                *self.image_size, f"{seed}-{request_id}-image{k}", self.image_format
+            )
+            urls.append(("image", url))
+            infos.append(meta)
+        for k in range(self.videos):
+            url, meta = media_mod.synthetic_video(
+                *self.video_size, self.video_frames, f"{seed}-{request_id}-video{k}"
+            )
+            urls.append(("video", url))
+            infos.append(meta)
+        return urls, infos
+
 
 # Plain words; the dummy tokenizer includes them so prompts tokenize to exactly one token per word.
 _PROMPT_TEXT = (
@@ -216,8 +269,13 @@ def generate(
     seed: int = 0,
     endpoint: str = "chat",
     tokenizer_json: str | Path | None = None,
+    media: MediaSpec | None = None,
 ) -> list[RequestSpec]:
     """`num_requests` synthetic requests (chat messages or completion prompts), ignore_eos set."""
+    if media is not None and not (media.images or media.videos):
+        media = None
+    if media is not None and endpoint != "chat":
+        raise ValueError(f"images/videos need the chat endpoint, not {endpoint!r}")
     if num_requests <= 0:
         raise ValueError(f"num_requests must be > 0, got {num_requests}")
     if (histogram is None) == (fixed_output_len is None):
@@ -236,14 +294,18 @@ def generate(
         text = make_prompt(sample_length(kind, params, in_rng), in_rng)
         n_in = len(tok.encode(text, add_special_tokens=False).ids) if tok is not None else None
         chat = endpoint == "chat"
+        urls, infos = media.make(seed, i) if media is not None else ([], None)
         specs.append(
             RequestSpec(
                 request_id=i,
                 prompt=None if chat else text,
-                messages=[{"role": "user", "content": text}] if chat else None,
-                input_tokens=n_in,
+                messages=[{"role": "user", "content": media_mod.content(text, urls) if urls else text}]
+                if chat
+                else None,
+                input_tokens=n_in,  # the text's tokens; the server's usage adds the media's
                 max_tokens=out_len,
                 ignore_eos=True,
+                media=infos,
             )
         )
     return specs

@@ -369,6 +369,8 @@ def _check_request_files(
         for key, what in requestsource.hf_problems(rs, task.get("endpoint") or "chat"):
             raise GridError(f"tasks.{point.task}.request_set.{key}: {what} (needed by run {point.key})")
         checked.add(f"hf:{point.task}")
+    for key, what in requestsource.media_problems(rs, task.get("endpoint") or "chat"):
+        raise GridError(f"tasks.{point.task}.request_set.{key}: {what} (needed by run {point.key})")
     for key, path in jobspec.request_files(config, point).items():
         if path in checked:
             continue

@@ -7,6 +7,7 @@ OPTIONAL_MEASURED_KEYS) are records.JobSpec's.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,7 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
     fields = _template_fields(point)
     rs = task["request_set"]
     synthetic = rs["kind"] != "hf"  # an hf set's lengths are in its own section
-    server_args = [*meas["server_args"], *model["server_args"]]
+    server_args = [*meas["server_args"], *model["server_args"], *multimodal_args(model.get("multimodal"))]
     sampling = dict(task["sampling"])
     extra_body = sampling.pop("extra_body", {})
     spec = {
@@ -96,6 +97,8 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         # Only where set: the specs of configs without them stay as they were.
         **{k: meas[k] for k in ("latent_period_s", "idle_baseline_s") if meas.get(k) is not None},
     }
+    if synthetic and rs.get("media"):
+        spec["synthetic"]["media"] = dict(rs["media"])  # only then: text specs stay as they were
     if rs["kind"] == "hf":
         # Only then: the specs of synthetic and parquet request sets stay as they were.
         spec["hf_request_set"] = {
@@ -107,6 +110,33 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         # Only then: specs (and the run rules' params) of burst campaigns stay as they were.
         spec.update(arrival="saturate", saturate=load)
     return spec
+
+
+# models.<id>.multimodal keys -> vLLM's flag (each value passed as JSON).
+MULTIMODAL_FLAGS = {
+    "limit_mm_per_prompt": "--limit-mm-per-prompt",
+    "mm_processor_kwargs": "--mm-processor-kwargs",
+    "media_io_kwargs": "--media-io-kwargs",
+    "mm_processor_cache_gb": "--mm-processor-cache-gb",
+}
+
+
+def multimodal_args(mm: Mapping[str, Any] | None) -> list[str]:
+    """vLLM's multimodal preprocessing flags of a model's `multimodal:` section (max_pixels goes into
+    --mm-processor-kwargs, where the Qwen-VL image processors read it)."""
+    if not mm:
+        return []
+    mm = dict(mm)
+    if mm.get("max_pixels") is not None:
+        mm["mm_processor_kwargs"] = {
+            **(mm.get("mm_processor_kwargs") or {}),
+            "max_pixels": mm.pop("max_pixels"),
+        }
+    out: list[str] = []
+    for key, flag in MULTIMODAL_FLAGS.items():
+        if mm.get(key) is not None:
+            out += [flag, json.dumps(mm[key], sort_keys=True)]
+    return out
 
 
 def _engine_settings(meas: Mapping[str, Any], engine: str) -> dict[str, Any]:

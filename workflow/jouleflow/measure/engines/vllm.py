@@ -229,6 +229,32 @@ def tokenizer_vocab_size(model_dir: Path) -> int | None:
     return tok.get_vocab_size(with_added_tokens=True)
 
 
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+
+
+def validate_chat(cfg: LLMJobConfig, model_dir: Path, config: dict[str, Any]) -> None:
+    """The chat endpoint needs a chat template (vLLM refuses every request without one) and a
+    vision-language model its image processor's config: both checked before the launch."""
+    if (
+        isinstance(config.get("vision_config"), dict)
+        and not (model_dir / "preprocessor_config.json").is_file()
+    ):
+        raise ModelValidationError(
+            f"{model_dir}: no preprocessor_config.json; the engine's image processor of this vision-language "
+            "model needs it (`jouleflow prepare model` adds the bundled one)"
+        )
+    if cfg.endpoint != "chat" or any(a.split("=")[0] == "--chat-template" for a in cfg.server_args):
+        return
+    tok_cfg = model_dir / "tokenizer_config.json"
+    if not tok_cfg.is_file() or any((model_dir / name).is_file() for name in CHAT_TEMPLATE_FILES):
+        return
+    if not read_json_file(tok_cfg).get("chat_template"):
+        raise ModelValidationError(
+            f"{tok_cfg}: no chat_template (nor {' / '.join(CHAT_TEMPLATE_FILES)}) and the task's endpoint is "
+            "chat; use endpoint: completions or pass --chat-template in server_args"
+        )
+
+
 def validate(cfg: LLMJobConfig) -> dict[str, Any] | None:
     """Check what can be checked before a long launch; returns the model config when found."""
     compilation_server_args(cfg.server_args, cfg.cudagraph_max_capture)  # a clash is bad input
@@ -248,6 +274,7 @@ def validate(cfg: LLMJobConfig) -> dict[str, Any] | None:
         return None
     config = read_json_file(config_path)
     validate_parallelism(cfg.model, config, cfg.tensor_parallel, cfg.pipeline_parallel, cfg.expert_parallel)
+    validate_chat(cfg, config_path.parent, config)
     if cfg.load_format == "dummy":
         vocab = text_config(config).get("vocab_size")
         have = tokenizer_vocab_size(config_path.parent)
