@@ -7,19 +7,21 @@ compare, plots). It depends on pyarrow alone so that it runs on a bare GPU host 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
 import socket
-import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+# The one home of file writing is jouleflow.files; its writers are re-exported here, where most
+# callers already import the schemas from.
+from jouleflow.files import json_text, write_atomic, write_csv, write_json, write_text  # noqa: F401
 
 if TYPE_CHECKING:
     from jouleflow.records import RunRecord
@@ -243,68 +245,9 @@ def table_from_rows(
     return pa.Table.from_arrays(arrays, schema=_with_version(pa.schema(fields)))
 
 
-def _mkstemp_beside(path: Path) -> tuple[int, str]:
-    """A temp file next to `path` with the permissions a plain open() would give (mkstemp uses 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-    return fd, tmp
-
-
-def write_atomic(path: str | Path, write: Callable[[str], Any]) -> Path:
-    """The one atomic writer: `write(tmp)` fills a temp file beside `path`, which is then renamed.
-
-    Every file jouleflow writes goes through here (or the run-directory writer below): a killed job
-    never leaves half a file, and every file gets the mode a plain open() would give (0644 under the
-    usual umask 022), never mkstemp's 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _mkstemp_beside(path)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_table(table: pa.Table, path: str | Path) -> None:
     """Write a Parquet file atomically (temp file in the same directory, then rename)."""
     write_atomic(path, lambda tmp: pq.write_table(table, tmp, **PARQUET_OPTIONS))
-
-
-def json_text(obj: Any) -> str:
-    """The one JSON layout of every file jouleflow writes: keys sorted, so equal content is byte-identical."""
-    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
-
-
-def write_json(obj: Any, path: str | Path) -> None:
-    """Write JSON atomically (json_text's layout)."""
-    write_text(json_text(obj), path)
-
-
-def write_text(text: str, path: str | Path) -> None:
-    """Write a text file (UTF-8) atomically."""
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def write_csv(
-    rows: Iterable[Mapping[str, Any]], columns: Sequence[str], path: str | Path, delimiter: str = ","
-) -> None:
-    """Write a CSV (or TSV) atomically: a header, then one line per row; None is an empty cell."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(columns), delimiter=delimiter, lineterminator="\n")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
-
-    write_atomic(path, write)
 
 
 def read_table(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
