@@ -146,7 +146,7 @@ def is_wide(values: Sequence[float | None], ratio: float = 20.0) -> bool:
 
 def _plain(value: float, _pos: int | None = None) -> str:
     # Plain numbers (10, 100, 0.05; 10k, 1M) read better in papers than 10^1 or 1e+06.
-    return engineering(value, "").strip() if value >= 1e4 else f"{value:g}"
+    return engineering(value, "") if value >= 1e4 else f"{value:g}"
 
 
 def log_axis(ax: Axes, axis: str, values: Sequence[float | None]) -> None:
@@ -176,7 +176,7 @@ def engineering(value: float, unit: str) -> str:
     """24.9 J, 1.34 kJ, 1.16 MJ: a value as a label beside a bar (never 1.34e+03)."""
     for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if value >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
+            return f"{value / factor:.3g}{' ' if unit else ''}{prefix}{unit}"
     return f"{value:.3g} {unit}"
 
 
