@@ -39,6 +39,11 @@ BLUE, ORANGE, GREEN, VERMILLION = PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[3]
 GREY = "#999999"
 
 
+def _lower_first(text: str) -> str:
+    """"Median ITL" → "median ITL" inside a sentence (acronyms kept)."""
+    return text[:1].lower() + text[1:]
+
+
 def _stem(path: str | Path) -> Path:
     """`--figure FIG.png` (any suffix) names FIG.png and FIG.svg."""
     return Path(path).with_suffix("")
@@ -75,7 +80,7 @@ def gpus_figure(result: GpuComparisonResult, path: str | Path) -> list[Path]:
     ]
     fig, (ax,) = new_figure(7.0, 1.2 + 0.8 * len(groups))
     energy = labels.name(result.energy_column)
-    dot_plot(ax, groups, f"Change in {energy.lower()}, {result.gpu_b} vs {result.gpu_a} (%)")
+    dot_plot(ax, groups, f"Change in {_lower_first(energy)}, {result.gpu_b} vs {result.gpu_a} (%)")
     ax.set_ylabel(f"{labels.name(result.latency_column)} deadline")
     s = result.stats
     ax.set_title(f"{result.gpu_b} vs {result.gpu_a}: {result.gpu_b} lower in {s.wins}/{s.total}")
@@ -87,7 +92,7 @@ def precision_figure(result: PrecisionResult, path: str | Path) -> list[Path]:
     groups = [(f"batch {b.label}", [p.change for p in result.bucket_pairs(b)]) for b in result.buckets]
     fig, (ax,) = new_figure(7.0, 1.2 + 0.8 * len(groups))
     metric = labels.name(result.metric_column)
-    dot_plot(ax, groups, f"Change in {metric.lower()}, FP8 vs BF16 (%)")
+    dot_plot(ax, groups, f"Change in {_lower_first(metric)}, FP8 vs BF16 (%)")
     ax.set_title(f"FP8 vs BF16 ({metric}); dots left of 0: FP8 lower")
     return save(fig, _stem(path))
 
