@@ -40,7 +40,7 @@ GREY = "#999999"
 
 
 def _lower_first(text: str) -> str:
-    """"Median ITL" → "median ITL" inside a sentence (acronyms kept)."""
+    """ "Median ITL" → "median ITL" inside a sentence (acronyms kept)."""
     return text[:1].lower() + text[1:]
 
 
