@@ -97,14 +97,16 @@ def explain(error: Any, schema_path: str | None = None, verbose: bool | None = N
             sentence = f"{_show(error.instance)} does not match the expected form"
         else:
             sentence = error.message
-        message = f"{where}: {sentence}"
+        # What the value must be, in words (a pattern's description), then one valid example.
+        notes = []
+        description = schema.get("description")
+        if error.validator in ("pattern", "minLength") and description:
+            notes.append(" ".join(str(description).split()))
         if error.validator not in ("required", "minProperties", "additionalProperties"):
             example = example_of(schema)
             if example is not None and example != error.instance:
-                message += f" (e.g. {_show(example)})"
-        description = schema.get("description")
-        if error.validator in ("pattern", "minLength") and description:
-            message += f" [{' '.join(str(description).split())}]"
+                notes.append(f"e.g. {_show(example)}")
+        message = f"{where}: {sentence}" + (f" ({'; '.join(notes)})" if notes else "")
     if verbose if verbose is not None else verbose_requested():
         message += f"\n\nFull validation error{f' (schema {schema_path})' if schema_path else ''}:\n{error}"
     else:
