@@ -4,9 +4,11 @@
 #   snakemake --cores all --profile slurm                          one GPU job per grid point
 # How the grid, sources, reruns and guards work: docs/pipeline.md; every config key: docs/config.md.
 
+import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -14,7 +16,19 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schema/config.schema.yaml")
+# jouleflow's validation: the error leads with key, value and a valid example; the full schema
+# error only with `snakemake --verbose` or JOULEFLOW_VERBOSE=1 (docs/config.md).
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from jouleflow.plan.config import ConfigSchemaError, validate_config  # noqa: E402
+
+try:
+    validate_config(
+        config,
+        Path(workflow.basedir) / "config/schema/config.schema.yaml",
+        verbose=bool(getattr(getattr(workflow, "output_settings", None), "verbose", False)) or None,
+    )
+except ConfigSchemaError as exc:
+    raise WorkflowError(f"Invalid config: {exc}") from None
 
 
 report: "report/workflow.rst"

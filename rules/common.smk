@@ -236,6 +236,7 @@ def figure_outputs():
     return figures
 
 
-def first_target(wildcards):
+def latency_targets(wildcards):
+    """Every latency target of the task: the frontier figure draws each one."""
     targets = GRID.latency_targets(wildcards.task)
-    return f"--latency-target {targets[0]}" if targets else ""
+    return f"--latency-target {','.join(targets)}" if targets else ""

@@ -47,7 +47,7 @@ rule plot_frontier:
     params:
         group=group_info,
         metric=lambda wildcards: GRID.latency_metric(wildcards.task),
-        target=first_target,
+        target=latency_targets,
     shell:
         "jouleflow plot frontier --summary {input.summary} --task {wildcards.task} "
         "--model {params.group[model]} --precision {params.group[precision]} "

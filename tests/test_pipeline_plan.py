@@ -151,13 +151,13 @@ def test_infeasible_batch_stops_larger_ones_and_a_config_change_is_refused(base)
     [
         ({"analysys": {}}, "'analysys' was unexpected"),
         ({"models": {"meta-llama/Llama-3.1-8B-Instruct": {"memroy_gb": 3}}}, "'memroy_gb' was unexpected"),
-        ({"sweeps": [{**BASE_SWEEP, "batch_sizes": ["64"]}]}, "On instance['sweeps'][0]['batch_sizes'][0]"),
-        ({"gpus": {"H100": {"memory_gb": "eighty", "tdp_w": 700}}}, "On instance['gpus']['H100']['memory_gb']"),
-        ({"sweeps": [{**BASE_SWEEP, "batch_sizes": []}]}, "On instance['sweeps'][0]['batch_sizes']"),
+        ({"sweeps": [{**BASE_SWEEP, "batch_sizes": ["64"]}]}, "sweeps[0].batch_sizes[0]: '64' is not of type 'integer' (e.g. 64)"),
+        ({"gpus": {"H100": {"memory_gb": "eighty", "tdp_w": 700}}}, "gpus.H100.memory_gb: 'eighty' is not of type 'number' (e.g. 80)"),
+        ({"sweeps": [{**BASE_SWEEP, "batch_sizes": []}]}, "sweeps[0].batch_sizes: [] should be non-empty (e.g. [64, 128, 256])"),
         ({"sweeps": [{**BASE_SWEEP, "models": ["org/unregistered"]}]}, "sweeps[0].models[0]: unknown model"),
         ({"sweeps": [{**BASE_SWEEP, "parallelism": ["tp16"]}]}, "sweeps[0].parallelism: 'tp16' needs 16 GPUs"),
         ({"sweeps": [{**BASE_SWEEP, "batch_sizes": [512]}]}, "bundle has no run lm-arena-chat/"),
-        ({"results_dir": ""}, "On instance['results_dir']"),
+        ({"results_dir": ""}, "results_dir: '' should be non-empty (Where the pipeline writes"),
         ({"models": {"../../etc": QWEN_ENTRY}}, "models.../../etc: invalid model id '../../etc' (a '..' segment)"),
         ({"models": {"meta-llama--Llama-3.1-8B-Instruct": QWEN_ENTRY}},
          "models: 'meta-llama--Llama-3.1-8B-Instruct' and 'meta-llama/Llama-3.1-8B-Instruct' both give run "

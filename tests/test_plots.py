@@ -51,7 +51,12 @@ def test_sweep_writes_png_and_svg_deterministically(tmp_path: Path, v3: pl.DataF
     _, svg2 = assert_written(plot_sweep(v3, "lm-arena-chat", LLAMA, tmp_path / "b" / "sweep.png"))
     assert svg1.read_bytes() == svg2.read_bytes()
     texts = svg_texts(svg1)
-    for label in ("Energy per token (J)", "Throughput (tokens/s)", "Median ITL (ms)", "Power, all GPUs (W)"):
+    for label in (
+        "Energy per token (J)",
+        "Throughput (tokens/s)",
+        "Median ITL (ms)",
+        "Mean power, all GPUs (W)",
+    ):
         assert label in texts
     assert "B200 ×1 (tp1)" in texts and "H100 ×1 (tp1)" in texts
 
@@ -77,9 +82,7 @@ def test_frontier_plot_marks_recommendation(tmp_path: Path, v2: pl.DataFrame) ->
         plot_frontier(v2, "text-to-image", SD21, tmp_path / "f.svg", latency_target_s=5.0)
     )
     texts = svg_texts(svg)
-    assert "target 5 s" in texts
-    assert "recommended (H100 ×1, batch 8)" in texts
-    assert any("−21% energy" in t for t in texts)
+    assert "target 5 s: recommended H100 ×1, batch 8, −21% energy vs minimum latency" in texts
     assert "Batch latency (s)" in texts and "Energy per image (J)" in texts
 
 
@@ -113,8 +116,9 @@ def test_task_energy_plot(tmp_path: Path, v3: pl.DataFrame) -> None:
         plot_task_energy(v3, tmp_path / "te", ["sourcegraph-fim", "text-to-image"], "B200")
     )
     texts = svg_texts(svg)
-    assert "TDP-based estimate" in texts and "sourcegraph-fim" in texts
-    assert any(re.fullmatch(r"×\d+\.\d", t) for t in texts)
+    assert "TDP-based estimate" in texts and "sourcegraph-fim (J per response)" in texts
+    assert "text-to-image (J per image)" in texts
+    assert any(re.fullmatch(r"\d+(\.\d+)? k?J · estimate ×\d+\.\d", t) for t in texts)
     with pytest.raises(ValueError, match="gpu_tdp_w"):
         plot_task_energy(v3.drop("gpu_tdp_w"), tmp_path / "x")
     with pytest.raises(FrontierError, match="unknown GPU 'Z80'"):

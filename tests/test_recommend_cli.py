@@ -61,6 +61,8 @@ def test_text_output_and_duration_units(v2_summary: Path) -> None:
         "--latency-target", "5000ms",
     )  # fmt: skip
     assert "3.63 s" in result.stdout and "21.1% less energy" in result.stdout
+    # the figures' vocabulary: metric name with its statistic, energy per response
+    assert "target Batch latency ≤ 5 s" in result.stdout and "J per response" in result.stdout
 
 
 def test_unreachable_target_exits_nonzero(v2_summary: Path) -> None:
@@ -128,6 +130,9 @@ def test_frontier_command_writes_frontier_and_recommendations(tmp_path: Path, v2
     with recs.open() as f:
         rows = [r for r in csv.DictReader(f) if r["model"] == SD21]
     assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["batch_size"] == "8"
+    # energy says what it is per: the summary's column name, for the recommended and the baseline
+    assert float(rows[0]["energy_per_response_j"]) < float(rows[0]["baseline_energy_per_response_j"])
+    assert "energy_j" not in rows[0]
     # Tasks without targets in the file get the built-in defaults.
     with recs.open() as f:
         chat = [r for r in csv.DictReader(f) if r["task"] == "chat"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from jouleflow.plan.runguard import copy_reference
+from jouleflow.records import read_run
 from jouleflow.traces import RunDirWriter
+from jouleflow.units import iso_utc
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "tests/data/reference-fixture/runs/lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1"
@@ -104,6 +107,11 @@ def test_provenance_table_says_where_each_run_came_from(tmp_path):
         rows = {Path(r["run_dir"]).name: r for r in csv.DictReader(f)}
     assert rows["64"]["origin"] == f"bundled reference ({BUNDLE / '64'})"
     assert rows["64"]["energy_source"] == "simulated-test-fixture"
+    # times read by people: ISO 8601 UTC, the run's own start and end
+    run = read_run(copied)
+    assert rows["64"]["start_time"] == iso_utc(run.provenance["start_time"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows["64"]["end_time"])
+    assert rows["64"]["start_time"] <= rows["64"]["end_time"]
     assert rows["8"]["origin"] == "measured" and rows["8"]["status"] == "infeasible"
     assert rows["8"]["gpu_names"] == "NVIDIA H100 80GB HBM3;NVIDIA H100 80GB HBM3"
     assert (rows["8"]["host"], rows["8"]["load_format"], rows["8"]["config_hash"]) == (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from jouleflow.units import DurationError, format_duration, parse_duration, parse_duration_list
+from jouleflow.units import DurationError, format_duration, iso_utc, parse_duration, parse_duration_list
 
 
 @pytest.mark.parametrize(
@@ -84,3 +84,9 @@ def test_bare_unit_reads_a_plain_number_in_that_unit() -> None:
         parse_duration("20 parsecs", bare_unit="s")
     with pytest.raises(DurationError, match="'-20'"):  # negative: refused with or without a unit
         parse_duration("-20", bare_unit="s")
+
+
+def test_iso_utc() -> None:
+    assert iso_utc(1795319581.2230291) == "2026-11-22T03:53:01Z"
+    assert iso_utc(0) == "1970-01-01T00:00:00Z"
+    assert iso_utc(None) is None

@@ -95,3 +95,16 @@ def format_duration(seconds: float) -> str:
     if magnitude >= 1e-3:
         return f"{seconds * 1e3:.3g} ms"
     return f"{seconds * 1e6:.3g} µs"
+
+
+def iso_utc(epoch_s: float | None) -> str | None:
+    """Epoch seconds → ISO 8601 UTC to the second (2026-11-20T12:33:01Z); None stays None."""
+    if epoch_s is None:
+        return None
+    from datetime import datetime, timezone
+
+    return (
+        datetime.fromtimestamp(float(epoch_s), tz=timezone.utc)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )

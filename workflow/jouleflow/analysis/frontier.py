@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from jouleflow import tasks
+from jouleflow import labels, tasks
 from jouleflow.units import format_duration
 
 ENERGY_COL = "energy_per_response_j"
@@ -250,12 +250,13 @@ class Recommendation:
 
     def describe(self) -> str:
         c, b = self.config, self.baseline
-        metric = self.latency_metric.removesuffix("_s")
+        # The label vocabulary of the figures (jouleflow.labels): "Median ITL", v2's "Mean TPOT".
+        metric = labels.name(self.latency_metric, [c.source, b.source])
         return "\n".join(
             [
                 f"{self.task} / {self.model}: target {metric} ≤ {format_duration(self.latency_target_s)}",
-                f"  recommended: {c.describe()}: {format_duration(c.latency)}, {c.energy:.4g} J/response ({c.run_dir})",
-                f"  min-latency: {b.describe()}: {format_duration(b.latency)}, {b.energy:.4g} J/response ({b.run_dir})",
+                f"  recommended: {c.describe()}: {metric} {format_duration(c.latency)}, {c.energy:.4g} J per response ({c.run_dir})",
+                f"  min-latency: {b.describe()}: {metric} {format_duration(b.latency)}, {b.energy:.4g} J per response ({b.run_dir})",
                 f"  savings:     {self.savings_fraction:.1%} less energy than the minimum-latency configuration",
                 f"  {self.candidates} candidate(s); {self.excluded.describe()}",
             ]

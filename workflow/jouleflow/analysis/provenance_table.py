@@ -1,4 +1,8 @@
-"""Where every run came from: one row per run directory, read from run.json (and origin.json)."""
+"""Where every run came from: one row per run directory, read from run.json (and origin.json).
+
+Times are ISO 8601 UTC (2026-11-20T12:33:01Z): run.json keeps epoch seconds for arithmetic, but a
+table is read by people.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 from jouleflow.records import read_run
 from jouleflow.traces import read_json, write_csv
+from jouleflow.units import iso_utc
 
 COLUMNS = (
     "run_dir", "origin", "status", "reason", "host", "gpu_names", "driver", "engine", "engine_version",
@@ -36,8 +41,8 @@ def provenance_row(run_dir: str | Path) -> dict[str, Any]:
         "load_format": prov.get("load_format") or run.config.get("load_format"),
         "energy_source": run.energy_source,
         "config_hash": run.config_hash,
-        "start_time": prov.get("start_time"),
-        "end_time": run.end_time,
+        "start_time": iso_utc(prov.get("start_time")),
+        "end_time": iso_utc(run.end_time),
     }
 
 

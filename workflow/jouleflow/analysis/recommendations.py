@@ -178,7 +178,7 @@ _REC_SCHEMA: dict[str, Any] = {
     **{f"{prefix}{c}": t for prefix in ("", "baseline_") for c, t in (
         ("gpu", pl.String), ("num_gpus", pl.Int64), ("batch_size", pl.Int64), ("parallelism", pl.String),
         ("load_format", pl.String), ("source", pl.String), ("run_dir", pl.String),
-        ("latency_s", pl.Float64), ("energy_j", pl.Float64),
+        ("latency_s", pl.Float64), ("energy_per_response_j", pl.Float64),
     )},
     "savings_fraction": pl.Float64,
     "candidates": pl.Int64,
@@ -190,7 +190,8 @@ def _point_fields(point: ConfigPoint, prefix: str) -> dict[str, Any]:
         c: getattr(point, c)
         for c in ("gpu", "num_gpus", "batch_size", "parallelism", "load_format", "source", "run_dir")
     }
-    fields |= {"latency_s": point.latency, "energy_j": point.energy}
+    # energy_per_response_j: the summary's column name, so the table says per response (image, video).
+    fields |= {"latency_s": point.latency, "energy_per_response_j": point.energy}
     return {f"{prefix}{k}": v for k, v in fields.items()}
 
 

@@ -19,7 +19,8 @@ def register(subparsers) -> None:
     sweep.set_defaults(func=_plot_sweep)
     front = plot_sub.add_parser("frontier", help="time–energy frontier of one task × model")
     _group_args(front)
-    front.add_argument("--latency-target", help="mark the recommendation for this target (e.g. 5s)")
+    front.add_argument("--latency-target", action="append", default=[],
+                       help="mark the recommendation for each target: 5s, or 10ms,25ms (repeatable)")  # fmt: skip
     front.add_argument("--latency-metric")
     front.set_defaults(func=_plot_frontier)
     timeline = plot_sub.add_parser("timeline", help="power timeline of one run directory")
@@ -115,7 +116,12 @@ def _plot_sweep(args: argparse.Namespace) -> int:
 def _plot_frontier(args: argparse.Namespace) -> int:
     from jouleflow.plots.frontier_plot import plot_frontier
 
-    target = common.duration(args.latency_target, "--latency-target") if args.latency_target else None
+    targets = [
+        common.duration(t.strip(), "--latency-target")
+        for arg in args.latency_target
+        for t in arg.split(",")
+        if t.strip()
+    ]
     summary = common.summary(args.summary)
     return _or_placeholder(
         args,
@@ -124,7 +130,7 @@ def _plot_frontier(args: argparse.Namespace) -> int:
             args.task,
             args.model,
             args.output,
-            latency_target_s=target,
+            latency_targets_s=targets,
             latency_metric=args.latency_metric,
             precision=args.precision,
         ),

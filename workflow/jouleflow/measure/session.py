@@ -33,6 +33,7 @@ from jouleflow.measure.jobconfig import LLMJobConfig, config_hash, parallelism_l
 from jouleflow.measure.latents import idle_baseline, tree_cpu_s
 from jouleflow.measure.load import LoadSettings, LoadStats, run_load, token_columns
 from jouleflow.measure.load import request_rows as load_request_rows
+from jouleflow.measure.progress import wait_healthy_shown
 from jouleflow.measure.provenance import base_provenance
 from jouleflow.measure.server_metrics import MetricsScraper
 from jouleflow.measure.session_base import MeasuredSession
@@ -162,7 +163,9 @@ class Session(MeasuredSession):
                     self.spec = engine_spec(cfg, port, self.gpus, self.cache)
                     self.process = base.ServerProcess(self.spec, writer.path("server.log"))
                     self.process.start()
-                    prov["health_wait_s"] = self.process.wait_healthy(cfg.health_timeout_s)
+                    prov["health_wait_s"] = wait_healthy_shown(
+                        self.process, cfg.health_timeout_s, self.display
+                    )
                 else:
                     self.spec, self.process = self.shared.spec, self.shared.server
                     prov["shared_engine"] = self.shared.provenance()

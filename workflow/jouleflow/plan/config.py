@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from jouleflow.plan.config_errors import explain
+
 DEFAULT_SCHEMA = Path("config/schema/config.schema.yaml")
 
 
@@ -30,8 +32,14 @@ class ConfigSchemaError(ValueError):
     """The config does not match the schema; the message starts with the key at fault."""
 
 
-def validate_config(config: dict[str, Any], schema: str | Path = DEFAULT_SCHEMA) -> dict[str, Any]:
-    """Validate in place, filling defaults (snakemake.utils.validate); returns the config."""
+def validate_config(
+    config: dict[str, Any], schema: str | Path = DEFAULT_SCHEMA, verbose: bool | None = None
+) -> dict[str, Any]:
+    """Validate in place, filling defaults (snakemake.utils.validate); returns the config.
+
+    The error leads with the key path, the value and a valid example (plan.config_errors); the
+    full schema error only when `verbose` (default: JOULEFLOW_VERBOSE).
+    """
     from jsonschema import ValidationError
     from snakemake.utils import validate  # lazy: only the plan command, tests and benchmarks need it
 
@@ -41,18 +49,8 @@ def validate_config(config: dict[str, Any], schema: str | Path = DEFAULT_SCHEMA)
         cause = exc.__context__  # Snakemake wraps jsonschema's error in a WorkflowError
         if not isinstance(cause, ValidationError):
             raise
-        # A pattern says little to a reader: add what the key's description says it must be.
-        leaf = isinstance(cause.schema, dict) and cause.validator in ("pattern", "minLength")
-        hint = cause.schema.get("description") if leaf else None
-        message = f"{key_path(cause.absolute_path)}: {cause.message}" + (f" ({hint.strip()})" if hint else "")
-        raise ConfigSchemaError(f"{message} [schema {schema}]") from exc
+        raise ConfigSchemaError(explain(cause, str(schema), verbose)) from exc
     return config
-
-
-def key_path(path: Sequence[str | int]) -> str:
-    """`sweeps[0].batch_sizes[0]` from jsonschema's path; `config` for the top level."""
-    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-    return text.removeprefix(".") or "config"
 
 
 def load_config(files: Sequence[str | Path], schema: str | Path = DEFAULT_SCHEMA) -> dict[str, Any]:

@@ -1,12 +1,21 @@
-"""Time–energy frontier of one (task, model): every configuration, the Pareto line, the recommendation."""
+"""Time–energy frontier of one (task, model): every configuration, the Pareto line, the recommendations.
+
+Every latency target is drawn (a line each, the recommended configuration starred in the line's
+colour), and what it saves is said in the legend below the plot, not in text placed over the data:
+labels beside the points overprinted the title and each other.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 from matplotlib.axes import Axes
+from matplotlib.legend_handler import HandlerTuple
+from matplotlib.lines import Line2D
 
+from jouleflow import labels
 from jouleflow.analysis.frontier import (
     ENERGY_COL,
     FrontierError,
@@ -14,28 +23,26 @@ from jouleflow.analysis.frontier import (
     TargetUnreachableError,
     default_latency_metric,
     frontier_flags,
-    modality_of,
     recommend,
     require_columns,
     resolve_latency_metric,
     select_group,
     usable_rows,
 )
-from jouleflow.plots.style import log_if_wide, new_figure, note_dummy_weights, save, style, styled
+from jouleflow.plots.style import (
+    PALETTE,
+    log_if_wide,
+    new_figure,
+    note_dummy_weights,
+    response_noun,
+    save,
+    style,
+    styled,
+)
 from jouleflow.units import format_duration
 
-_METRIC_LABELS = {
-    "median_itl_s": "Median ITL",
-    "p90_itl_s": "P90 ITL",
-    "p95_itl_s": "P95 ITL",
-    "p99_itl_s": "P99 ITL",
-    "median_tpot_s": "Median TPOT",
-    "median_ttft_s": "Median TTFT",
-    "median_e2e_s": "Median end-to-end latency",
-    "p90_e2e_s": "P90 end-to-end latency",
-    "batch_latency_s": "Batch latency",
-}
-_MS_METRICS = {"median_itl_s", "p90_itl_s", "p95_itl_s", "p99_itl_s", "median_tpot_s"}
+# One colour and dash per target (neighbouring targets stay apart); unreachable ones in vermillion.
+_TARGET_COLOURS = ("#4D4D4D", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 
 
 def _scatter(ax: Axes, points: pl.DataFrame, metric: str, scale: float) -> None:
@@ -72,36 +79,35 @@ def _frontier_lines(ax: Axes, points: pl.DataFrame, metric: str, scale: float) -
         )
 
 
-def _mark_recommendation(ax: Axes, rec: Recommendation, scale: float, unit: str) -> None:
-    ax.axvline(rec.latency_target_s * scale, color="#555555", ls="--", lw=0.9, zorder=0)
-    ax.annotate(
-        f"target {format_duration(rec.latency_target_s)}",
-        (rec.latency_target_s * scale, 1.0),
-        xycoords=("data", "axes fraction"),
-        xytext=(3, -3),
-        textcoords="offset points",
-        ha="left",
-        va="top",
-        fontsize=7,
-        color="#555555",
-    )
-    c, b = rec.config, rec.baseline
-    ax.plot([c.latency * scale], [c.energy], ls="none", marker="*", ms=13, mfc="none", mec="black", mew=1.2, zorder=3,
-            label=f"recommended ({c.gpu} ×{c.num_gpus}, batch {c.batch_size})")  # fmt: skip
-    ax.plot([b.latency * scale], [b.energy], ls="none", marker="o", ms=10, mfc="none", mec="#777777", mew=1.0, zorder=3,
-            label="minimum latency")  # fmt: skip
-    ax.annotate(
-        f"{c.latency * scale:.3g} {unit}, −{rec.savings_fraction:.0%} energy\nvs minimum latency",
-        (c.latency * scale, c.energy),
-        xytext=(8, 10),
-        textcoords="offset points",
-        fontsize=7,
-    )
+def _mark_baseline(ax: Axes, rec: Recommendation, scale: float) -> None:
+    b = rec.baseline
+    ax.plot([b.latency * scale], [b.energy], ls="none", marker="o", ms=10, mfc="none", mec="#777777", mew=1.0,
+            zorder=3, label="minimum latency")  # fmt: skip
 
 
-def _response_noun(rows: pl.DataFrame, task: str) -> str:
-    diffusion = modality_of(rows) == "diffusion"
-    return ("video" if "video" in task else "image") if diffusion else "response"
+def _mark_target(
+    ax: Axes, index: int, target_s: float, rec: Recommendation | None, fastest_s: float | None, scale: float
+) -> tuple[tuple[Line2D, ...], str]:
+    """The target's line and, when reachable, its recommended configuration: one legend row."""
+    when = f"target {format_duration(target_s)}"
+    if rec is None:
+        fastest = f" (fastest {format_duration(fastest_s)})" if fastest_s is not None else ""
+        line = ax.axvline(
+            target_s * scale, color=PALETTE[3], ls="--", lw=0.9, zorder=0, gid=f"target-{index}"
+        )
+        return (line,), f"{when}: unreachable{fastest}"
+    colour = _TARGET_COLOURS[index % len(_TARGET_COLOURS)]
+    c = rec.config
+    line = ax.axvline(target_s * scale, color=colour, ls=("--", ":", "-.")[index % 3], lw=0.9, zorder=0,
+                      gid=f"target-{index}")  # fmt: skip
+    (star,) = ax.plot([c.latency * scale], [c.energy], ls="none", marker="*", ms=13 - 2 * min(index, 3), mfc="none",
+                      mec=colour, mew=1.2, zorder=4, gid=f"recommended-{index}")  # fmt: skip
+    saving = (
+        f"−{rec.savings_fraction:.0%} energy vs minimum latency"
+        if rec.savings_fraction > 0.005
+        else "the minimum-latency configuration"
+    )
+    return (line, star), f"{when}: recommended {c.gpu} ×{c.num_gpus}, batch {c.batch_size}, {saving}"
 
 
 @styled
@@ -114,8 +120,12 @@ def plot_frontier(
     latency_target_s: float | None = None,
     latency_metric: str | None = None,
     precision: str | None = None,
+    latency_targets_s: Sequence[float] = (),
 ) -> list[Path]:
-    """Scatter of all usable configurations, the Pareto frontier, and (with a target) the recommendation."""
+    """Scatter of all usable configurations, the Pareto frontier, and each target's recommendation.
+
+    `latency_target_s` (one) and `latency_targets_s` (several) add up; every one is drawn.
+    """
     require_columns(
         summary,
         ["task", "model", "status", "valid", "gpu", "num_gpus", "precision", ENERGY_COL],
@@ -126,26 +136,28 @@ def plot_frontier(
     points, excluded = usable_rows(rows, metric)
     if points.height == 0:
         raise FrontierError(f"{task} / {model}: nothing to plot for {metric}; {excluded.describe()}")
-    scale, unit = (1e3, "ms") if metric in _MS_METRICS else (1.0, "s")
-    fig, (ax,) = new_figure(5.0, 3.6)
+    scale, _ = labels.scale(metric)
+    targets = sorted({*(() if latency_target_s is None else (latency_target_s,)), *latency_targets_s})
+    fig, (ax,) = new_figure(5.0, 3.9 + 0.17 * len(targets))  # the legend below grows with the targets
     _frontier_lines(ax, points, metric, scale)
     _scatter(ax, points, metric, scale)
-    rec = None
-    if latency_target_s is not None:
+    baseline_drawn, rows = False, []
+    for index, target in enumerate(targets):
+        rec, fastest = None, None
         try:
-            rec = recommend(summary, task, model, latency_target_s, metric, precision=precision)
+            rec = recommend(summary, task, model, target, metric, precision=precision)
         except TargetUnreachableError as exc:
-            ax.axvline(latency_target_s * scale, color="#D55E00", ls="--", lw=0.9)
-            ax.text(
-                0.01, 0.02, f"target unreachable: {exc}", transform=ax.transAxes, fontsize=7, color="#D55E00"
-            )
-        if rec is not None:
-            _mark_recommendation(ax, rec, scale, unit)
+            fastest = exc.best_latency_s
+        if rec is not None and not baseline_drawn:
+            _mark_baseline(ax, rec, scale)
+            baseline_drawn = True
+        rows.append(_mark_target(ax, index, target, rec, fastest, scale))
     log_if_wide(ax, "x", [v * scale for v in points.get_column(metric).to_list()])
     log_if_wide(ax, "y", points.get_column(ENERGY_COL).to_list())
-    ax.set_xlabel(f"{_METRIC_LABELS.get(metric, metric)} ({unit})")
-    ax.set_ylabel(f"Energy per {_response_noun(points, task)} (J)")
-    ax.set_title(f"{model} · {task}", fontsize=9)
+    sources = points.get_column("source").to_list() if "source" in points.columns else []
+    ax.set_xlabel(labels.label(metric, sources))
+    ax.set_ylabel(labels.label(ENERGY_COL, noun=response_noun(points, task)))
+    ax.set_title(f"{model} · {task}", loc="left", fontsize=9)
     note_dummy_weights(
         ax, points.get_column("load_format").to_list() if "load_format" in points.columns else []
     )
@@ -153,5 +165,9 @@ def plot_frontier(
         ax.text(
             0.99, 0.02, excluded.describe(), transform=ax.transAxes, ha="right", fontsize=6.5, color="#777777"
         )
-    ax.legend(loc="upper right", bbox_to_anchor=(1.0, 0.93), fontsize=7)
+    handles, names = ax.get_legend_handles_labels()
+    handles += [h for h, _ in rows]
+    names += [n for _, n in rows]
+    fig.legend(handles, names, loc="outside lower center", ncols=1, fontsize=7,
+               handler_map={tuple: HandlerTuple(ndivide=None)})  # fmt: skip
     return save(fig, out)

@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # headless: analysis runs on clusters and CI without a di
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import ScalarFormatter  # noqa: E402
+from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from jouleflow.traces import write_atomic  # noqa: E402
 
@@ -138,31 +138,77 @@ def placeholder(title: str, message: str, out: str | Path) -> list[Path]:
     return save(fig, out)
 
 
+def is_wide(values: Sequence[float | None], ratio: float = 20.0) -> bool:
+    """Whether the positive values span more than `ratio` (a batch sweep, latencies over decades)."""
+    positive = [v for v in values if v is not None and v > 0]
+    return bool(positive) and max(positive) / min(positive) > ratio
+
+
+def _plain(value: float, _pos: int | None = None) -> str:
+    # Plain numbers (10, 100, 0.05; 10k, 1M) read better in papers than 10^1 or 1e+06.
+    return engineering(value, "") if value >= 1e4 else f"{value:g}"
+
+
+def log_axis(ax: Axes, axis: str, values: Sequence[float | None]) -> None:
+    """Log scale with plain-number ticks that never overprint.
+
+    Major ticks at 1, 2, 5 × 10^k (decades only once the axis spans several, where 1-2-5 would
+    crowd), each labelled plainly; minor ticks unlabelled (matplotlib labels them on a short log
+    axis, in scientific notation, and they overprint).
+    """
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    positive = [v for v in values if v is not None and v > 0] or [1.0]
+    subs = (1.0,) if max(positive) / min(positive) > 1e3 else (1.0, 2.0, 5.0)
+    target.set_major_locator(LogLocator(base=10, subs=subs))
+    target.set_major_formatter(FuncFormatter(_plain))
+    target.set_minor_locator(LogLocator(base=10, subs="auto"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def large_number_ticks(ax: Axes, axis: str, values: Sequence[float | None]) -> None:
+    """On a linear axis reaching 10,000 or more: 250k, 1.5M instead of an offset "1e6" by the label."""
+    if max((v for v in values if v is not None), default=0) >= 1e4:
+        (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(EngFormatter(sep=""))
+
+
+def engineering(value: float, unit: str) -> str:
+    """24.9 J, 1.34 kJ, 1.16 MJ: a value as a label beside a bar (never 1.34e+03)."""
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= factor:
+            return f"{value / factor:.3g}{' ' if unit else ''}{prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
 def log_if_wide(ax: Axes, axis: str, values: Sequence[float], ratio: float = 20.0) -> None:
     """Log scale when the positive values span more than `ratio` (a batch sweep, latencies over decades)."""
-    positive = [v for v in values if v is not None and v > 0]
-    if positive and max(positive) / min(positive) > ratio:
-        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-        # Plain numbers (10, 100) read better in papers than 10^1, 10^2.
-        target = ax.xaxis if axis == "x" else ax.yaxis
-        formatter = ScalarFormatter()
-        formatter.set_scientific(False)
-        target.set_major_formatter(formatter)
+    if is_wide(values, ratio):
+        log_axis(ax, axis, values)
+
+
+def response_noun(rows, task: str) -> str:
+    """What one output is: "response" for LLM tasks, "image" or "video" for diffusion."""
+    from jouleflow.analysis.frontier import modality_of  # polars: only figures of summaries need it
+
+    if modality_of(rows) == "diffusion":
+        return "video" if "video" in task else "image"
+    return "response"
+
+
+def dummy_weights_note(load_formats: Sequence[str | None]) -> str | None:
+    """ "dummy weights" for data from random-weight runs, "includes dummy-weight runs" for a mix."""
+    dummy = [f for f in load_formats if f == "dummy"]
+    if not dummy:
+        return None
+    return "dummy weights" if len(dummy) == len(load_formats) else "includes dummy-weight runs"
 
 
 def note_dummy_weights(ax: Axes, load_formats: Sequence[str | None]) -> None:
-    """Say "dummy weights" on a panel whose data came (partly) from random-weight runs."""
-    dummy = [f for f in load_formats if f == "dummy"]
-    if dummy:
-        label = "dummy weights" if len(dummy) == len(load_formats) else "includes dummy-weight runs"
-        ax.text(
-            0.99,
-            0.99,
-            label,
-            transform=ax.transAxes,
-            ha="right",
-            va="top",
-            fontsize=7,
-            style="italic",
-            color="#555555",
-        )
+    """Say "dummy weights" above a panel whose data came (partly) from random-weight runs.
+
+    As the panel's right-hand title: above the plotting area (no data, legend or target label
+    under it), beside a left-aligned title rather than over it.
+    """
+    label = dummy_weights_note(load_formats)
+    if label:
+        ax.set_title(label, loc="right", fontsize=7, style="italic", color="#555555")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 from matplotlib.axes import Axes
-from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
+from jouleflow import labels
 from jouleflow.analysis.frontier import FrontierError, modality_of, require_columns, select_group
 from jouleflow.plots.style import log_if_wide, new_figure, note_dummy_weights, save, style, styled
 
@@ -22,16 +24,18 @@ class Panel:
     scale: float = 1.0  # multiply values for display (s → ms)
 
 
+def _panel(rows: pl.DataFrame, column: str, noun: str | None = None) -> Panel:
+    """A summary column with its label from jouleflow.labels (ML.ENERGY v2's mean TPOT says "Mean")."""
+    sources = rows.get_column("source").to_list() if "source" in rows.columns else []
+    return Panel(column, labels.label(column, sources, noun=noun), labels.scale(column)[0])
+
+
 def _latency_panel(rows: pl.DataFrame) -> Panel:
     for column in ("median_itl_s", "median_tpot_s"):
         if column in rows.columns and rows.get_column(column).drop_nulls().len():
-            name = "ITL" if column == "median_itl_s" else "TPOT"
-            # ML.ENERGY v2 publishes the mean TPOT; say so instead of calling it a median.
-            v2_only = "source" in rows.columns and set(rows.get_column("source").to_list()) == {"mlenergy-v2"}
-            stat = "Mean" if v2_only and name == "TPOT" else "Median"
-            return Panel(column, f"{stat} {name} (ms)", 1e3)
+            return _panel(rows, column)
     require_columns(rows, ["median_itl_s"], "sweep plot")
-    return Panel("median_itl_s", "Median ITL (ms)", 1e3)
+    return _panel(rows, "median_itl_s")
 
 
 def panels_for(rows: pl.DataFrame) -> list[Panel]:
@@ -40,17 +44,17 @@ def panels_for(rows: pl.DataFrame) -> list[Panel]:
         unit = "video" if rows.get_column("task").str.contains("video").any() else "image"
         require_columns(rows, ["energy_per_response_j", "batch_latency_s", "mean_power_w"], "sweep plot")
         return [
-            Panel("energy_per_response_j", f"Energy per {unit} (J)"),
+            _panel(rows, "energy_per_response_j", noun=unit),
             Panel("outputs_per_s", f"Throughput ({unit}s/s)"),
-            Panel("batch_latency_s", "Batch latency (s)"),
-            Panel("mean_power_w", "Power, all GPUs (W)"),
+            _panel(rows, "batch_latency_s"),
+            _panel(rows, "mean_power_w"),
         ]
     require_columns(rows, ["energy_per_token_j", "tokens_per_s", "mean_power_w"], "sweep plot")
     return [
-        Panel("energy_per_token_j", "Energy per token (J)"),
-        Panel("tokens_per_s", "Throughput (tokens/s)"),
+        _panel(rows, "energy_per_token_j"),
+        _panel(rows, "tokens_per_s"),
         _latency_panel(rows),
-        Panel("mean_power_w", "Power, all GPUs (W)"),
+        _panel(rows, "mean_power_w"),
     ]
 
 
@@ -58,13 +62,31 @@ def _series_label(key: dict) -> str:
     return f"{key['gpu']} ×{key['num_gpus']} ({key['parallelism']})"
 
 
+def batch_ticks(batches: list[int], min_gap: float | None = None) -> list[int]:
+    """The batch sizes to label on a log2 axis: every power of two, others only where their label
+    keeps `min_gap` doublings from each kept one (1536 beside 2048 overprinted)."""
+    values = sorted({b for b in batches if b and b > 0})
+    if not values:
+        return []
+    span = math.log2(values[-1] / values[0]) if len(values) > 1 else 1.0
+    gap = span / 18 if min_gap is None else min_gap
+    kept = [b for b in values if b & (b - 1) == 0]
+    for b in values:
+        if b not in kept and all(abs(math.log2(b / k)) >= gap for k in kept):
+            kept.append(b)
+    return sorted(kept)
+
+
 def _batch_axis(ax: Axes, batches: list[int]) -> None:
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(FixedLocator(sorted(set(batches))))
+    labelled = batch_ticks(batches)
+    ax.xaxis.set_major_locator(FixedLocator(labelled))
     ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.tick_params(axis="x", labelrotation=45 if len(set(batches)) > 8 else 0)
-    ax.set_xlabel("Batch size (max concurrent requests)")
+    # The other measured batch sizes: unlabelled ticks.
+    ax.xaxis.set_minor_locator(FixedLocator(sorted(set(batches) - set(labelled))))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=45 if len(labelled) > 8 else 0)
+    ax.set_xlabel(labels.label("batch_size"))
 
 
 def _draw_panel(ax: Axes, rows: pl.DataFrame, panel: Panel, series: list[dict]) -> None:

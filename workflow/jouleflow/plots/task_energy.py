@@ -1,8 +1,10 @@
-"""Energy per response by task (log scale), with the TDP-based estimate behind each bar.
+"""Energy per response by task, with the TDP-based estimate behind each bar.
 
 One panel per task, one horizontal bar per model: by default the model's minimum-energy
 configuration among ok + valid runs (or its minimum-latency one; optionally on one GPU type). Behind it, a wider light bar shows the TDP estimate
 for that same configuration (formula in jouleflow.analysis.tdp); the ratio estimate / measured is printed.
+Bars start at zero on a linear axis (a bar's length is its value: on a truncated or log axis 24.9 J
+vs 26 J looked several-fold), and each measured bar carries its value.
 """
 
 from __future__ import annotations
@@ -12,9 +14,18 @@ from pathlib import Path
 
 import polars as pl
 
+from jouleflow import labels
 from jouleflow.analysis.frontier import ENERGY_COL, FrontierError, default_latency_metric, require_columns
 from jouleflow.analysis.tdp import REQUIRED_COLUMNS, with_tdp_estimate
-from jouleflow.plots.style import PALETTE, new_figure, save, styled
+from jouleflow.plots.style import (
+    PALETTE,
+    engineering,
+    large_number_ticks,
+    new_figure,
+    response_noun,
+    save,
+    styled,
+)
 
 _NEEDED = ("task", "model", "status", "valid", "gpu", "load_format", ENERGY_COL, *REQUIRED_COLUMNS)
 
@@ -69,6 +80,11 @@ def task_energy_table(
     return with_tdp_estimate(best).sort(["task", ENERGY_COL, "model"])
 
 
+def _nouns(table: pl.DataFrame) -> str:
+    nouns = sorted({response_noun(p, t[0]) for t, p in table.partition_by("task", as_dict=True).items()})
+    return nouns[0] if len(nouns) == 1 else " or ".join(nouns)
+
+
 @styled
 def plot_task_energy(
     summary: pl.DataFrame,
@@ -86,7 +102,7 @@ def plot_task_energy(
     for ax, task in zip(axes, task_names, strict=True):
         part = table.filter(pl.col("task") == task)
         y = list(range(part.height))
-        labels = [
+        model_labels = [
             m + (" (dummy weights)" if lf == "dummy" else "")
             for m, lf in zip(
                 part.get_column("model").to_list(), part.get_column("load_format").to_list(), strict=True
@@ -96,27 +112,32 @@ def plot_task_energy(
         measured = part.get_column(ENERGY_COL).to_list()
         ax.barh(y, [e or 0 for e in estimates], height=0.8, color="#D9D9D9", label="TDP-based estimate")
         ax.barh(y, measured, height=0.45, color=PALETTE[0], label="measured")
-        for yi, est, ratio in zip(y, estimates, part.get_column("tdp_overestimation").to_list(), strict=True):
-            if est is not None and ratio is not None:
-                ax.annotate(
-                    f"×{ratio:.1f}",
-                    (est, yi),
-                    xytext=(3, 0),
-                    textcoords="offset points",
-                    va="center",
-                    fontsize=7,
-                )
-        ax.set_yticks(y, labels)
+        ratios = part.get_column("tdp_overestimation").to_list()
+        for yi, value, est, ratio in zip(y, measured, estimates, ratios, strict=True):
+            # One label per row, at the longer bar's end: the measured value and the estimate's ratio.
+            text = engineering(value, "J") + (
+                f" · estimate ×{ratio:.1f}" if est is not None and ratio is not None else ""
+            )
+            ax.annotate(
+                text,
+                (max(value, est or 0), yi),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+            )
+        ends = [max(m, e or 0) for m, e in zip(measured, estimates, strict=True)]
+        ax.set_yticks(y, model_labels)
         ax.invert_yaxis()
-        ax.set_xscale("log")
+        large_number_ticks(ax, "x", ends)
+        ax.set_xlim(0, max(ends) * 1.5)  # from zero: a bar's length is its value; room for the label
         ax.grid(axis="y", visible=False)
-        ax.set_title(task, loc="left", fontsize=9)
-        ax.margins(x=0.15)
+        ax.set_title(f"{task} (J per {response_noun(part, task)})", loc="left", fontsize=9)
     which = "minimum-energy" if select == "min-energy" else "minimum-latency"
     axes[-1].set_xlabel(
-        f"Energy per response (J, log scale) · {which} configuration per model"
+        labels.label("energy_per_response_j", noun=_nouns(table), extra=f"{which} configuration per model")
         + (f" on {gpu}" if gpu else "")
     )
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=2)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2)
     return save(fig, out)

@@ -124,10 +124,15 @@ def plot_timeline(
     note_dummy_weights(ax, [run.load_format if run else None])
     title = " · ".join(str(config[k]) for k in ("model", "task") if config.get(k))
     details = ", ".join(
-        f"{k} {config[k]}"
-        for k in ("gpu", "num_gpus", "batch_size", "parallelism")
-        if config.get(k) is not None
+        text
+        for text, present in (
+            (f"{config.get('gpu')} ×{config.get('num_gpus')}", config.get("gpu") is not None),
+            (f"batch {config.get('batch_size')}", config.get("batch_size") is not None),
+            (str(config.get("parallelism")), config.get("parallelism") is not None),
+        )
+        if present
     )
-    ax.set_title(f"{title} ({details})" if title else run_dir.name, fontsize=9)
+    # Left-aligned, the configuration on a line of its own: the right-hand title says "dummy weights".
+    ax.set_title(f"{title}\n{details}" if title else run_dir.name, loc="left", fontsize=9)
     fig.legend(handles, labels, loc="outside lower center", ncols=min(5, len(labels)))
     return save(fig, out)

@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,8 +230,13 @@ class ServerProcess:
             return self.proc.wait(timeout=timeout_s)
         return None
 
-    def wait_healthy(self, timeout_s: float, poll_s: float = 0.5) -> float:
-        """Block until GET health_path answers 200; returns seconds waited. Raises ServerStartError."""
+    def wait_healthy(
+        self, timeout_s: float, poll_s: float = 0.5, on_poll: Callable[[float], None] | None = None
+    ) -> float:
+        """Block until GET health_path answers 200; returns seconds waited. Raises ServerStartError.
+
+        `on_poll(elapsed_s)` is called on every poll (the start-up display, measure.progress).
+        """
         assert self.proc is not None, "start() first"
         url = self.spec.base_url + self.spec.health_path
         t0 = time.monotonic()
@@ -254,6 +259,8 @@ class ServerProcess:
                         return waited
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
+            if on_poll is not None:
+                on_poll(time.monotonic() - t0)
             if time.monotonic() >= deadline:
                 raise ServerStartError(
                     "failed",
