@@ -21,10 +21,10 @@ from jouleflow.analysis.recommendations import TargetSpec, recommendation_table
 # Markdown view: the choice and its numbers; the CSV/JSON keep every column.
 _MD_COLUMNS = (
     "task", "model", "precision", "latency_target_s", "status", "gpu", "num_gpus", "batch_size",
-    "parallelism", "latency_s", "energy_j", "savings_fraction",
+    "parallelism", "latency_s", "energy_per_response_j", "savings_fraction",
 )  # fmt: skip
 _FORMATS = {
-    "latency_target_s": "g", "latency_s": "g", "energy_j": "g", "savings_fraction": "share",
+    "latency_target_s": "g", "latency_s": "g", "energy_per_response_j": "g", "savings_fraction": "share",
     "num_gpus": "int", "batch_size": "int", **{c: "g" for c in COST_COLUMNS[1:]},
 }  # fmt: skip
 
