@@ -47,6 +47,8 @@ def prepare(
     if "precision" not in df.columns:
         df = df.with_columns(pl.lit("").alias("precision"))
     df = filter_tasks(df, tasks)
+    if "status" in df.columns:  # as load_summary: only runs that finished carry energy
+        df = df.filter(pl.col("status").is_null() | (pl.col("status") == "ok"))
     if gpu is not None:
         require_gpu_types(df, [gpu])
         df = df.filter(pl.col("gpu") == gpu)
