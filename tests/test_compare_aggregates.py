@@ -133,6 +133,13 @@ def test_modality_bad_input():
         compare_modality(modality_frame(), {"org/VL": "org/T"}, text_task="chat")
     with pytest.raises(NoComparablePairs, match="org/T has no image-chat/video-chat run"):
         compare_modality(modality_frame(), {"org/T": "org/Gemma"})
+    with pytest.raises(CompareError, match="task\\(s\\) image-chat, audio-chat not in the summary"):
+        compare_modality(modality_frame().filter(modality_frame()["task"] != "image-chat"), {"org/VL": "org/T"},
+                         modality_tasks=["image-chat", "audio-chat"])  # fmt: skip
+    only_video = compare_modality(
+        modality_frame(), {"org/VL": "org/T"}, modality_tasks=["video-chat", "audio-chat"]
+    )
+    assert [r["task"] for r in only_video.rows()] == ["video-chat"]
     partial = compare_modality(modality_frame(), {"org/VL": "org/T", "org/T": "org/Gemma"})
     assert partial.unmatched == [
         {"model": "org/T", "text_model": "org/Gemma", "why": "org/T has no image-chat/video-chat run"}

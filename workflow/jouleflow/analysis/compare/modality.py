@@ -169,6 +169,9 @@ def compare_modality(
         raise CompareError("compare modality needs at least one pairing MULTIMODAL_MODEL=TEXT_MODEL")
     require_columns(df, ["task", "model", *METRICS.values()], "modality")
     require_models(df, [*pairs, *pairs.values()], "the modality pairing")
+    present = set(df["task"].drop_nulls().to_list())
+    # A summary with image-chat but no video-chat still compares what it has.
+    modality_tasks = [t for t in modality_tasks if t in present] or list(modality_tasks)
     minima = _minima(df, [*modality_tasks, text_task], gpu)
     gpus = sorted({k[2] for k in minima["jpr"]} | {k[2] for k in minima["jpt"]})
     rows, unmatched = [], []

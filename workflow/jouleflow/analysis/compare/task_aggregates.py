@@ -19,7 +19,13 @@ from typing import Any
 import polars as pl
 
 from jouleflow.analysis.compare import output
-from jouleflow.analysis.compare.common import CompareError, NoComparablePairs, metric_column
+from jouleflow.analysis.compare.common import (
+    CompareError,
+    NoComparablePairs,
+    filter_tasks,
+    metric_column,
+    require_columns,
+)
 from jouleflow.analysis.compare.minimum import config_label, mean, minimum_per, prepare, ratio, spread_stats
 
 ENERGY = "energy_per_response_j"
@@ -217,8 +223,9 @@ def compare_task_aggregates(
         for t in (a, b):
             if tasks and t not in tasks:
                 raise CompareError(f"task pair {a}:{b} names task {t!r}, which --tasks leaves out")
-    wanted = sorted({t for p in pairs for t in p} | set(tasks or [])) or None
-    configs = prepare(df, ENERGY, "task-aggregates", tasks=wanted, gpu=gpu)
+    require_columns(df, ["task"], "task-aggregates")
+    filter_tasks(df, sorted({t for p in pairs for t in p}))  # a task no row names is an error naming it
+    configs = prepare(df, ENERGY, "task-aggregates", tasks=tasks, gpu=gpu)
     # Selecting by J/token: rows without it cannot be chosen (diffusion has none).
     configs = configs.filter(pl.col(sel).is_not_null() & (pl.col(sel) > 0))
     if configs.height == 0:
