@@ -200,9 +200,10 @@ def compare_modality(
         if not found:
             has_mm = sorted({k[2] for k in minima["jpr"] if k[1] == mllm and k[0] in modality_tasks})
             has_text = sorted({k[2] for k in minima["jpr"] if k[1] == text and k[0] == text_task})
+            on = f" on {gpu}" if gpu else ""
             why = (
-                f"{mllm} has no {'/'.join(modality_tasks)} run" if not has_mm
-                else f"{text} has no {text_task} run" if not has_text
+                f"{mllm} has no {'/'.join(modality_tasks)} run{on}" if not has_mm
+                else f"{text} has no {text_task} run{on}" if not has_text
                 else f"no common GPU type ({', '.join(has_mm)} vs {', '.join(has_text)})"
             )  # fmt: skip
             unmatched.append({"model": mllm, "text_model": text, "why": why})
