@@ -312,3 +312,8 @@ rule compare_budget:
     shell:
         "(jouleflow plan budget --summary {input.summary} {params.opts} -o {output.csv} "
         "--markdown {output.md} --figure {output.png} --json > {output.json}) 2> {log}"
+
+
+# Per-task aggregates over models (task-aggregates, modality, memory-batch, spread); after the
+# wildcard constraints above, which apply to the rules that follow them.
+include: "compare_aggregates.smk"

@@ -116,6 +116,7 @@ def compare_targets():
     stems += [f"scaling-{s['name']}" for s in COMPARE.get("scaling") or []]
     stems += [f"tasks-{compare_slug(t['model'])}" for t in COMPARE.get("tasks") or []]
     stems += [name for name in ("moe", "tdp") if name in COMPARE]
+    stems += compare_aggregates_stems()
     return (
         [path for stem in stems for path in compare_outputs(stem)]
         + compare_longitudinal_targets()
@@ -190,3 +191,50 @@ def compare_longitudinal_aliases(wildcards):
 
 def compare_longitudinal_targets():
     return [p for e in compare_longitudinal_entries() for p in compare_outputs(f"longitudinal-{e['name']}")]
+
+
+# Per-task aggregates over models (task-aggregates, modality, memory-batch, spread).
+
+
+def compare_task_aggregates_opts(wildcards):
+    e = compare_entry("task_aggregates", wildcards.compare_name)
+    return compare_opts(
+        ("--gpu", e.get("gpu")),
+        ("--select", e.get("select")),
+        ("--ratios", e.get("ratios")),
+        ("--tasks", e.get("tasks")),
+    )
+
+
+def compare_modality_opts(wildcards):
+    e = compare_entry("modality", wildcards.compare_name)
+    return compare_opts(
+        ("--pair", e["pairs"]),
+        ("--modality-tasks", e.get("modality_tasks")),
+        ("--text-task", e.get("text_task")),
+        ("--gpu", e.get("gpu")),
+    )
+
+
+def compare_memory_batch_opts(wildcards):
+    e = COMPARE.get("memory_batch") or {}
+    return compare_opts(("--energy", e.get("energy")), ("--gpu", e.get("gpu")), ("--tasks", e.get("tasks")))
+
+
+def compare_spread_opts(wildcards):
+    e = COMPARE.get("spread") or {}
+    return compare_opts(
+        ("--energy", e.get("energy")),
+        ("--gpu", e.get("gpu")),
+        ("--contrasts", e.get("contrasts")),
+        ("--tasks", e.get("tasks")),
+    )
+
+
+def compare_aggregates_stems():
+    stems = [f"task-aggregates-{t['name']}" for t in COMPARE.get("task_aggregates") or []]
+    stems += [f"modality-{m['name']}" for m in COMPARE.get("modality") or []]
+    stems += [
+        stem for key, stem in (("memory_batch", "memory-batch"), ("spread", "spread")) if key in COMPARE
+    ]
+    return stems

@@ -62,7 +62,9 @@ def test_paper_config_dag_and_commands(tmp_path):
         by_rule[rule] = by_rule.get(rule, 0) + 1
     assert by_rule == {"compare_import_published": 1, "compare_gpus": 4, "compare_precision": 2,
                        "compare_scaling": 1, "compare_tasks": 1, "compare_moe": 1, "compare_tdp": 1,
-                       "compare_recommend_all": 2, "compare_budget": 2, "compare_all": 1}  # fmt: skip
+                       "compare_recommend_all": 2, "compare_budget": 2, "compare_task_aggregates": 2,
+                       "compare_modality": 1, "compare_memory_batch": 1, "compare_spread": 1,
+                       "compare_all": 1}  # fmt: skip
     summary = "results/compare/published/summary.parquet"
     assert f"jouleflow import mlenergy {V3} -o {summary} > logs/compare/import-published.log 2>&1" in commands
     assert (
@@ -73,6 +75,17 @@ def test_paper_config_dag_and_commands(tmp_path):
     ) in commands
     assert any("--model Qwen/Qwen3-32B --gpu B200 --num-gpus 1" in c for c in commands)
     assert any(re.search(r"--tdp (H100=700,B200=1000|B200=1000,H100=700) ", c) for c in commands)
+    assert any(
+        "compare task-aggregates" in c and "--gpu B200 --select energy_per_token" in c for c in commands
+    )
+    assert any(
+        "compare modality" in c and "--pair Qwen/Qwen3-Omni-30B-A3B-Instruct=Qwen/Qwen3-30B-A3B-Instruct-2507," in c
+        and ",Qwen/Qwen3-VL-8B-Instruct=Qwen/Qwen3-8B," in c
+        and "-o results/compare/modality-b200.csv" in c
+        for c in commands
+    )  # fmt: skip
+    assert any("compare spread" in c and "--contrasts video-chat:image-chat,text-to-video:text-to-image" in c
+               for c in commands)  # fmt: skip
     assert (
         f"(jouleflow recommend --all --summary {summary} --gpu H100 --num-gpus 1 "
         "-o results/compare/recommend-h100-1gpu.csv --markdown results/compare/recommend-h100-1gpu.md "
@@ -117,7 +130,8 @@ def test_compare_rules_run_and_rerun_only_on_a_changed_setting(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     outputs = sorted(p.name for p in (wd / "results" / "compare").iterdir() if p.is_file())
     assert (wd / "results" / "compare" / "published" / "summary.parquet").is_file()
-    stems = ["gpus-llm", "moe", "precision-energy_per_token", "scaling-llm", "tasks-Qwen--Qwen3-32B", "tdp"]
+    stems = ["gpus-llm", "moe", "precision-energy_per_token", "scaling-llm", "tasks-Qwen--Qwen3-32B", "tdp",
+             "task-aggregates-b200", "task-aggregates-all", "modality-b200", "memory-batch", "spread"]  # fmt: skip
     recs, budgets = (
         ["recommend-h100-1gpu", "recommend-b200-1gpu"],
         ["budget-1mw-chat-h100", "budget-1mw-chat-b200"],

@@ -104,6 +104,7 @@ def register(subparsers: Any) -> None:
     _tasks_option(p)
     p.set_defaults(func=_tdp)
     __import__("jouleflow.cli.compare_longitudinal", fromlist=["register"]).register(sub)
+    __import__("jouleflow.cli.compare_aggregates", fromlist=["register"]).register(sub, common)
 
 
 def _parse(parse: Callable[[], Any]) -> Any:
