@@ -63,3 +63,13 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
         traces.write_atomic(path, lambda tmp: (_ for _ in ()).throw(RuntimeError("killed")))
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_dict_of_columns_fills_missing_fields_after_the_last_given_one():
+    import pyarrow as pa
+    from jouleflow import traces
+
+    schema = pa.schema([("a", pa.int64()), ("b", pa.string()), ("c", pa.float64())])
+    table = traces.table_from_rows({"a": [1, 2, 3]}, schema)  # b and c come after the only given column
+    assert table.num_rows == 3 and table.column("c").to_pylist() == [None, None, None]
+    assert table.column("b").null_count == 3 and table.column("a").to_pylist() == [1, 2, 3]

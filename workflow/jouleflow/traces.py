@@ -231,11 +231,13 @@ def table_from_rows(
         for row in rows:
             names.extend(k for k in row if k not in names)
         columns = {name: [row.get(name) for row in rows] for name in names}
+    # Counted before any column is taken: a missing field after the last given one still gets every row.
+    n = len(next(iter(columns.values()), []))
     arrays, fields = [], []
     for field in schema:
         values = columns.pop(field.name, None)
         if values is None:
-            values = [None] * (len(next(iter(columns.values()), [])) if columns else 0)
+            values = [None] * n
         arrays.append(pa.array(values, type=field.type))
         fields.append(field)
     for name, values in columns.items():  # added columns: allowed, the contract names are a floor
