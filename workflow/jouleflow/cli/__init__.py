@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "frontier",
     "recommend",
     "plot",
+    "report",
     "compare",
     "plan",
 )
