@@ -133,6 +133,7 @@ def all_outputs(wildcards):
         f"{RESULTS}/tables/provenance.csv",
         *analysis_outputs(),
         *figure_outputs(),
+        f"{RESULTS}/report/campaign.html",
     ]
     # rules/compare.smk (optional) lists the comparisons the config asks for in compare_targets().
     if "compare_targets" in globals():
@@ -240,3 +241,21 @@ def latency_targets(wildcards):
     """Every latency target of the task: the frontier figure draws each one."""
     targets = GRID.latency_targets(wildcards.task)
     return f"--latency-target {','.join(targets)}" if targets else ""
+
+
+# The campaign page (rule campaign_page) overlays ML.ENERGY's published points of the campaign's models
+# from the bundled v3 slice.
+PAGE_PUBLISHED = "resources/mlenergy-v3"
+
+
+def page_timelines():
+    return [f for f in figure_outputs() if "/figures/timeline/" in f]
+
+
+def page_options(wildcards, input):
+    opts = f"--targets {input.targets}" if GRID.analysis_targets() else ""
+    if input.timelines:
+        opts += f" --timelines {RESULTS}/figures/timeline --runs-root {RESULTS}/runs"
+    if input.published:
+        opts += f" --published {input.published}"
+    return opts

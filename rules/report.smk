@@ -21,3 +21,30 @@ rule provenance_table:
         ENV_ANALYSIS
     shell:
         "jouleflow campaign provenance --jobs {input.jobs} -o {output} > {log} 2>&1"
+
+
+# The interactive campaign page: one self-contained HTML file (works offline), also shown in the report.
+rule campaign_page:
+    input:
+        summary=SUMMARY,
+        recommendations=f"{RESULTS}/tables/recommendations.csv",
+        targets=ANALYSIS_TARGETS,
+        provenance=f"{RESULTS}/tables/provenance.csv",
+        timelines=page_timelines(),
+        published=PAGE_PUBLISHED if Path(PAGE_PUBLISHED).is_dir() else [],
+    output:
+        report(
+            f"{RESULTS}/report/campaign.html",
+            caption="../report/campaign_page.rst",
+            category="Campaign",
+            labels={"page": "interactive campaign page"},
+        ),
+    log:
+        "logs/campaign_page.log",
+    conda:
+        ENV_ANALYSIS
+    params:
+        opts=page_options,
+    shell:
+        "jouleflow report page --summary {input.summary} --recommendations {input.recommendations} "
+        "--provenance {input.provenance} {params.opts} -o {output} > {log} 2>&1"
