@@ -87,7 +87,7 @@ def test_the_page_is_one_offline_file_with_the_campaign(campaign):
     summary = pl.read_parquet(paths["summary"])
     (task,) = data["tasks"]
     assert {p["run_dir"] for p in task["points"]} == set(summary["run_dir"])
-    assert task["metric"] == "median_itl_s" and task["targets_s"] == [0.01, 0.015, 0.025]
+    assert task["metric"] == "median_itl_s" and task["targets_s"] == [0.01, 0.015, 0.02, 0.025]
     assert task["published"] and {p["source"] for p in task["published"]} == {"mlenergy-v3"}
     assert all(p["model"] == MODEL for p in task["published"])
     runs = data["runs"]
