@@ -28,7 +28,7 @@ tr.selected { background: #dce8ff; }
 .bad { color: #b00020; font-weight: 600; } .good { color: #0a7a32; }
 dl.prov { display: grid; grid-template-columns: max-content auto; gap: 2px 14px; }
 dl.prov dt { color: #5b6678; } dl.prov dd { margin: 0; font-family: ui-monospace, monospace; }
-#run-detail img { max-width: 100%; border: 1px solid #d8dde6; margin-top: 8px; }
+#run-detail img { max-width: min(100%, 960px); border: 1px solid #d8dde6; margin-top: 8px; }
 """
 
 JS = r"""

@@ -30,17 +30,17 @@ from jouleflow.units import format_duration
 
 # Summary columns the tables show, in order; a missing one is named in a note.
 SUMMARY_COLUMNS = (
-    "task", "model", "precision", "gpu", "num_gpus", "parallelism", "batch_size", "load_format", "source",
-    "status", "valid", "flags", "energy_per_response_j", "energy_per_token_j", "mean_output_tokens",
-    "tokens_per_s", "mean_power_w", "median_itl_s", "median_tpot_s", "median_ttft_s", "median_e2e_s",
-    "batch_latency_s", "steady_duration_s", "energy_per_token_ci_rel",
+    "task", "model", "precision", "gpu", "num_gpus", "parallelism", "batch_size", "energy_per_response_j",
+    "median_itl_s", "median_tpot_s", "median_ttft_s", "median_e2e_s", "batch_latency_s", "energy_per_token_j",
+    "mean_output_tokens", "tokens_per_s", "mean_power_w", "status", "valid", "flags", "load_format", "source",
+    "steady_duration_s", "energy_per_token_ci_rel",
 )  # fmt: skip
 # One step of the deadline control: from this deadline on, this choice (recommendations.csv's columns).
 STEP_COLUMNS = ["latency_target_s", "status", "run_dir", "latency_s", "energy_j", "savings_fraction"]
 REQUIRED = ("task", "model", "precision", "status", "valid", "run_dir", ENERGY_COL)
 RECOMMENDATION_COLUMNS = (
-    "task", "model", "precision", "latency_metric", "latency_target_s", "status", "gpu", "num_gpus",
-    "parallelism", "batch_size", "latency_s", "energy_j", "savings_fraction", "baseline_gpu",
+    "task", "model", "precision", "latency_target_s", "status", "gpu", "num_gpus", "parallelism",
+    "batch_size", "latency_s", "energy_j", "savings_fraction", "latency_metric", "baseline_gpu",
     "baseline_num_gpus", "baseline_batch_size", "baseline_latency_s", "baseline_energy_j",
     "best_latency_s", "candidates",
 )  # fmt: skip
@@ -264,7 +264,10 @@ def _published(
 
 
 def _summary_table(summary: pl.DataFrame) -> dict[str, Any]:
-    columns = [c for c in SUMMARY_COLUMNS if c in summary.columns]
+    # A column empty in every row (batch latency of an LLM campaign) is left out, not shown blank.
+    columns = [
+        c for c in SUMMARY_COLUMNS if c in summary.columns and summary[c].null_count() < summary.height
+    ]
     return {
         "columns": [label(c) for c in columns],
         "rows": _records(summary, columns),
@@ -294,9 +297,10 @@ def _runs(inputs: PageInputs) -> dict[str, dict[str, Any]]:
         run_dir = row["run_dir"]
         p = dict(prov.get(run_dir, {}))
         start, end = p.pop("start_time", None), p.pop("end_time", None)
-        p |= {"started": human_time(start), "ended": human_time(end)}
-        if human_time(start) and human_time(end):
-            p["duration"] = format_duration(float(end) - float(start))
+        times = {"started": human_time(start), "ended": human_time(end)}
+        if times["started"] and times["ended"]:
+            times["duration"] = format_duration(float(end) - float(start))
+        p = times | {k: v for k, v in p.items() if k not in ("run_dir", "status")}  # status: shown above
         png = inputs.timelines.get(run_dir)
         runs[run_dir] = {
             "label": f"{row['task']} / {row['model']}: {run_label(row)}",
@@ -304,7 +308,7 @@ def _runs(inputs: PageInputs) -> dict[str, dict[str, Any]]:
             "valid": row.get("valid"),
             "flags": row.get("flags") or "",
             "reason": row.get("reason"),
-            "provenance": {k: v for k, v in p.items() if v not in (None, "") and k != "run_dir"},
+            "provenance": {k: v for k, v in p.items() if v not in (None, "")},
             "timeline": _data_uri(png) if png and png.is_file() else None,
         }
     return runs

@@ -17,7 +17,9 @@ from jouleflow.units import format_duration
 
 def _json_script(element_id: str, value: Any) -> str:
     # "</" inside a <script> would end it early; JSON allows the escaped form.
-    text = json.dumps(value, sort_keys=True, allow_nan=False, default=str).replace("</", "<\\/")
+    text = json.dumps(
+        value, allow_nan=False, default=str
+    )  # key order kept: the provenance's is shown.replace("</", "<\\/")
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
