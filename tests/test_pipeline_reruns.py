@@ -97,7 +97,15 @@ def test_adding_a_model_reruns_its_jobs_and_the_aggregates_only(done):
         | {("plot_frontier", g) for g in groups}
         | {
             (rule, "")
-            for rule in ("grid_table", "summary", "provenance_table", "frontier", "plot_task_energy", "all")
+            for rule in (
+                "grid_table",
+                "summary",
+                "provenance_table",
+                "frontier",
+                "plot_task_energy",
+                "campaign_page",
+                "all",
+            )
         }
     )
     assert job_set(plan(done, with_qwen())) == expected
@@ -109,6 +117,7 @@ def test_changing_a_latency_target_reruns_recommendations_only(done):
         ("analysis_targets", ""),
         ("frontier", ""),
         ("plot_frontier", f"lm-arena-chat/{LLAMA}"),
+        ("campaign_page", ""),  # the page shows the targets and their recommendations
         ("all", ""),
     }
 
