@@ -62,7 +62,7 @@ def test_the_deadline_steps_give_recommends_answer_at_every_deadline(published_v
                     continue
                 assert step is not None and step["status"] == "ok", (task, key, deadline)
                 assert step["run_dir"] == rec.config.run_dir
-                assert step["energy_j"] == rec.config.energy
+                assert step["energy_per_response_j"] == rec.config.energy
                 assert step["savings_fraction"] == pytest.approx(rec.savings_fraction)
                 checked += 1
     assert checked > 100
@@ -97,7 +97,8 @@ def test_the_page_is_one_offline_file_with_the_campaign(campaign):
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", run["provenance"]["started"])
         assert "start_time" not in run["provenance"]
     headers = {c["key"]: c for c in data["recommendations"]["columns"]}
-    assert headers["energy_j"]["label"] == "energy per response" and headers["energy_j"]["unit"] == "J"
+    energy = headers["energy_per_response_j"]
+    assert energy["label"] == "energy per response" and energy["unit"] == "J"
 
 
 def test_the_page_regenerates_byte_for_byte(campaign):

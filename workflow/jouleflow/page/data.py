@@ -36,12 +36,19 @@ SUMMARY_COLUMNS = (
     "steady_duration_s", "energy_per_token_ci_rel",
 )  # fmt: skip
 # One step of the deadline control: from this deadline on, this choice (recommendations.csv's columns).
-STEP_COLUMNS = ["latency_target_s", "status", "run_dir", "latency_s", "energy_j", "savings_fraction"]
+STEP_COLUMNS = [
+    "latency_target_s",
+    "status",
+    "run_dir",
+    "latency_s",
+    "energy_per_response_j",
+    "savings_fraction",
+]
 REQUIRED = ("task", "model", "precision", "status", "valid", "run_dir", ENERGY_COL)
 RECOMMENDATION_COLUMNS = (
     "task", "model", "precision", "latency_target_s", "status", "gpu", "num_gpus", "parallelism",
-    "batch_size", "latency_s", "energy_j", "savings_fraction", "latency_metric", "baseline_gpu",
-    "baseline_num_gpus", "baseline_batch_size", "baseline_latency_s", "baseline_energy_j",
+    "batch_size", "latency_s", "energy_per_response_j", "savings_fraction", "latency_metric", "baseline_gpu",
+    "baseline_num_gpus", "baseline_batch_size", "baseline_latency_s", "baseline_energy_per_response_j",
     "best_latency_s", "candidates",
 )  # fmt: skip
 # Column → (label, unit). Units follow the column suffix; the recommendation table's energy is per response.
@@ -57,10 +64,9 @@ LABELS: dict[str, tuple[str, str]] = {
     "energy_per_token_ci_rel": ("energy/token 95% CI (relative)", "%"),
     "latency_target_s": ("deadline", "s"),
     "latency_s": ("latency", "s"),
-    "energy_j": ("energy per response", "J"),
     "savings_fraction": ("savings vs min-latency", "%"),
     "baseline_latency_s": ("min-latency config: latency", "s"),
-    "baseline_energy_j": ("min-latency config: energy per response", "J"),
+    "baseline_energy_per_response_j": ("min-latency config: energy per response", "J"),
     "best_latency_s": ("fastest measured latency", "s"),
     "steady_duration_s": ("steady window", "s"),
     "batch_latency_s": ("batch latency", "s"),
