@@ -110,15 +110,24 @@ def _records(df: pl.DataFrame, columns: list[str]) -> list[list[Any]]:
     return [[_clean(v) for v in row] for row in df.select(columns).iter_rows()]
 
 
-def human_time(epoch: Any) -> str | None:
-    """Provenance times are epoch seconds: '2026-11-23 10:33:01 UTC'."""
+def _instant(value: Any) -> datetime | None:
+    """A provenance time: ISO 8601 (the table's, e.g. 2026-11-20T12:33:01Z) or epoch seconds (older tables)."""
+    if value is None or value == "":
+        return None
     try:
-        seconds = float(epoch)
+        seconds = float(value)
     except (TypeError, ValueError):
-        return None
-    if not math.isfinite(seconds):
-        return None
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        try:
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
+        except ValueError:
+            return None
+    return datetime.fromtimestamp(seconds, tz=timezone.utc) if math.isfinite(seconds) else None
+
+
+def human_time(value: Any) -> str | None:
+    """'2026-11-23 10:33:01 UTC'."""
+    instant = _instant(value)
+    return instant.strftime("%Y-%m-%d %H:%M:%S UTC") if instant else None
 
 
 def run_label(row: dict[str, Any]) -> str:
@@ -305,7 +314,7 @@ def _runs(inputs: PageInputs) -> dict[str, dict[str, Any]]:
         start, end = p.pop("start_time", None), p.pop("end_time", None)
         times = {"started": human_time(start), "ended": human_time(end)}
         if times["started"] and times["ended"]:
-            times["duration"] = format_duration(float(end) - float(start))
+            times["duration"] = format_duration((_instant(end) - _instant(start)).total_seconds())
         p = times | {k: v for k, v in p.items() if k not in ("run_dir", "status")}  # status: shown above
         png = inputs.timelines.get(run_dir)
         runs[run_dir] = {
