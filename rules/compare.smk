@@ -272,6 +272,13 @@ rule compare_recommend_all:
         ),
         md=f"{COMPARE_DIR}/recommend-{{compare_name}}.md",
         json=f"{COMPARE_DIR}/recommend-{{compare_name}}.json",
+        png=report(
+            f"{COMPARE_DIR}/recommend-{{compare_name}}.png",
+            caption="../report/compare/recommend-figure.rst",
+            category="Comparisons",
+            subcategory="Best configuration per model",
+        ),
+        svg=f"{COMPARE_DIR}/recommend-{{compare_name}}.svg",
     log:
         "logs/compare/recommend-{compare_name}.log",
     conda:
@@ -280,7 +287,7 @@ rule compare_recommend_all:
         opts=recommend_all_opts,
     shell:
         "(jouleflow recommend --all --summary {input.summary} {params.opts} "
-        "-o {output.csv} --markdown {output.md} --json > {output.json}) 2> {log}"
+        "-o {output.csv} --markdown {output.md} --figure {output.png} --json > {output.json}) 2> {log}"
 
 
 # What a power budget serves per model under a deadline (compare.budget; jouleflow plan budget).

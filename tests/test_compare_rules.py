@@ -89,7 +89,7 @@ def test_paper_config_dag_and_commands(tmp_path):
     assert (
         f"(jouleflow recommend --all --summary {summary} --gpu H100 --num-gpus 1 "
         "-o results/compare/recommend-h100-1gpu.csv --markdown results/compare/recommend-h100-1gpu.md "
-        "--json > results/compare/recommend-h100-1gpu.json) 2> logs/compare/recommend-h100-1gpu.log"
+        "--figure results/compare/recommend-h100-1gpu.png --json > results/compare/recommend-h100-1gpu.json) 2> logs/compare/recommend-h100-1gpu.log"
     ) in commands
     assert (
         f"(jouleflow plan budget --summary {summary} --power 1MW --pue 1.2 --deadline 50ms --gpu B200 "
@@ -138,7 +138,7 @@ def test_compare_rules_run_and_rerun_only_on_a_changed_setting(tmp_path):
     )
     assert outputs == sorted(
         [f"{s}.{e}" for s in stems for e in ("csv", "md", "png", "svg")]
-        + [f"{s}.{e}" for s in recs for e in ("csv", "md", "json")]
+        + [f"{s}.{e}" for s in recs for e in ("csv", "md", "json", "png", "svg")]
         + [f"{s}.{e}" for s in budgets for e in ("csv", "md", "json", "png", "svg")]
     )
     assert "| all | 63 | 72 | -34.7% |" in (wd / "results" / "compare" / "gpus-llm.md").read_text()

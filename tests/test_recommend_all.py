@@ -126,3 +126,32 @@ def test_recommendations_table_carries_cost_only_when_the_summary_has_it() -> No
     assert costed.columns == plain.columns + list(COST_COLUMNS)
     unreachable = costed.filter(costed["status"] == "unreachable").row(0, named=True)
     assert unreachable["cost_usd_per_1k_responses"] is None  # no configuration, no cost
+
+
+def test_cli_all_figure(tmp_path, monkeypatch) -> None:
+    from jouleflow.plots import recommend_figure as module
+
+    figures = []
+    real_save = module.save
+    monkeypatch.setattr(module, "save", lambda fig, out: figures.append(fig) or real_save(fig, out))
+    code = llm("c1", model="org/C", task="code", batch=32, itl=0.03, tps=3000, power=500, epr=60)
+    s = write(tmp_path / "s.parquet", *ROWS, code)
+    args = ["recommend", "--summary", str(s), "--all", "--target", "chat=50ms,100ms", "--target", "code=50ms",
+            "--gpu", "H100", "--figure", str(tmp_path / "r.png")]  # fmt: skip
+    assert main(args) == 0
+    first = {e: (tmp_path / f"r.{e}").read_bytes() for e in ("png", "svg")}
+    assert main(args) == 0
+    assert first == {e: (tmp_path / f"r.{e}").read_bytes() for e in ("png", "svg")}  # byte-identical rerun
+    fig = figures[-1]
+    assert [ax.get_title() for ax in fig.axes] == ["chat", "code"]  # one panel per task
+    chat, code_ax = fig.axes
+    # One bar per chosen (model, deadline), from zero to its energy: chat a3 200 J, a2 100 J, b1 500 J.
+    assert sorted(p.get_width() for p in chat.patches) == [100, 200, 500]
+    assert [p.get_width() for p in code_ax.patches] == [60]
+    assert all(p.get_x() == 0 for ax in fig.axes for p in ax.patches)
+    texts = [t.get_text() for t in chat.texts]
+    assert " H100 ×2, batch 128" in texts and " H100 ×1, batch 256" in texts
+    assert " unreachable (fastest 80 ms)" in texts  # org/B at 50 ms: labelled, no bar
+    assert [t.get_text() for t in chat.get_yticklabels()] == ["org/B (bf16)", "org/A (bf16)"]  # A on top
+    assert chat.get_xlabel() == "Energy per response (J)"
+    assert [t.get_text() for t in chat.get_legend().get_texts()] == ["≤ 50 ms", "≤ 100 ms"]

@@ -2,7 +2,7 @@
 
 One (task, model): --task, --model, --latency-target. Every model at once (the leaderboard's best
 configuration per model under a deadline): --all, one row per task × model × target, as Markdown
-(or --json) on stdout, -o CSV and --markdown FILE. --gpu / --num-gpus restrict the candidates in
+(or --json) on stdout, -o CSV, --markdown FILE and --figure FIG.png (+ .svg). --gpu / --num-gpus restrict the candidates in
 both modes; --cost adds cost and carbon (docs/config.md#cost).
 
 Registration imports nothing heavy; the handler imports polars when it runs.
@@ -41,6 +41,9 @@ def register(subparsers) -> None:
     )
     every.add_argument("-o", "--output", type=Path, metavar="TABLE.csv", help="write the table as CSV")
     every.add_argument("--markdown", type=Path, metavar="TABLE.md", help="write the table as Markdown")
+    every.add_argument(
+        "--figure", type=Path, metavar="FIG.png", help="write the figure as FIG.png and FIG.svg"
+    )
     rec.set_defaults(func=_recommend)
 
 
@@ -63,8 +66,8 @@ def _recommend(args: argparse.Namespace) -> int:
     ]
     if missing:
         raise CLIError(f"{', '.join(missing)} required (or --all for every model)")
-    if args.tasks or args.targets or args.target or args.output or args.markdown:
-        raise CLIError("--tasks, --targets, --target, -o and --markdown go with --all")
+    if args.tasks or args.targets or args.target or args.output or args.markdown or args.figure:
+        raise CLIError("--tasks, --targets, --target, -o, --markdown and --figure go with --all")
     from jouleflow.analysis.frontier import TargetUnreachableError, recommend
     from jouleflow.analysis.recommend_all import restrict
 
@@ -131,7 +134,8 @@ def _recommend_all(args: argparse.Namespace) -> int:
         if (args.gpu or args.num_gpus)
         else ""
     )
-    text = ra.markdown(table, f"Best configuration per model under a deadline{on}")
+    title = f"Best configuration per model under a deadline{on}"
+    text = ra.markdown(table, title)
     filters = {
         "gpu": args.gpu,
         "num_gpus": args.num_gpus,
@@ -143,4 +147,8 @@ def _recommend_all(args: argparse.Namespace) -> int:
         write_recommendations_csv(table, args.output)
     if args.markdown:
         write_text(args.markdown, text)
+    if args.figure:
+        from jouleflow.plots.recommend_figure import recommend_figure
+
+        recommend_figure(table, args.figure, title)
     return 0
