@@ -98,7 +98,7 @@ def test_the_page_is_one_offline_file_with_the_campaign(campaign):
         assert "start_time" not in run["provenance"]
     headers = {c["key"]: c for c in data["recommendations"]["columns"]}
     energy = headers["energy_per_response_j"]
-    assert energy["label"] == "energy per response" and energy["unit"] == "J"
+    assert energy["label"] == "Energy per response" and energy["unit"] == "J"  # jouleflow.labels
 
 
 def test_the_page_regenerates_byte_for_byte(campaign):

@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from jouleflow import labels as vocabulary
 from jouleflow.analysis.deadlines import deadline_steps, task_metrics
 from jouleflow.analysis.frontier import (
     ENERGY_COL,
@@ -51,42 +52,39 @@ RECOMMENDATION_COLUMNS = (
     "baseline_num_gpus", "baseline_batch_size", "baseline_latency_s", "baseline_energy_per_response_j",
     "best_latency_s", "candidates",
 )  # fmt: skip
-# Column → (label, unit). Units follow the column suffix; the recommendation table's energy is per response.
-LABELS: dict[str, tuple[str, str]] = {
+# Summary quantities take jouleflow.labels' names and units (one vocabulary with the figures and
+# `recommend`); these are the page's own columns: recommendation and run-table fields.
+PAGE_LABELS: dict[str, tuple[str, str]] = {
     "num_gpus": ("GPUs", ""),
-    "batch_size": ("batch size", ""),
-    "load_format": ("weights", ""),
-    "energy_per_response_j": ("energy per response", "J"),
-    "energy_per_token_j": ("energy per output token", "J"),
-    "mean_output_tokens": ("mean output length", "tokens"),
-    "tokens_per_s": ("throughput", "tokens/s"),
-    "mean_power_w": ("mean power (all GPUs)", "W"),
-    "energy_per_token_ci_rel": ("energy/token 95% CI (relative)", "%"),
-    "latency_target_s": ("deadline", "s"),
-    "latency_s": ("latency", "s"),
-    "savings_fraction": ("savings vs min-latency", "%"),
-    "baseline_latency_s": ("min-latency config: latency", "s"),
-    "baseline_energy_per_response_j": ("min-latency config: energy per response", "J"),
-    "best_latency_s": ("fastest measured latency", "s"),
-    "steady_duration_s": ("steady window", "s"),
-    "batch_latency_s": ("batch latency", "s"),
+    "load_format": ("Weights", ""),
+    "energy_per_token_ci_rel": ("Energy per token, 95% CI (relative)", "%"),
+    "latency_target_s": ("Deadline", "s"),
+    "latency_s": ("Latency", "s"),
+    "savings_fraction": ("Savings vs min-latency", "%"),
+    "baseline_latency_s": ("Min-latency config: latency", "s"),
+    "baseline_energy_per_response_j": ("Min-latency config: energy per response", "J"),
+    "best_latency_s": ("Fastest measured latency", "s"),
 }
 
 
 def label(column: str) -> dict[str, str]:
-    if column in LABELS:
-        name, unit = LABELS[column]
+    if column in vocabulary.QUANTITIES:  # values stay in the column's unit (s, J, W): no ms scaling
+        name, unit = vocabulary.name(column), vocabulary.QUANTITIES[column][1]
+    elif column in PAGE_LABELS:
+        name, unit = PAGE_LABELS[column]
     elif column.endswith("_s"):
         name, unit = metric_name(column), "s"
     else:
-        name, unit = column.replace("baseline_", "min-latency config: ").replace("_", " "), ""
+        name, unit = column.replace("baseline_", "Min-latency config: ").replace("_", " "), ""
     return {"key": column, "label": name, "unit": unit}
 
 
 def metric_name(column: str) -> str:
-    """median_itl_s → 'median ITL' (the statistic stated, the metric in capitals)."""
+    """median_itl_s → 'Median ITL' (jouleflow.labels' name; the statistic stated for any other)."""
+    if vocabulary.column_of(column) in vocabulary.QUANTITIES:
+        return vocabulary.name(column)
     stat, _, metric = column.removesuffix("_s").partition("_")
-    return f"{stat} {metric.upper()}" if metric else stat
+    return f"{stat.capitalize()} {metric.upper()}" if metric else stat.capitalize()
 
 
 @dataclass
