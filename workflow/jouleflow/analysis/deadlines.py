@@ -16,9 +16,9 @@ from jouleflow.analysis.frontier import usable_rows
 from jouleflow.analysis.recommendations import (
     TargetSpec,
     TaskTargets,
-    _metric,
-    _task_partitions,
+    latency_metric_of,
     recommendation_table,
+    task_partitions,
 )
 
 
@@ -26,8 +26,8 @@ def task_metrics(summary: pl.DataFrame, targets: TargetSpec | None = None) -> di
     """The latency metric each task's recommendations use (the targets' metric, else the default)."""
     targets = targets or TargetSpec()
     metrics = {}
-    for task, rows in _task_partitions(summary):
-        default = _metric(task, rows, None)
+    for task, rows in task_partitions(summary):
+        default = latency_metric_of(task, rows, None)
         metrics[task] = targets.for_task(task, default).metric or default
     return metrics
 

@@ -113,7 +113,7 @@ def load_targets(path: str | Path) -> TargetSpec:
     return TargetSpec(per_task, default)
 
 
-def _task_partitions(summary: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+def task_partitions(summary: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
     require_columns(summary, ["task", "model", "precision"], "summary")
     parts = summary.filter(pl.col("task").is_not_null()).partition_by("task", as_dict=True)
     return sorted(((key[0], rows) for key, rows in parts.items()), key=lambda item: item[0])
@@ -130,7 +130,7 @@ class FrontierTable:
         return sum(self.excluded_by_task.values(), Exclusions())
 
 
-def _metric(task: str, rows: pl.DataFrame, latency_metric: str | None) -> str:
+def latency_metric_of(task: str, rows: pl.DataFrame, latency_metric: str | None) -> str:
     return resolve_latency_metric(latency_metric) if latency_metric else default_latency_metric(task, rows)
 
 
@@ -142,8 +142,8 @@ def frontier_table(
     No usable row at all is an error, or with `allow_empty` (a campaign whose points all failed
     still gets its tables) an empty frontier with the same columns."""
     parts, metrics, excluded = [], {}, {}
-    for task, rows in _task_partitions(summary):
-        metric = _metric(task, rows, latency_metric)
+    for task, rows in task_partitions(summary):
+        metric = latency_metric_of(task, rows, latency_metric)
         usable, excluded[task] = usable_rows(rows, metric)
         metrics[task] = metric
         front = usable.filter(frontier_flags(usable, metric, ENERGY_COL, GROUP_COLS))
@@ -204,9 +204,9 @@ def recommendation_table(
     carried = [c for c in COST_COLUMNS if c in summary.columns]
     schema = _REC_SCHEMA | {c: summary.schema[c] for c in carried}
     records: list[dict[str, Any]] = []
-    for task, rows in _task_partitions(summary):
-        spec = targets.for_task(task, _metric(task, rows, latency_metric))
-        metric = spec.metric or _metric(task, rows, latency_metric)
+    for task, rows in task_partitions(summary):
+        spec = targets.for_task(task, latency_metric_of(task, rows, latency_metric))
+        metric = spec.metric or latency_metric_of(task, rows, latency_metric)
         usable, _ = usable_rows(rows, metric)
         groups = rows.select(GROUP_COLS).unique().sort(GROUP_COLS, nulls_last=True).iter_rows(named=True)
         by_group = usable.partition_by(list(GROUP_COLS), as_dict=True)
