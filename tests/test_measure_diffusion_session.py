@@ -252,3 +252,15 @@ def test_config_errors_name_the_key(tmp_path):
         "num_gpus: the parallel degrees multiply to ulysses 2 x ring 1 x cfg 1 x pipefusion 1 = 2 GPUs"
         in done.stderr
     )
+
+
+@pytest.mark.slow
+def test_a_slow_pipeline_load_is_shown_while_it_lasts(tmp_path):
+    # Not a terminal: the start-up is a plain log line every 15 s, with the worker log's last line.
+    out = tmp_path / "runs" / "pixart" / "b2"
+    r = measure(tmp_path, out, "-b", "2", "--num-batches", "2", "--warmup-batches", "1", "--steps", "3",
+                fake=FakeGPUConfig(count=1), IMITATION_LOAD_S="16")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    shown = [line for line in r.stderr.splitlines() if "xdit: loading the pipeline" in line]
+    assert len(shown) == 1 and "0:15" in shown[0], r.stderr[-2000:]
+    assert r.stderr.index("xdit: loading the pipeline") < r.stderr.index("pipeline loaded in")

@@ -139,16 +139,33 @@ class DiffusionSession(MeasuredSession):
     def follow(self, events_path: Path) -> tuple[WorkerReport, float | None]:
         """Until the worker exits or the timeout passes: progress lines, foreign-process checks."""
         assert self.process is not None
-        deadline = time.monotonic() + self.cfg.timeout_s
+        from jouleflow.measure.progress import StartupProgress
+
+        t0 = time.monotonic()
+        deadline = t0 + self.cfg.timeout_s
         seen, loaded, total = 0, False, self.cfg.timed_batches
+        # Until the pipeline is loaded (a minute or more for a large model): phase, time, last log line.
+        startup = StartupProgress("xdit", Path(self.process.log_path), phase="loading the pipeline")
+        try:
+            return self._follow(events_path, startup, t0, deadline, seen, loaded, total)
+        finally:
+            startup.close()
+
+    def _follow(
+        self, events_path: Path, startup: Any, t0: float, deadline: float, seen: int, loaded: bool, total: int
+    ) -> tuple[WorkerReport, float | None]:
+        assert self.process is not None
         while self.process.is_alive():
             failure = self.sampler.failure() if self.sampler is not None else None
             if failure:  # no energy record any more: stop now, keep what was gathered
                 self.failure.add(f"power sampler failed: {failure}")
                 return read_events(events_path), None
             report = read_events(events_path)
-            if report.loaded is not None and not loaded:
+            if report.loaded is None:
+                startup.tick(time.monotonic() - t0)
+            elif not loaded:
                 loaded = True
+                startup.close(time.monotonic() - t0)
                 log.info("pipeline loaded in %.1f s", report.loaded.get("load_s", float("nan")))
                 self.check_foreign()
             done = report.warmup + report.timed

@@ -72,8 +72,10 @@ class StartupProgress:
         tty: bool | None = None,
         log_every_s: float = 15.0,
         stream: Any = None,
+        phase: str = "starting, waiting for health",
     ) -> None:
         self.engine = engine
+        self.phase = phase
         self.log_path = Path(log_path)
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
@@ -84,7 +86,7 @@ class StartupProgress:
     def line(self, elapsed_s: float) -> str:
         from jouleflow.measure.engines.base import tail
 
-        text = f"{self.engine}: starting, waiting for health · {_clock(elapsed_s)}"
+        text = f"{self.engine}: {self.phase} · {_clock(elapsed_s)}"
         last = last_meaningful_line(tail(self.log_path, max_lines=50))
         return text + (f" · {last}" if last else "")
 
@@ -110,7 +112,7 @@ class StartupProgress:
             self._status.stop()
             self._status = None
         if healthy_after_s is not None and self.tty:
-            print(f"{self.engine}: healthy after {_clock(healthy_after_s)}", file=self.stream)
+            print(f"{self.engine}: ready after {_clock(healthy_after_s)}", file=self.stream)
 
 
 def wait_healthy_shown(process: Any, timeout_s: float, display: bool = True) -> float:
