@@ -47,9 +47,9 @@ A campaign is one YAML file: `config/config.yaml` (reproduce the bundled referen
 default, plus any `--configfile` merged over it (mappings key by key, lists replaced). Shipped:
 
 - `config/config.yaml`: the bundled reference campaign (no GPU needed);
-- `config/quickstart.yaml`: measure two batch sizes on this machine's GPU (`gpus: [local]`);
+- `config/quickstart.yaml`: measure three batch sizes (16, 64, 128) of Llama-3.1-8B on this machine's GPU (`gpus: [local]`);
 - `config/lm-arena-chat-hf.yaml`: the lm-arena-chat request set from its pinned Hugging Face dataset;
-- `config/paper/`: the paper artifacts (the ML.ENERGY v3 comparisons).
+- `config/paper/`: the paper artifacts (the ML.ENERGY v3 comparisons, the v2 → v3 longitudinal study).
 
 The config is validated against `config/schema/config.schema.yaml` before anything runs. An error
 names the key path, the value and a valid example, and suggests the closest key for a misspelt one;
