@@ -207,6 +207,23 @@ def _tdp(args: argparse.Namespace) -> int:
     return _run(args, analyse, tdp.TABLE_COLUMNS, "TDP estimate vs measured")
 
 
+def write_no_pairs(args: argparse.Namespace, message: str, columns: tuple[str, ...], title: str) -> int:
+    """--allow-empty with nothing comparable: every requested output, saying why (exit 0)."""
+    from jouleflow.analysis.compare import output
+
+    if args.json:
+        print(json.dumps({"no_comparable_pairs": message}, indent=2))
+    if args.output:
+        output.write_csv(args.output, [], columns)
+    if args.markdown:
+        output.write_text(args.markdown, f"# {title}\n\nNo comparable pairs. {message}\n")
+    if args.figure:
+        from jouleflow.plots.compare_figures import no_pairs_figure
+
+        no_pairs_figure(args.figure, title)
+    return 0
+
+
 def _run(
     args: argparse.Namespace, analyse: Callable[[Any], Any], columns: tuple[str, ...], title: str
 ) -> int:
@@ -221,17 +238,7 @@ def _run(
             raise CLIError(f"{args.summary}: {exc}") from exc
         message = f"{args.summary}: {exc}"
         print(f"jouleflow compare {args.analysis}: {message}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"no_comparable_pairs": message}, indent=2))
-        if args.output:
-            output.write_csv(args.output, [], columns)
-        if args.markdown:
-            output.write_text(args.markdown, f"# {title}\n\nNo comparable pairs. {message}\n")
-        if args.figure:
-            from jouleflow.plots.compare_figures import no_pairs_figure
-
-            no_pairs_figure(args.figure, title)
-        return 0
+        return write_no_pairs(args, message, columns, title)
     except common.CompareError as exc:
         raise CLIError(f"{args.summary}: {exc}") from exc
 

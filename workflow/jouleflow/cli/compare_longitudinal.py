@@ -82,17 +82,9 @@ def _longitudinal(args: argparse.Namespace) -> int:
         if not args.allow_empty:
             raise CLIError(message) from exc
         print(f"jouleflow compare longitudinal: {message}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"no_comparable_pairs": message}, indent=2))
-        if args.output:
-            output.write_csv(args.output, [], longitudinal.TABLE_COLUMNS)
-        if args.markdown:
-            output.write_text(args.markdown, f"# {TITLE}\n\nNo comparable pairs. {message}\n")
-        if args.figure:
-            from jouleflow.plots.compare_figures import no_pairs_figure
+        from jouleflow.cli.compare import write_no_pairs
 
-            no_pairs_figure(args.figure, TITLE)
-        return 0
+        return write_no_pairs(args, message, longitudinal.TABLE_COLUMNS, TITLE)
     except common.CompareError as exc:
         raise CLIError(f"{where}: {exc}") from exc
 
