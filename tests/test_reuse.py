@@ -160,3 +160,23 @@ def test_sweep_points_name_and_order_the_runs():
         sweep_points([8], ["x/a.parquet", "y/a.parquet"])
     with pytest.raises(ValueError, match="repeats"):
         sweep_points([8], None, repeats=0)
+
+
+def test_extra_points_follow_the_grid_and_name_their_set():
+    from jouleflow.cli import CLIError
+    from jouleflow.cli.measure_sweep import extra_points
+    from jouleflow.measure.reuse import sweep_points
+
+    extra = extra_points(["8:sets/p2000.parquet", "256:sets/p2000.parquet"])
+    assert extra == [(8, "sets/p2000.parquet"), (256, "sets/p2000.parquet")]
+    pts = sweep_points([8, 64, 256], None, 1, extra)
+    assert [(p.name, p.batch_size, p.request_set) for p in pts] == [
+        ("8", 8, None), ("64", 64, None), ("256", 256, None),
+        ("8-p2000", 8, "sets/p2000.parquet"), ("256-p2000", 256, "sets/p2000.parquet"),
+    ]  # fmt: skip
+    assert [p.name for p in sweep_points([8], None, 2, [(8, "p.parquet")])] == ["8-r1", "8-p-r1", "8-r2", "8-p-r2"]
+    with pytest.raises(ValueError, match="share a run directory name: 8-p"):
+        sweep_points([8], ["a/p.parquet", "a/q.parquet"], 1, [(8, "b/p.parquet")])
+    for bad in ("p2000.parquet", "x:p.parquet", "8:"):
+        with pytest.raises(CLIError, match="BATCH_SIZE:REQUEST_SET"):
+            extra_points([bad])

@@ -1,6 +1,6 @@
 """`jouleflow measure llm-sweep`: several batch sizes on one vLLM server (measure/reuse.py).
 
-Each point (batch size, request set, repeat) becomes its own run directory, `OUT_ROOT/<B>[-<set>][-r<k>]`,
+Each point (batch size, request set, repeat; `--point B:SET` adds single ones) becomes its own run directory, `OUT_ROOT/<B>[-<set>][-r<k>]`,
 measured by the same session as
 `jouleflow measure llm` on a server started once with `--max-num-seqs` = the largest batch size and
 jouleflow's batch-limit scheduler. Whether this measures what dedicated servers would is checked by
@@ -27,6 +27,13 @@ def register_sweep(kinds: Any) -> None:
         "--request-sets",
         help="comma-separated request-set Parquet files, each measured at every batch size (default: the spec's)",
     )
+    p.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        metavar="B:REQUEST_SET",
+        help="also measure batch size B on this request-set Parquet file (run OUT_ROOT/<B>-<set>); repeatable",
+    )
     p.add_argument("--repeats", type=int, default=1, help="measure the whole sweep this many times (1)")
     p.add_argument(
         "--out-root", required=True, help="one run directory per point: OUT_ROOT/<B>[-<request set>][-r<k>]"
@@ -50,6 +57,19 @@ def batch_sizes(text: str) -> list[int]:
     return sizes
 
 
+def extra_points(values: list[str]) -> list[tuple[int, str]]:
+    """`--point B:PATH` values as (batch size, request-set path)."""
+    from jouleflow.cli import CLIError
+
+    points = []
+    for v in values:
+        b, sep, path = v.partition(":")
+        if not sep or not b.strip().isdigit() or not path.strip():
+            raise CLIError(f"--point {v!r}: expected BATCH_SIZE:REQUEST_SET, e.g. 256:requests/p2000.parquet")
+        points.append((int(b), path.strip()))
+    return points
+
+
 def run_measure_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -64,7 +84,7 @@ def run_measure_sweep(args: argparse.Namespace) -> int:
     sizes = batch_sizes(args.batch_sizes)
     sets = [x.strip() for x in args.request_sets.split(",") if x.strip()] if args.request_sets else None
     try:
-        points = sweep_points(sizes, sets, args.repeats)
+        points = sweep_points(sizes, sets, args.repeats, extra_points(args.point))
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
     try:

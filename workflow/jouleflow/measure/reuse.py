@@ -114,10 +114,14 @@ class SweepPoint:
 
 
 def sweep_points(
-    batch_sizes: list[int], request_sets: list[str] | None = None, repeats: int = 1
+    batch_sizes: list[int],
+    request_sets: list[str] | None = None,
+    repeats: int = 1,
+    extra: list[tuple[int, str]] | None = None,
 ) -> list[SweepPoint]:
-    """Every batch size x request set, `repeats` times, the repeat outermost (a drift of the server
-    shows as a difference between repeats, not between points); each named `<B>[-<set>][-r<k>]`."""
+    """Every batch size x request set, then the `extra` (batch size, request set) points, `repeats`
+    times, the repeat outermost (a drift of the server shows as a difference between repeats, not
+    between points); each named `<B>[-<set>][-r<k>]` (an extra point always names its set)."""
     if not batch_sizes or any(b < 1 for b in batch_sizes) or len(set(batch_sizes)) != len(batch_sizes):
         raise ValueError(f"batch sizes: expected distinct positive integers, got {batch_sizes}")
     if repeats < 1:
@@ -126,13 +130,24 @@ def sweep_points(
     stems = [Path(rs).stem if rs else "" for rs in sets]
     if len(sets) > 1 and len(set(stems)) != len(stems):
         raise ValueError(f"request sets: their file names must differ (they name the runs), got {sets}")
-    points = []
-    for k in range(1, repeats + 1):
-        for rs, stem in zip(sets, stems, strict=True):
-            for b in batch_sizes:
-                name = str(b) + (f"-{stem}" if len(sets) > 1 else "") + (f"-r{k}" if repeats > 1 else "")
-                points.append(SweepPoint(b, rs, name))
-    return points
+    one: list[tuple[int, str | None, str]] = [
+        (b, rs, str(b) + (f"-{stem}" if len(sets) > 1 else ""))
+        for rs, stem in zip(sets, stems, strict=True)
+        for b in batch_sizes
+    ]
+    for b, rs in extra or []:
+        if b < 1:
+            raise ValueError(f"point {b}:{rs}: the batch size must be a positive integer")
+        one.append((b, rs, f"{b}-{Path(rs).stem}"))
+    names = [name for _, _, name in one]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"points: two points would share a run directory name: {', '.join(dup)}")
+    return [
+        SweepPoint(b, rs, name + (f"-r{k}" if repeats > 1 else ""))
+        for k in range(1, repeats + 1)
+        for b, rs, name in one
+    ]
 
 
 def sweep_configs(cfg: LLMJobConfig, points: list[SweepPoint]) -> list[LLMJobConfig]:
