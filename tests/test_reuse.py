@@ -115,6 +115,26 @@ def test_the_batch_sizes_must_be_distinct_and_the_engine_vllm(tmp_path):
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").rglob("run.json"))
 
 
+def test_a_request_set_smaller_than_num_requests_fails_before_the_server_starts(tmp_path):
+    # The spec draws 400 requests per point; a 100-request set would only fail at its own point,
+    # after the server started and the earlier points ran.
+    small = tmp_path / "p2000.parquet"
+    r = _jouleflow("prepare", "requests", "-o", str(small), "--num-requests", "100",
+                   "--output-len", "20", "--prompt-len", "fixed:5")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "runs"
+    r = _jouleflow("measure", "llm-sweep", "--config", str(_spec(tmp_path)), "--batch-sizes", "2,4",
+                   "--point", f"4:{small}", "--out-root", str(root), "--no-progress")  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"request set {small}: has 100 requests, the spec's num_requests is 400" in r.stderr
+    assert not root.exists() or not any(root.rglob("run.json")) and not any(root.rglob("server-*.log"))
+    not_parquet = tmp_path / "notes.parquet"
+    not_parquet.write_text("not parquet")
+    r = _jouleflow("measure", "llm-sweep", "--config", str(_spec(tmp_path)), "--batch-sizes", "2",
+                   "--request-sets", str(not_parquet), "--out-root", str(root))  # fmt: skip
+    assert r.returncode == 2 and f"request set {not_parquet}: not a readable Parquet file" in r.stderr
+
+
 @pytest.mark.slow
 def test_request_sets_and_repeats_are_points_of_one_server(tmp_path):
     # Two request sets that differ only in prompt length (the prefill/decode attribution check),
@@ -174,7 +194,12 @@ def test_extra_points_follow_the_grid_and_name_their_set():
         ("8", 8, None), ("64", 64, None), ("256", 256, None),
         ("8-p2000", 8, "sets/p2000.parquet"), ("256-p2000", 256, "sets/p2000.parquet"),
     ]  # fmt: skip
-    assert [p.name for p in sweep_points([8], None, 2, [(8, "p.parquet")])] == ["8-r1", "8-p-r1", "8-r2", "8-p-r2"]
+    assert [p.name for p in sweep_points([8], None, 2, [(8, "p.parquet")])] == [
+        "8-r1",
+        "8-p-r1",
+        "8-r2",
+        "8-p-r2",
+    ]
     with pytest.raises(ValueError, match="share a run directory name: 8-p"):
         sweep_points([8], ["a/p.parquet", "a/q.parquet"], 1, [(8, "b/p.parquet")])
     for bad in ("p2000.parquet", "x:p.parquet", "8:"):

@@ -150,6 +150,16 @@ def sweep_points(
     ]
 
 
+def request_set_rows(path: str) -> int:
+    """Rows of a request-set Parquet file, from its footer."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise ValueError(f"request set {path}: not a readable Parquet file ({exc})") from exc
+
+
 def sweep_configs(cfg: LLMJobConfig, points: list[SweepPoint]) -> list[LLMJobConfig]:
     """One job config per point: the point's batch size (and request set) on a server sized for
     the largest."""
@@ -159,8 +169,17 @@ def sweep_configs(cfg: LLMJobConfig, points: list[SweepPoint]) -> list[LLMJobCon
             " enforced by vLLM's scheduler)"
         )
     for p in points:
-        if p.request_set is not None and not Path(p.request_set).is_file():
+        if p.request_set is None:
+            continue
+        if not Path(p.request_set).is_file():
             raise ValueError(f"request set {p.request_set}: no such file")
+        # Checked here, before the server starts: a session would only find out at its point.
+        rows = request_set_rows(p.request_set)
+        if rows < cfg.num_requests:
+            raise ValueError(
+                f"request set {p.request_set}: has {rows} requests, the spec's num_requests is"
+                f" {cfg.num_requests} (every point draws that many): give a larger set or lower num_requests"
+            )
     largest = max(p.batch_size for p in points)
     return [
         replace(
