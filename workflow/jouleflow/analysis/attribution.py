@@ -267,7 +267,7 @@ def attribute(
         "residence_from": options.residence,
         "token_sources": s.sources,
         "thresholds": {"fit": options.fit.to_dict(), "diagnosis": options.diagnosis.to_dict()},
-        "diagnosis": diagnose(run.server, metrics, full_batch, start, end, options.diagnosis),
+        "diagnosis": diagnose(run.server, metrics, full_batch, start, end, options.diagnosis, run.requests),
     }
     baseline = idle_baseline(run.record)
     if baseline is None:

@@ -2,8 +2,10 @@
 
 Labels, each with the evidence behind it (a run can carry several; `primary` is the first in this
 order): memory-bound (KV cache nearly full, preemptions grew, or a batch short of B while requests
-wait), host-bound (GPU mostly idle while requests wait), underutilized (GPU mostly idle at a full
-batch), saturated (full batch, GPU busy); unclassified when none applies. A check that needs a trace
+wait), frontend-bound (a batch short of B with nothing waiting in the engine while the client holds
+more requests in flight than the engine runs: they queue in the server's front end, e.g. multimodal
+preprocessing), host-bound (GPU mostly idle while requests wait), underutilized (GPU mostly idle at a
+full batch), saturated (full batch, GPU busy); unclassified when none applies. A check that needs a trace
 the run lacks is named under `unknown` instead of being guessed.
 """
 
@@ -16,7 +18,7 @@ import polars as pl
 
 from jouleflow.analysis.steady import StepFunction
 
-ORDER = ("memory-bound", "host-bound", "underutilized", "saturated")
+ORDER = ("memory-bound", "frontend-bound", "host-bound", "underutilized", "saturated")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class DiagnosisThresholds:
     batch_fraction: float = 0.85  # mean running >= this x B: a full batch
     util_low_pct: float = 70.0  # mean GPU utilization below: the GPU waits
     util_busy_pct: float = 90.0  # at or above: saturated
+    # frontend-bound: the engine waits for nothing (mean waiting below this) ...
+    engine_idle_waiting: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -32,6 +36,7 @@ class DiagnosisThresholds:
             "batch_fraction": self.batch_fraction,
             "util_low_pct": self.util_low_pct,
             "util_busy_pct": self.util_busy_pct,
+            "engine_idle_waiting": self.engine_idle_waiting,
         }
 
 
@@ -74,6 +79,17 @@ def gpu_evidence(metrics: pl.DataFrame | None, start: float, end: float) -> dict
     return out
 
 
+def client_in_flight(requests: pl.DataFrame | None, start: float, end: float) -> float | None:
+    """Mean number of requests the client had sent and not yet seen end over [start, end]: each
+    request from t_send to t_end (a stopped or unfinished one to the window's end)."""
+    if requests is None or requests.height == 0 or end <= start or "t_send" not in requests.columns:
+        return None
+    sent = requests.filter(pl.col("t_send").is_not_null())
+    lo = sent["t_send"].clip(start, end)
+    hi = sent["t_end"].fill_null(end).clip(start, end)
+    return float((hi - lo).clip(0, None).sum()) / (end - start)
+
+
 def diagnose(
     server: pl.DataFrame | None,
     gpu_metrics: pl.DataFrame | None,
@@ -81,10 +97,17 @@ def diagnose(
     start: float,
     end: float,
     thresholds: DiagnosisThresholds = DiagnosisThresholds(),
+    requests: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     srv = server_evidence(server, start, end)
     gpu = gpu_evidence(gpu_metrics, start, end)
-    evidence: dict[str, Any] = {"full_batch": full_batch, **(srv or {}), **(gpu or {})}
+    in_flight = client_in_flight(requests, start, end)
+    evidence: dict[str, Any] = {
+        "full_batch": full_batch,
+        **(srv or {}),
+        **(gpu or {}),
+        **({"mean_client_in_flight": in_flight} if in_flight is not None else {}),
+    }
     labels: dict[str, str] = {}
     unknown: dict[str, str] = {}
     no_server, no_gpu = "no server.parquet", "no gpu_metrics.parquet (GPU utilization)"
@@ -95,7 +118,7 @@ def diagnose(
     util = gpu["mean_util_gpu_pct"] if gpu else None
 
     if srv is None:
-        unknown["memory-bound"] = no_server
+        unknown["memory-bound"] = unknown["frontend-bound"] = no_server
     else:
         why = []
         kv, grew = srv["max_kv_cache_usage"], srv["preemptions_grew_by"]
@@ -109,6 +132,13 @@ def diagnose(
             )
         if why:
             labels["memory-bound"] = "; ".join(why)
+        if in_flight is None:
+            unknown["frontend-bound"] = "no requests.parquet (the client's in-flight count)"
+        elif short_batch and waiting < thresholds.engine_idle_waiting and in_flight > running + 1:
+            labels["frontend-bound"] = (
+                f"mean running {running:.1f} < {thresholds.batch_fraction:g} x B={full_batch} with"
+                f" {waiting:.1f} waiting in the engine while the client had {in_flight:.1f} in flight"
+            )
     if util is None or srv is None:
         missing = ", ".join(m for m, gone in ((no_gpu, util is None), (no_server, srv is None)) if gone)
         for name in ("host-bound", "underutilized", "saturated"):
