@@ -4,8 +4,9 @@ ML.ENERGY's energy per response is J/token x the mean output length of the run's
 run completes every request, but a saturating load stops with requests in flight, and those are the
 long ones: the completed requests' mean is biased low. Where every sent request had its length set
 (ignore_eos with a max_tokens, as with dummy weights and the published histograms), the mean of the
-sent requests' targets is what each would have produced. Its targets come from requests.parquet
-(since trace schema 5) or, for older runs, from the run directory's request_set.parquet.
+sent requests' targets is what each would have produced, unless a completed request did not
+produce its target. The targets come from requests.parquet (since trace schema 5) or, for older
+runs, from the run directory's request_set.parquet (docs/method.md, Figures).
 """
 
 from __future__ import annotations
