@@ -38,8 +38,7 @@ def saturated(tmp_path_factory) -> Path:
     (model / "config.json").write_text(json.dumps({"num_attention_heads": 4, "num_hidden_layers": 2}))
     hist.write_text(json.dumps(HISTOGRAM))
     path = os.pathsep.join([str(TESTS / "fakegpu"), str(REPO / "workflow"), str(TESTS)])
-    env = {**os.environ, "PYTHONPATH": path, "FAKE_GPU_POWER_W": "250"}
-    env.setdefault("JOULEFLOW_GPU_LOCK_DIR", os.environ.get("TMPDIR", "/tmp"))
+    env = {**os.environ, "PYTHONPATH": path, "FAKE_GPU_POWER_W": "250", "JOULEFLOW_GPU_LOCK_DIR": str(tmp)}
     r = subprocess.run(
         [
             sys.executable, "-m", "jouleflow", "measure", "llm", "--model", "test/model",
