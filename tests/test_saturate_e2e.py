@@ -119,6 +119,12 @@ def test_saturate_converges_on_cpu(tiny_model, tmp_path):
     assert "failed-requests" not in s["flags"] and "not-converged" not in s["flags"]
     assert s["steady_end"] <= load["t_stop"] and s["load_stop_reason"] == "converged"
     assert s["count_e2e"] == s["num_ok"]  # stopped requests are not in the latencies
+    # every length was set (a null EOS stands in for ignore_eos): the sent requests' targets count
+    sent = {q["request_id"] for q in reqs if q["t_send"] is not None}
+    request_set = pq.read_table(run / "request_set.parquet").to_pylist()
+    targets = [q["max_tokens"] for q in request_set if q["request_id"] in sent]
+    assert s["output_tokens_from"] == "request targets"
+    assert s["mean_output_tokens"] == pytest.approx(sum(targets) / len(targets))
     assert s["energy_per_token_ci_interval_s"] == 1.0 and s["energy_per_token_ci_intervals"] >= 5
     assert 0 <= s["energy_per_token_ci_rel"] < 1
     assert s["mean_power_w"] == pytest.approx(POWER_W, rel=1e-3)

@@ -279,8 +279,9 @@ class SummaryRecord:
     """`summary.json`: one run's steady-state window, energy, latency figures and validity flags.
 
     Built field by field by analysis.energy (LLM) and analysis.diffusion; every key is always
-    written (null where not computed) except the diffusion-only ones. Mutable while the analysis
-    fills it in; `update()` refuses a name that is not a field. Energies in J, times in s, power in W.
+    written (null where not computed) but the OPTIONAL ones, left out when unset. Mutable while the
+    analysis fills it in; `update()` refuses a name that is not a field. Energies in J, times in s,
+    power in W.
     """
 
     status: str | None = None
@@ -310,6 +311,7 @@ class SummaryRecord:
     energy_per_image_j: float | None = None
     energy_per_gpu_j: dict[str, float] | None = None
     mean_output_tokens: float | None = None
+    output_tokens_from: str | None = None  # "request targets" | "completed requests" (analysis.output_tokens)
     tokens_per_s: float | None = None
     mean_power_w: float | None = None
     mean_power_per_gpu_w: dict[str, float] | None = None
@@ -366,7 +368,9 @@ class SummaryRecord:
     schema_version: int = SUMMARY_SCHEMA_VERSION
 
     VERSION_KEY: ClassVar[str] = "summary_schema_version"  # the key summary.json has always used
-    OPTIONAL: ClassVar[tuple[str, ...]] = (*SUMMARY_HOST_MEDIA, "median_batch_latency_s", "mean_batch_size")
+    OPTIONAL: ClassVar[tuple[str, ...]] = (
+        *SUMMARY_HOST_MEDIA, "median_batch_latency_s", "mean_batch_size", "output_tokens_from"
+    )  # fmt: skip
 
     def update(self, **values: Any) -> None:
         for name, value in values.items():

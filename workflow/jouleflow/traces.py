@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 # of the Parquet traces (file metadata; the JSON records' are in records). 2: requests.parquet `stopped`;
 # 3: server.parquet `prompt_tokens` and `engine_cpu_s`, gpu_metrics.parquet; 4: the media of multimodal
-# requests (request sets' `media_json`, requests.parquet's per-request media sizes)
-SCHEMA_VERSION = 4
+# requests (request sets' `media_json`, requests.parquet's per-request media sizes); 5: requests.parquet's
+# `max_tokens` and `ignore_eos`, the summary table's `output_tokens_from`
+SCHEMA_VERSION = 5
 # zstd keeps bundled reference runs small; level 9 is a good size/speed trade-off.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 9}
 
@@ -64,6 +65,10 @@ REQUESTS = pa.schema(
         pa.field("stopped", pa.bool_(), metadata={b"since": b"2"}),
         # The request's media (measure/media.py totals); null for text requests and before version 4.
         *MEDIA_TOTALS,
+        # The request's target as the request set gave it (its output length when ignore_eos is set):
+        # what a request stopped in flight would have produced. Null before version 5.
+        pa.field("max_tokens", pa.int64(), metadata={b"since": b"5"}),
+        pa.field("ignore_eos", pa.bool_(), metadata={b"since": b"5"}),
     ]
 )
 
@@ -178,6 +183,9 @@ SUMMARY = pa.schema(
         # the published configuration whose output lengths the request set drew from, "(fallback)" when
         # it stood in for an unpublished one (synthetic.load_histogram's rule)
         ("output_lengths_from", pa.string()),
+        # what mean_output_tokens is the mean of: "request targets" (the sent requests' max_tokens, all
+        # with ignore_eos) or "completed requests" (summary.json output_tokens_from)
+        pa.field("output_tokens_from", pa.string(), metadata={b"since": b"5"}),
         # Where the joules go (jouleflow attribute's attribution.json, LLM runs; attribution_record):
         # the idle baseline x window / window energy, null without a baseline (the note says why) ...
         ("static_share", pa.float64()),

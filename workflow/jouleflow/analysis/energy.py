@@ -1,9 +1,10 @@
 """Steady-state energy accounting of one run directory into summary.json (method: docs/method.md).
 
 J/token = window energy / tokens streamed in the window; J/request = J/token x mean output tokens
-of the successful requests (eq. 2 of the ML.ENERGY paper). Energy numbers exist only when the run
-had a real sensor: no power.parquet or a null `provenance.energy_source` gives nulls and the flag
-"no-energy-sensor".
+of the run's requests (eq. 2 of the ML.ENERGY paper; analysis.output_tokens: the sent requests'
+targets where their lengths were set, else the successful requests'). Energy numbers exist only
+when the run had a real sensor: no power.parquet or a null `provenance.energy_source` gives nulls
+and the flag "no-energy-sensor".
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from jouleflow.analysis.accounting import (
 )
 from jouleflow.analysis.diffusion import analyze_diffusion
 from jouleflow.analysis.latency import latency_summary, request_counts
+from jouleflow.analysis.output_tokens import mean_output_tokens
 from jouleflow.analysis.power_trace import GpuTrace, window_energy
 from jouleflow.analysis.run_row import summary_row
 from jouleflow.analysis.uncertainty import DEFAULT_INTERVAL_S, window_uncertainty
@@ -68,14 +70,16 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Su
     batch = full_batch_of(record, str(run.run_dir / traces.RUN_JSON))
     out.full_batch = batch
     req, tok = run.requests, run.tokens.filter(pl.col("n_tokens") > 0)
-    ok = req.filter(pl.col("ok").fill_null(False))
     out.update(**request_counts(req))  # stopped requests (saturate) are neither ok nor failed
     settled = out.num_ok + out.num_failed
     if out.num_failed > thresholds.max_failed_fraction * settled:
         failed = ~pl.col("ok").fill_null(False) & ~pl.col("stopped").fill_null(False)
         errors = req.filter(failed)["error"].drop_nulls().unique().head(3).to_list()
         flags.raise_flag(validity.FAILED_REQUESTS, f"{out.num_failed} of {settled} requests failed {errors}")
-    out.mean_output_tokens = float(ok["output_tokens"].mean()) if ok.height else None
+    lengths = mean_output_tokens(req, record, run.run_dir)
+    out.update(mean_output_tokens=lengths.mean, output_tokens_from=lengths.source)
+    if lengths.bias:
+        flags.raise_flag(validity.OUTPUT_LENGTH_BIASED, lengths.bias)
     out.update(**latency_summary(req, run.tokens))
 
     # Windows: server (engine metrics), client per ML.ENERGY, client active count.

@@ -90,6 +90,7 @@ def summary_row(run_dir: str | Path, summary_path: str | Path | None = None) -> 
         "energy_per_token_ci_intervals": summary.energy_per_token_ci_intervals,
         "reason": run.reason,
         "output_lengths_from": _output_lengths_from(run),
+        "output_tokens_from": None if diffusion else summary.output_tokens_from,
         **attribution_columns(summary_path, diffusion),
     }
     return {name: row.get(name) for name in traces.SUMMARY.names}

@@ -35,6 +35,9 @@ ENERGY_COUNTER_RESET_OUTSIDE = "energy-counter-reset-outside-window"
 ENERGY_POWER_MISMATCH = "energy-power-mismatch"
 POWER_LIMIT_UNKNOWN = "power-limit-unknown"
 TRACE_REPAIRED = "trace-repaired"  # rows dropped whose removal gives the exact figures
+# energy per response from the completed requests' mean output length while requests were stopped in
+# flight (saturate) and their targets are unknown: biased low; J/token is not affected
+OUTPUT_LENGTH_BIASED = "output-length-biased"
 
 BLOCKING = frozenset(
     {

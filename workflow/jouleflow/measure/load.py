@@ -70,6 +70,8 @@ class RequestResult:
     media: dict[str, int | None] | None = None  # the request's media sizes, as sent
     finish_reason: str | None = None  # not written to requests.parquet
     stopped: bool = False  # the load stopped it on purpose (saturate): neither ok nor failed
+    max_tokens: int | None = None  # the request's target, as the request set gave it
+    ignore_eos: bool | None = None
     chunk_t: list[float] = field(default_factory=list)
     chunk_n: list[int] = field(default_factory=list)
 
@@ -314,9 +316,8 @@ def prepare(requests: Sequence[LoadRequest], s: LoadSettings):
     chat = s.endpoint == "chat"
     url = s.base_url.rstrip("/") + ("/v1/chat/completions" if chat else "/v1/completions")
     bodies = [build_body(r, s) for r in requests]
-    results = [
-        RequestResult(request_id=r.request_id, input_tokens=r.input_tokens, media=r.media) for r in requests
-    ]
+    carried = ("input_tokens", "media", "max_tokens", "ignore_eos")  # the request's, into requests.parquet
+    results = [RequestResult(r.request_id, **{k: getattr(r, k) for k in carried}) for r in requests]
     timeout = aiohttp.ClientTimeout(
         total=s.request_timeout_s, sock_connect=s.connect_timeout_s, sock_read=s.chunk_timeout_s
     )

@@ -23,6 +23,8 @@ def request_rows(results: Sequence[RequestResult]) -> list[dict[str, Any]]:
             "error": r.error,
             "usage_reported": r.usage_reported,
             "stopped": r.stopped,
+            "max_tokens": r.max_tokens,
+            "ignore_eos": r.ignore_eos,
             **(r.media or {}),
         }
         for r in results
