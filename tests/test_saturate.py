@@ -156,6 +156,8 @@ def test_saturate_config_is_validated_naming_the_key():
         ({"headroom": -1}, "saturate.headroom"),
         ({"interval_s": 40}, "saturate.interval_s"),
         ({"max_load_s": 10}, "saturate.max_load_s"),
+        ({"warmup_response_times": -0.5}, "saturate.warmup_response_times"),
+        ({"warmup_response_times": "1"}, "saturate.warmup_response_times"),
         ({"bogus": 1}, "saturate.bogus"),
     ]:
         with pytest.raises(ConfigError, match=key):
@@ -177,6 +179,8 @@ def test_campaign_measurement_load_reaches_the_job_spec_only_for_saturate():
     grid = grid_of(measurement={"load": load})
     spec = grid.spec(grid.points[0])
     assert spec["arrival"] == "saturate" and spec["saturate"] == {"target_ci": 0.02, "max_load_s": 300}
+    off = grid_of(measurement={"load": {**load, "warmup_response_times": 0}})
+    assert off.spec(off.points[0])["saturate"]["warmup_response_times"] == 0
     assert identity(grid.config, grid.points[0])["saturate"] == spec["saturate"]
     cfg = config_from_dict(
         {k: v for k, v in spec.items() if v is not None} | {"synthetic": {"fixed_output_len": 8}}
@@ -293,3 +297,29 @@ def test_top_up_leaves_a_full_or_gaugeless_engine_alone():
     rows.append({"t": 6.0, "running": None, "waiting": None})
     assert TopUp(batch=64, cap=128, server_rows=lambda: rows)(72) == 72  # no gauges
     assert top.raises == [(3.0, 86), (4.0, 128)]
+
+
+def test_the_warmup_reads_the_streams_when_the_engine_has_no_token_counter():
+    from jouleflow.measure.convergence import WINDOW_REACHED
+    from jouleflow.measure.warmup import TARGETS, UPPER, Warmup, mean_output_length
+
+    assert mean_output_length([100, 300], [True, True]) == (200.0, TARGETS)
+    assert mean_output_length([100, None], [True, False]) == (100.0, UPPER)  # an upper estimate
+    assert mean_output_length([None, None], [False, False])[0] is None
+    clock = Clock()
+    targets = SaturateConfig(target_window_s=4, max_load_s=60, interval_s=1)
+    warmup = Warmup(targets.warmup_response_times, 40.0, TARGETS, targets.interval_s)
+    conv = Convergence(targets, 4, clock=clock, warmup=warmup)  # no /metrics, no energy sensor
+    results = [RequestResult(request_id=i, t_send=clock.now) for i in range(4)]
+    reason, first = None, clock.now + 0.05
+    while reason is None:  # each request streams a token every 50 ms: 40 tokens take 2 s
+        clock.now += 0.05
+        _stream(results, clock.now, 4)
+        reason = conv(results) if round((clock.now - 1000) / 0.05) % 5 == 0 else None
+    rec = conv.record(reason, clock.now)
+    assert reason == WINDOW_REACHED and rec["start_source"] == "client-active"
+    assert rec["batch_full"] == pytest.approx(first)
+    assert rec["token_interval_s"] == pytest.approx(0.05) and rec["token_interval_from"].startswith("client")
+    assert rec["mean_response_s"] == pytest.approx(2.0)
+    assert rec["warmup_end"] == pytest.approx(first + 2.0) == rec["steady_start"]
+    assert clock.now == pytest.approx(first + 2.0 + 4.0, abs=0.3)

@@ -97,6 +97,11 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Su
     if t_stop is not None:  # no ramp-down: the windows end where the load stopped
         w_server, w_active = steady.until_stop(w_server, t_stop), steady.until_stop(w_active, t_stop)
         w_client = steady.client_window_saturate(first, batch, t_stop)
+    warmup_end = (record.convergence or {}).get("warmup_end") if t_stop is not None else None
+    if warmup_end is not None:  # the batch's context mix settled only then (docs/method.md)
+        w_server, w_client, w_active = (
+            steady.after_warmup(w, warmup_end) for w in (w_server, w_client, w_active)
+        )
     window = steady.choose_window(w_server, w_client)
     out.update(
         window_server=w_server.to_dict(),
@@ -108,6 +113,8 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Su
         flags.raise_flag(validity.SERVER_WINDOW_MISSING, f"{w_server.reason}; used the client window")
     if not window.found:
         flags.raise_flag(validity.NO_STEADY_STATE, f"server: {w_server.reason}; client: {w_client.reason}")
+        if warmup_end is not None:  # a load stopped inside its warm-up did not converge either
+            validity.check_convergence(flags, record.convergence, None, 0, thresholds)
         return finish(out, flags)
     overlap = out.window_overlap
     if overlap is not None and overlap < thresholds.min_window_overlap:

@@ -15,6 +15,8 @@ The accounting window is the server one when server metrics give one, else clien
 A saturate run (the load stopped itself at `t_stop`, requests still in flight) has no ramp-down:
 every window ends at the stop at the latest (`until_stop`), and the client window runs from the
 B-th first token to the stop (`client_window_saturate`), as there is no (N - B - 1)-th completion.
+A saturate run that recorded a warm-up (run.json `convergence.warmup_end`) starts every window
+there at the earliest (`after_warmup`): before it the batch's contexts are all young.
 Only stdlib here: inputs are plain sequences so that the rules are easy to check by hand.
 """
 
@@ -201,6 +203,15 @@ def until_stop(w: Window, t_stop: float) -> Window:
     if w.start >= t_stop:
         return Window(w.source, reason=f"full batch only after the load stopped ({w.reason or 'ok'})")
     return Window(w.source, w.start, t_stop, w.reason)
+
+
+def after_warmup(w: Window, warmup_end: float) -> Window:
+    """The window started no earlier than a saturate load's warm-up end (its context mix settled)."""
+    if w.start is None or warmup_end <= w.start:
+        return w
+    if w.end is not None and warmup_end >= w.end:
+        return Window(w.source, reason=f"the warm-up ended only at the window's end ({w.reason or 'ok'})")
+    return Window(w.source, warmup_end, w.end, w.reason)
 
 
 def client_window_saturate(t_first_token: Sequence[float | None], batch_size: int, t_stop: float) -> Window:

@@ -48,7 +48,7 @@ _NOT_CONFIG = {
     "top_p",
     "extra_body_json",
 }
-_SATURATE = ("target_window_s", "target_ci", "max_load_s", "interval_s", "headroom")
+_SATURATE = ("target_window_s", "target_ci", "max_load_s", "interval_s", "headroom", "warmup_response_times")
 _SECTIONS = {
     **{dest: ("synthetic", key) for dest, key in _SYNTHETIC.items()},
     **{dest: ("saturate", dest) for dest in _SATURATE},
@@ -151,6 +151,12 @@ def register(subparsers: Any) -> None:
         "--headroom",
         type=int,
         help="saturate: requests waiting beyond B, kept fixed (default: max(4, B // 8), raised while the engine runs short)",
+    )
+    r.add_argument(
+        "--warmup",
+        dest="warmup_response_times",
+        type=float,
+        help="saturate: the window begins this many mean response times after the batch first filled (default 1; 0 = at once)",
     )
     r.add_argument("--max-concurrency", type=int)
     r.add_argument("--rate", type=float, help="requests/s (poisson)")

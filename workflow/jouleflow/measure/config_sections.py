@@ -45,9 +45,11 @@ class SaturateConfig:
     target_ci: float = 0.01  # stop when the J/token 95% CI half-width / mean is at most this
     max_load_s: float = 600.0  # stop here anyway (the run is flagged when not converged)
     interval_s: float = 5.0  # batch-means interval length
-    headroom: int | None = (
-        None  # requests waiting beyond B; null = max(4, B // 8), raised while short (topup)
-    )
+    # Requests waiting beyond B; null = max(4, B // 8), raised while the engine runs short (topup).
+    headroom: int | None = None
+    # The window begins this many mean response times after the batch first filled, once the
+    # batch's context mix is steady (measure.warmup); 0 = at the full batch.
+    warmup_response_times: float = 1.0
 
     def validate(self) -> None:
         for key in ("target_window_s", "target_ci", "max_load_s", "interval_s"):
@@ -57,6 +59,9 @@ class SaturateConfig:
         h = self.headroom
         if h is not None and not (isinstance(h, int) and not isinstance(h, bool) and h >= 0):
             raise ConfigError(f"saturate.headroom: must be an integer >= 0 or null, got {self.headroom!r}")
+        w = self.warmup_response_times
+        if not (isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < float("inf")):
+            raise ConfigError(f"saturate.warmup_response_times: must be a number >= 0, got {w!r}")
         if self.interval_s * 2 > self.target_window_s:
             raise ConfigError(
                 f"saturate.interval_s: {self.interval_s:g} s leaves fewer than 2 intervals in "

@@ -1,17 +1,20 @@
 """The live stopping rule of arrival=saturate: stop once J/token is known precisely enough.
 
-Steady start: the first moment the engine runs a full batch, as the offline window sees it: the
+Full batch: the first moment the engine runs a full batch, as the offline window sees it: the
 first server sample with running >= (1 - tolerance) x B (analysis.steady.server_window), or,
 for engines without /metrics, the first time the client's count of generating requests reaches
-that (analysis.steady.client_window_active). From there the window is cut into intervals of
-`interval_s`; each complete interval gets its energy (sampled power, trapezoids) and its streamed
-tokens, and analysis.uncertainty turns them into the batch-means J/token and its 95% confidence
-half-width: the same math the summary applies to the recorded traces.
+that (analysis.steady.client_window_active). Steady start: `warmup_response_times` mean response
+times later, once the batch's context mix has settled (measure.warmup; at the full batch when 0).
+From there the window is cut into intervals of `interval_s`; each complete interval gets its
+energy (sampled power, trapezoids) and its streamed tokens, and analysis.uncertainty turns them
+into the batch-means J/token and its 95% confidence half-width: the same math the summary applies
+to the recorded traces; nothing before the steady start counts.
 
 Stop with "converged" once the window is at least `target_window_s` long and the relative
 half-width is at most `target_ci`; at `max_load_s` after the load began stop anyway with
-"time limit: J/token ±X% after Y s" (the analysis flags such a run). Without an energy sensor
-there is no J/token: the load stops once the window reaches `target_window_s`.
+"time limit: J/token ±X% after Y s" (the analysis flags such a run), or, still inside the
+warm-up, "time limit: warm-up (...) not over after Y s". Without an energy sensor there is no
+J/token: the load stops once the window reaches `target_window_s`.
 
 Token counts are binned incrementally (a cursor per request), and power is read once per new
 interval, so a check costs O(new chunks + requests), whatever the run's length. Counts of a
@@ -37,6 +40,7 @@ from jouleflow.analysis.uncertainty import (
 )
 from jouleflow.measure.jobconfig import LLMJobConfig, SaturateConfig
 from jouleflow.measure.load import LoadSettings, RequestResult
+from jouleflow.measure.warmup import Warmup, mean_output_length
 from jouleflow.records import RunRecord
 
 CONVERGED = "converged"
@@ -54,6 +58,7 @@ class Convergence:
         power_rows: Callable[[], Sequence[dict]] | None = None,
         tolerance: float = steady.DEFAULT_FULL_TOLERANCE,
         clock: Callable[[], float] = time.time,
+        warmup: Warmup | None = None,
     ) -> None:
         self.targets = targets
         self.batch = batch
@@ -62,7 +67,10 @@ class Convergence:
         self.tolerance = tolerance
         self.clock = clock
         self.t0 = clock()  # max_load_s counts from here (built right before the load starts)
-        self.start: float | None = None
+        self.full_at: float | None = None  # the batch first full
+        self.start: float | None = None  # the window's start: the warm-up's end
+        # Without the request set's lengths (a bare stopping rule) there is nothing to wait for.
+        self.warmup = warmup or Warmup(targets.warmup_response_times, None, "no request set given", 0.0)
         self.start_source: str | None = None
         self.estimate: BatchMeans | None = None
         self.in_flight: int | None = None
@@ -80,12 +88,12 @@ class Convergence:
             w = steady.server_window(
                 [r["t"] for r in rows], [r["running"] for r in rows], self.batch, self.tolerance
             )
-            self.start, self.start_source = w.start, steady.SERVER
+            self.full_at, self.start_source = w.start, steady.SERVER
             return
         firsts = [r.chunk_t[0] if r.chunk_t else None for r in results]
         ends = [r.t_end if r.chunk_t else None for r in results]
         w = steady.client_window_active(firsts, ends, self.batch, self.tolerance)
-        self.start, self.start_source = w.start, steady.CLIENT_ACTIVE
+        self.full_at, self.start_source = w.start, steady.CLIENT_ACTIVE
 
     # --- intervals -----------------------------------------------------------------------------
     def _bin_tokens(self, results: Sequence[RequestResult]) -> None:
@@ -157,8 +165,12 @@ class Convergence:
     # --- the check -----------------------------------------------------------------------------
     def __call__(self, results: Sequence[RequestResult]) -> str | None:
         now = self.clock()
-        if self.start is None:
+        if self.full_at is None:
             self._find_start(results)
+        if self.full_at is not None and self.start is None:
+            rows = self.server_rows() if self.server_rows else []
+            if self.warmup.over(self.full_at, now, rows, results):
+                self.start = self.warmup.end
         if self.start is not None:
             self.window_s = max(now - self.start, 0.0)
             self._update(results, now)
@@ -169,6 +181,8 @@ class Convergence:
             if rel is not None and rel <= self.targets.target_ci:
                 return CONVERGED
         if now - self.t0 >= self.targets.max_load_s:
+            if self.full_at is not None and self.start is None:
+                return f"time limit: warm-up ({self.warmup.describe(self.full_at)}) not over after {now - self.t0:.0f} s"
             return f"time limit: J/token {self.ci_text()} after {now - self.t0:.0f} s"
         return None
 
@@ -186,6 +200,7 @@ class Convergence:
                 "target_ci": self.targets.target_ci,
                 "max_load_s": self.targets.max_load_s,
                 "interval_s": self.targets.interval_s,
+                "warmup_response_times": self.targets.warmup_response_times,
             },
             "stop_reason": stop_reason,
             "converged": stop_reason == CONVERGED,
@@ -196,6 +211,7 @@ class Convergence:
             "n_intervals": est.n_intervals if est else 0,
             "j_per_token": est.mean if est else None,
             "token_source": self.token_source,
+            **self.warmup.record(self.full_at, end),
         }
 
     def add_to_run(self, run: RunRecord, load_result: Any) -> RunRecord:
@@ -217,9 +233,18 @@ class Convergence:
 
 
 def saturate_load(
-    cfg: LLMJobConfig, settings: LoadSettings, caps_batch: bool, scraper: Any, sampler: Any, notes: list[str]
+    cfg: LLMJobConfig,
+    settings: LoadSettings,
+    caps_batch: bool,
+    scraper: Any,
+    sampler: Any,
+    notes: list[str],
+    specs: Sequence[Any] = (),
 ) -> Convergence:
-    """Set up arrival=saturate for a session: the in-flight count and the stopping rule."""
+    """Set up arrival=saturate for a session: the in-flight count and the stopping rule.
+
+    `specs`: the request set (requestset.RequestSpec), whose lengths set the warm-up.
+    """
     assert cfg.saturate is not None  # validated: arrival=saturate always has its section
     full = (
         cfg.batch_size * cfg.data_parallel
@@ -230,11 +255,17 @@ def saturate_load(
         notes.append(f"{cfg.engine} has no max-num-seqs: saturate keeps exactly B={full} in flight")
     settings.in_flight = full + headroom
     adaptive = caps_batch and cfg.saturate.headroom is None and scraper is not None
+    fixed = [bool(r.ignore_eos and settings.send_ignore_eos) for r in specs]
+    mean_tokens, source = mean_output_length([r.max_tokens for r in specs], fixed)
+    warmup = Warmup(cfg.saturate.warmup_response_times, mean_tokens, source, cfg.saturate.interval_s)
+    if warmup.response_times > 0 and mean_tokens is None:
+        notes.append(f"saturate: {source}")
     conv = Convergence(
         cfg.saturate,
         full,
         server_rows=(lambda: list(scraper.rows)) if scraper is not None else None,
         power_rows=sampler.rows if sampler is not None else None,
+        warmup=warmup,
     )
     conv.in_flight = settings.in_flight
     if adaptive:  # the default headroom is a start: raised while the engine runs short (measure.topup)

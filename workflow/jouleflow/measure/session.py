@@ -272,7 +272,7 @@ class Session(MeasuredSession):
             from jouleflow.measure.convergence import saturate_load
 
             self.convergence = saturate_load(
-                cfg, settings, spec.caps_batch, self.scraper, self.sampler, self.notes
+                cfg, settings, spec.caps_batch, self.scraper, self.sampler, self.notes, specs
             )
         requests = [s.to_load_request(cfg.endpoint) for s in specs]
         stats = LoadStats()
