@@ -96,10 +96,14 @@ def test_saturate_converges_on_cpu(tiny_model, tmp_path):
     assert doc["status"] == "ok" and doc["config"]["arrival"] == "saturate"
     assert doc["config"]["saturate"] == {
         "target_window_s": 6.0, "target_ci": 0.5, "max_load_s": 120.0, "interval_s": 1.0, "headroom": None,
+        "warmup_response_times": 1.0,
     }  # fmt: skip
     conv, load = doc["convergence"], doc["load"]
     assert conv["stop_reason"] == "converged" and conv["converged"] and load["stopped"] == "converged"
     assert conv["start_source"] == "client-active"  # transformers serve has no /metrics
+    # ... so the warm-up reads the streams' inter-token interval; the window begins after it
+    assert conv["token_interval_from"].startswith("client") and conv["warmup_end"] > conv["batch_full"]
+    assert conv["steady_start"] == conv["warmup_end"]
     assert conv["window_s"] >= 6.0 and conv["ci_rel"] <= 0.5 and conv["n_intervals"] >= 6
     # no max-num-seqs: the client is the batch cap, exactly B in flight
     assert load["in_flight"] == B and any("saturate keeps exactly B" in n for n in doc["notes"])
@@ -118,6 +122,7 @@ def test_saturate_converges_on_cpu(tiny_model, tmp_path):
     assert s["num_failed"] == 0 and s["num_stopped"] == len(stopped) and s["num_not_sent"] == len(unsent)
     assert "failed-requests" not in s["flags"] and "not-converged" not in s["flags"]
     assert s["steady_end"] <= load["t_stop"] and s["load_stop_reason"] == "converged"
+    assert s["steady_start"] >= conv["warmup_end"]
     assert s["count_e2e"] == s["num_ok"]  # stopped requests are not in the latencies
     # every length was set (a null EOS stands in for ignore_eos): the sent requests' targets count
     sent = {q["request_id"] for q in reqs if q["t_send"] is not None}
