@@ -94,6 +94,38 @@ def test_quickstart_measures_a_small_grid():
     assert (REPO / spec["synthetic"]["output_lengths"]).is_file()
 
 
+def test_the_modality_campaign_plans_its_eight_points():
+    """config/campaigns/modality-tasks.yaml, as planned on the H200 host (docs/reference.md)."""
+    from jouleflow.measure.jobconfig import config_from_dict
+
+    config = load_config(
+        [REPO / "config" / "config.yaml", REPO / "config/campaigns/modality-tasks.yaml"], SCHEMA
+    )
+    try:
+        config["sweeps"] = resolve_local(config, types=["H200"])["sweeps"]
+    finally:
+        os.environ.pop("JOULEFLOW_LOCAL_GPU", None)
+    grid = build_grid(config, REPO)
+    points = {(p.task, p.model, p.batch_size): grid.spec(p) for p in grid.points}
+    vl, text = "Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-8B"
+    assert set(points) == {
+        (t, m, b)
+        for t, m in (("image-chat", vl), ("video-chat", vl), ("lm-arena-chat", text), ("gpqa-lengths", text))
+        for b in (16, 64)
+    }
+    image, video = points[("image-chat", vl, 64)], points[("video-chat", vl, 16)]
+    assert image["synthetic"]["media"]["images"] == 1 and video["synthetic"]["media"]["videos"] == 1
+    assert "--limit-mm-per-prompt" in image["server_args"]
+    gpqa = points[("gpqa-lengths", text, 64)]
+    assert gpqa["synthetic"]["output_lengths"] == "resources/mlenergy-v3/models/Qwen__Qwen3-8B__gpqa.json"
+    assert gpqa["max_model_len"] == 40960 and gpqa["saturate"]["max_load_s"] == 120
+    for spec in points.values():  # every histogram the specs name is bundled
+        assert (REPO / spec["synthetic"]["output_lengths"]).is_file(), spec["synthetic"]["output_lengths"]
+        # The measurement reads the spec with a warm-up of one mean response time (the default).
+        assert spec["arrival"] == "saturate"
+        assert config_from_dict(spec, source="spec").saturate.warmup_response_times == 1.0
+
+
 def test_grid_table_and_targets_commands_rebuild_the_planned_grid(tmp_path, monkeypatch):
     """The grid_table and analysis_targets rules read the planned config back (results/specs/
     config.json): the same tables and targets as the grid the workflow built, `local` resolved."""
