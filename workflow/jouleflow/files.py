@@ -1,4 +1,5 @@
-"""Atomic file writing: the one writer every file jouleflow writes goes through (stdlib only).
+"""Atomic file writing: the one writer every file jouleflow writes goes through (stdlib only); and
+the one sha256 of a file's bytes (request sets, bundled runs).
 
 A killed job never leaves half a file, equal content is byte-identical (JSON keys sorted), and every
 file gets the mode a plain open() would give, never mkstemp's 0600. jouleflow.traces re-exports
@@ -8,6 +9,7 @@ these next to the Parquet schemas and its run-directory writer.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import tempfile
@@ -73,3 +75,12 @@ def write_csv(
                 writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
 
     write_atomic(path, write)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

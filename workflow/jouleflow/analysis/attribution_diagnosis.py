@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from jouleflow.analysis.steady import StepFunction
+from jouleflow.analysis.steady import StepFunction, in_flight_counts
 
 ORDER = ("memory-bound", "frontend-bound", "host-bound", "underutilized", "saturated")
 
@@ -80,14 +80,10 @@ def gpu_evidence(metrics: pl.DataFrame | None, start: float, end: float) -> dict
 
 
 def client_in_flight(requests: pl.DataFrame | None, start: float, end: float) -> float | None:
-    """Mean number of requests the client had sent and not yet seen end over [start, end]: each
-    request from t_send to t_end (a stopped or unfinished one to the window's end)."""
-    if requests is None or requests.height == 0 or end <= start or "t_send" not in requests.columns:
+    """Mean number of requests the client had sent and not yet seen end over [start, end]."""
+    if requests is None or requests.height == 0 or "t_send" not in requests.columns:
         return None
-    sent = requests.filter(pl.col("t_send").is_not_null())
-    lo = sent["t_send"].clip(start, end)
-    hi = sent["t_end"].fill_null(end).clip(start, end)
-    return float((hi - lo).clip(0, None).sum()) / (end - start)
+    return in_flight_counts(requests["t_send"].to_list(), requests["t_end"].to_list()).mean(start, end)
 
 
 def diagnose(

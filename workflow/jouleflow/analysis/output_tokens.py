@@ -11,13 +11,13 @@ runs, from the run directory's request_set.parquet (docs/method.md, Figures).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from jouleflow import traces
+from jouleflow.files import sha256_file
 from jouleflow.records import RunRecord
 
 TARGETS = "request targets"
@@ -79,7 +79,7 @@ def _request_set(record: RunRecord, run_dir: Path) -> tuple[pl.DataFrame | None,
         return None, f"no request targets: requests.parquet predates them and there is no {REQUEST_SET_FILE}"
     info = record.request_set or record.config.get("request_set")  # (older runs: under config)
     recorded = info.get("sha256") if isinstance(info, dict) else None
-    if recorded and _sha256(path) != recorded:
+    if recorded and sha256_file(path) != recorded:
         return None, f"{REQUEST_SET_FILE}'s sha256 is not the one run.json records"
     try:
         table = traces.read_table(path, traces.REQUEST_SET)
@@ -94,11 +94,3 @@ def _off_target(ok: pl.DataFrame, targets: pl.DataFrame) -> str:
     done = ok.select("request_id", "output_tokens").join(targets, on="request_id", how="inner")
     off = done.filter(pl.col("output_tokens") != pl.col("max_tokens")).height
     return f"{off} of {done.height} completed requests did not produce their max_tokens" if off else ""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

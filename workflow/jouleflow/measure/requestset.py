@@ -11,7 +11,6 @@ format by whatever prepares them; the synthetic generator is `jouleflow.measure.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from jouleflow import traces
+from jouleflow.files import sha256_file  # noqa: F401 (re-exported: the request set's hash)
 from jouleflow.measure import media
 from jouleflow.measure.load import LoadRequest
 
@@ -159,11 +159,3 @@ def request_set_metadata(path: str | Path) -> dict[str, str]:
     return {
         k.decode()[len("jouleflow_") :]: v.decode() for k, v in meta.items() if k.startswith(b"jouleflow_")
     }
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow import __version__
+from jouleflow.files import sha256_file
 from jouleflow.records import (
     IDENTITY_KEYS,
     MEASURED_KEYS,
@@ -218,15 +219,11 @@ def _check_existing(
         raise StaleRunError(f"{run_dir}: finished run differs from the config ({shown}); {fix}")
     if origin is not None and reference_run is not None:
         bundled = Path(reference_run) / RUN_JSON
-        if bundled.is_file() and _sha256(bundled) != origin.get("run_json_sha256"):
+        if bundled.is_file() and sha256_file(bundled) != origin.get("run_json_sha256"):
             raise StaleRunError(
                 f"{run_dir}: the bundled run {bundled.parent} changed since it was copied; {fix}"
             )
     return Decision("keep", f"{run_dir}: finished run matches the config; kept as is")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def copy_reference(src: str | Path, dst: str | Path) -> Path:
@@ -243,7 +240,7 @@ def copy_reference(src: str | Path, dst: str | Path) -> Path:
         # copy2 keeps mtimes; run.json is copied last so a half copy never looks complete.
         shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(RUN_JSON, ".*"), copy_function=shutil.copy2)
         write_json(
-            {"source": "reference", "bundle": str(src), "run_json_sha256": _sha256(src / RUN_JSON)},
+            {"source": "reference", "bundle": str(src), "run_json_sha256": sha256_file(src / RUN_JSON)},
             tmp / ORIGIN_JSON,
         )
         shutil.copy2(src / RUN_JSON, tmp / RUN_JSON)
