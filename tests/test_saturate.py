@@ -9,7 +9,8 @@ import pytest
 from jouleflow import traces
 from jouleflow.measure.convergence import CONVERGED, Convergence
 from jouleflow.measure.jobconfig import ConfigError, SaturateConfig, config_from_dict
-from jouleflow.measure.load import LoadSettings, RequestResult, request_rows, run_load
+from jouleflow.measure.load import LoadSettings, RequestResult, run_load
+from jouleflow.measure.load_rows import request_rows
 from jouleflow.measure.saturate import POOL_EXHAUSTED
 from sse_test_server import ServerState
 from test_load import _chat, _with_server
@@ -277,26 +278,33 @@ def test_top_up_fills_the_batch_a_slow_front_end_leaves_short():
     assert rec["in_flight_start"] == 9 and rec["in_flight_final"] == n_final and rec["in_flight_cap"] == 24
 
 
-def test_top_up_leaves_a_full_or_gaugeless_engine_alone():
+def test_top_up_raises_on_a_short_batch_or_a_draining_queue_and_leaves_the_rest_alone():
     from jouleflow.measure.topup import TopUp
 
     rows: list[dict] = []
-    top = TopUp(batch=64, cap=128, server_rows=lambda: rows)
+    top = TopUp(batch=64, cap=160, server_rows=lambda: rows, floor=8)
     assert top(72) == 72  # nothing scraped yet
-    rows.append({"t": 1.0, "running": 64, "waiting": 0})
-    assert top(72) == 72  # full
+    rows.append({"t": 1.0, "running": 64, "waiting": 9})
+    assert top(72) == 72  # full, its queue deep enough
     rows.append({"t": 2.0, "running": 40, "waiting": 12})
     assert top(72) == 72  # short but requests wait: memory or prefill bound, not the client
     rows.append({"t": 3.0, "running": 50, "waiting": 0})
     assert top(72) == 86  # short, none waiting: raise by the shortfall
     assert top(86) == 86  # the same scrape again: wait for the raise to show
-    rows.append({"t": 4.0, "running": 50, "waiting": 0})
-    assert top(124) == 128  # capped
-    rows.append({"t": 5.0, "running": 50, "waiting": 0})
-    assert top(128) == 128
-    rows.append({"t": 6.0, "running": None, "waiting": None})
+    rows.append({"t": 4.0, "running": 64, "waiting": 3})
+    assert top(86) == 91  # full, but the queue drains below the floor: raise by what it lacks
+    rows.append({"t": 5.0, "running": 62, "waiting": 0})
+    assert top(91) == 99  # full within the tolerance, queue empty: the floor again
+    rows.append({"t": 6.0, "running": 50, "waiting": 0})
+    assert top(150) == 160  # capped
+    rows.append({"t": 7.0, "running": 50, "waiting": 0})
+    assert top(160) == 160
+    assert top.raises == [(3.0, 86), (4.0, 91), (5.0, 99), (6.0, 160)]
+    assert top.record(72, 160)["in_flight_floor"] == 8
+    rows.append({"t": 8.0, "running": None, "waiting": None})
     assert TopUp(batch=64, cap=128, server_rows=lambda: rows)(72) == 72  # no gauges
-    assert top.raises == [(3.0, 86), (4.0, 128)]
+    assert TopUp(batch=64, cap=128, server_rows=lambda: [{"t": 1.0, "running": 64, "waiting": 0}])(72) == 72
+    # (no floor: a full batch with nothing waiting is left alone)
 
 
 def test_the_warmup_reads_the_streams_when_the_engine_has_no_token_counter():

@@ -271,5 +271,7 @@ def saturate_load(
     if adaptive:  # the default headroom is a start: raised while the engine runs short (measure.topup)
         from jouleflow.measure.topup import TopUp
 
-        conv.top_up = TopUp(full, max(2 * full, settings.in_flight), lambda: scraper.rows, conv.tolerance)
+        conv.top_up = TopUp(
+            full, max(4 * full, settings.in_flight), lambda: scraper.rows, conv.tolerance, floor=headroom
+        )
     return conv

@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from jouleflow.measure.load_rows import request_rows, token_columns  # noqa: F401  (their old home)
+from jouleflow.measure.client_monitor import ClientMonitor
 
 try:  # optional, ~3x faster than json for small objects
     import orjson
@@ -113,6 +113,7 @@ class LoadResult:
     aborted: str | None = None  # reason when the abort check stopped the load
     stopped: str | None = None  # saturate: why the load stopped (converged, time limit, pool exhausted)
     t_stop: float | None = None  # saturate: when it stopped (the steady window ends there)
+    client: dict[str, Any] | None = None  # measure.client_monitor: the client's CPU and loop lag
 
 
 def build_body(req: LoadRequest, s: LoadSettings) -> bytes:
@@ -366,6 +367,7 @@ async def run_load(
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         t0 = time.time()
+        monitor = ClientMonitor().start()
         tasks: list[asyncio.Task[None]] = []
 
         async def dispatch() -> None:
@@ -392,9 +394,10 @@ async def run_load(
                         t.cancel()
                     await asyncio.gather(dispatcher, *tasks, return_exceptions=True)
                     break
+        client = await monitor.stop()
         if not aborted:
             dispatcher.result()  # surface a dispatcher bug instead of hiding it
     if aborted:
         mark_unfinished(results, f"aborted: {aborted}", f"not sent: {aborted}")
     ends = [r.t_end for r in results if r.t_end is not None and r.t_send is not None]
-    return LoadResult(results=results, t0=t0, t_last_end=max(ends) if ends else None, aborted=aborted)
+    return LoadResult(results, t0, max(ends) if ends else None, aborted, client=client)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import aiohttp
 
+from jouleflow.measure.client_monitor import ClientMonitor
 from jouleflow.measure.load import (
     LoadRequest,
     LoadResult,
@@ -52,6 +53,7 @@ async def run_saturate(
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         t0 = time.time()
+        monitor = ClientMonitor().start()
         sent = 0
 
         def refill() -> None:
@@ -96,6 +98,7 @@ async def run_saturate(
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            client = await monitor.stop()
     if aborted:
         mark_unfinished(results, f"aborted: {aborted}", f"not sent: {aborted}")
     else:
@@ -108,4 +111,5 @@ async def run_saturate(
         aborted=aborted,
         stopped=None if aborted else stopped,
         t_stop=t_stop,
+        client=client,
     )

@@ -31,8 +31,9 @@ from jouleflow.measure.engines import base
 from jouleflow.measure.gpualloc import AllocatedGpus
 from jouleflow.measure.jobconfig import LLMJobConfig, config_hash, parallelism_label
 from jouleflow.measure.latents import idle_baseline, tree_cpu_s
-from jouleflow.measure.load import LoadSettings, LoadStats, run_load, token_columns
-from jouleflow.measure.load import request_rows as load_request_rows
+from jouleflow.measure.load import LoadSettings, LoadStats, run_load
+from jouleflow.measure.load_rows import request_rows as load_request_rows
+from jouleflow.measure.load_rows import token_columns
 from jouleflow.measure.progress import wait_healthy_shown
 from jouleflow.measure.provenance import base_provenance
 from jouleflow.measure.server_metrics import MetricsScraper
@@ -383,6 +384,7 @@ class Session(MeasuredSession):
                 "requests": len(load_result.results),
                 "ok": sum(r.ok for r in load_result.results),
                 "aborted": load_result.aborted,
+                "client": load_result.client,
             }
             if load_result is not None
             else None,
