@@ -4,7 +4,8 @@ Labels, each with the evidence behind it (a run can carry several; `primary` is 
 order): memory-bound (KV cache nearly full, preemptions grew, or a batch short of B while requests
 wait), frontend-bound (a batch short of B with nothing waiting in the engine while the client holds
 more requests in flight than the engine runs: they queue in the server's front end, e.g. multimodal
-preprocessing), host-bound (GPU mostly idle while requests wait), underutilized (GPU mostly idle at a
+preprocessing or an API server streaming ~10,000 tokens/s; on average over the window, or for at least
+`frontend_starved_share` of it, since a backlog that builds up mid-window hides in the means), host-bound (GPU mostly idle while requests wait), underutilized (GPU mostly idle at a
 full batch), saturated (full batch, GPU busy); unclassified when none applies. A check that needs a trace
 the run lacks is named under `unknown` instead of being guessed.
 """
@@ -29,6 +30,8 @@ class DiagnosisThresholds:
     util_busy_pct: float = 90.0  # at or above: saturated
     # frontend-bound: the engine waits for nothing (mean waiting below this) ...
     engine_idle_waiting: float = 0.5
+    # ... or for at least this share of the window (the batch short, the engine's queue empty)
+    frontend_starved_share: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +40,7 @@ class DiagnosisThresholds:
             "util_low_pct": self.util_low_pct,
             "util_busy_pct": self.util_busy_pct,
             "engine_idle_waiting": self.engine_idle_waiting,
+            "frontend_starved_share": self.frontend_starved_share,
         }
 
 
@@ -86,6 +90,36 @@ def client_in_flight(requests: pl.DataFrame | None, start: float, end: float) ->
     return in_flight_counts(requests["t_send"].to_list(), requests["t_end"].to_list()).mean(start, end)
 
 
+def frontend_starved_share(
+    server: pl.DataFrame | None,
+    requests: pl.DataFrame | None,
+    full_batch: int | None,
+    start: float,
+    end: float,
+    thresholds: DiagnosisThresholds,
+) -> float | None:
+    """Share of [start, end] in which the engine ran short of B with none waiting while the client held
+    more requests in flight than the engine ran (each server sample holds until the next)."""
+    if not (server is not None and requests is not None and full_batch and end > start):
+        return None
+    if "t_send" not in requests.columns or requests.height == 0:
+        return None
+    rows = server.filter(pl.col("running").is_not_null() & pl.col("waiting").is_not_null()).sort("t")
+    if rows.height == 0:
+        return None
+    in_flight = in_flight_counts(requests["t_send"].to_list(), requests["t_end"].to_list())
+    t, running, waiting = rows["t"].to_list(), rows["running"].to_list(), rows["waiting"].to_list()
+    starved = 0.0
+    for i, ti in enumerate(t):
+        lo, hi = max(ti, start), min(t[i + 1] if i + 1 < len(t) else end, end)
+        if hi <= lo:
+            continue
+        short = running[i] < thresholds.batch_fraction * full_batch
+        if short and waiting[i] < thresholds.engine_idle_waiting and in_flight.at(ti) > running[i] + 1:
+            starved += hi - lo
+    return starved / (end - start)
+
+
 def diagnose(
     server: pl.DataFrame | None,
     gpu_metrics: pl.DataFrame | None,
@@ -98,11 +132,13 @@ def diagnose(
     srv = server_evidence(server, start, end)
     gpu = gpu_evidence(gpu_metrics, start, end)
     in_flight = client_in_flight(requests, start, end)
+    starved = frontend_starved_share(server, requests, full_batch, start, end, thresholds)
     evidence: dict[str, Any] = {
         "full_batch": full_batch,
         **(srv or {}),
         **(gpu or {}),
         **({"mean_client_in_flight": in_flight} if in_flight is not None else {}),
+        **({"frontend_starved_share": starved} if starved is not None else {}),
     }
     labels: dict[str, str] = {}
     unknown: dict[str, str] = {}
@@ -134,6 +170,11 @@ def diagnose(
             labels["frontend-bound"] = (
                 f"mean running {running:.1f} < {thresholds.batch_fraction:g} x B={full_batch} with"
                 f" {waiting:.1f} waiting in the engine while the client had {in_flight:.1f} in flight"
+            )
+        elif starved is not None and starved >= thresholds.frontend_starved_share:
+            labels["frontend-bound"] = (
+                f"for {starved:.0%} of the window the engine ran fewer than {thresholds.batch_fraction:g} x"
+                f" B={full_batch} with none waiting while the client had more in flight"
             )
     if util is None or srv is None:
         missing = ", ".join(m for m, gone in ((no_gpu, util is None), (no_server, srv is None)) if gone)
