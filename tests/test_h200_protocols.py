@@ -76,3 +76,31 @@ def test_shared_and_dedicated_servers_agree_on_j_per_token_where_the_batch_was_h
     # than 2%: a single pair cannot decide a 2% tokens/s or power criterion.
     a, b = _summary("dedicated/64")["tokens_per_s"], _summary("repeat/dedicated-64")["tokens_per_s"]
     assert abs(a / b - 1) > 0.02
+
+
+def test_the_summary_flags_a_starved_window_invalid_even_when_the_mean_batch_looks_full(tmp_path):
+    from jouleflow.cli import main
+
+    out = tmp_path / "summary.json"
+    assert main(["energy", str(BUNDLE / "attribution-check/256-p200"), "-o", str(out)]) == 0
+    s = json.loads(out.read_text())
+    assert s["mean_running"] > 0.85 * 256 and "low-batch" not in s["flags"]
+    assert "frontend-starved" in s["flags"] and not s["valid"]
+    assert s["thresholds"]["max_starved_share"] == 0.1
+    # the long-prompt twin streams ~4,000 tokens/s: its front end kept up, the batch stayed full
+    assert main(["energy", str(BUNDLE / "attribution-check/256-p2000"), "-o", str(out)]) == 0
+    assert "frontend-starved" not in json.loads(out.read_text())["flags"]
+    assert (
+        main(
+            [
+                "energy",
+                str(BUNDLE / "attribution-check/256-p200"),
+                "-o",
+                str(out),
+                "--max-starved-share",
+                "0.5",
+            ]
+        )
+        == 0
+    )
+    assert "frontend-starved" not in json.loads(out.read_text())["flags"]

@@ -109,7 +109,9 @@ def test_saturate_converges_on_cpu(tiny_model, tmp_path):
     assert load["in_flight"] == B and any("saturate keeps exactly B" in n for n in doc["notes"])
     # the client's own load, over the whole load (measure.client_monitor)
     client = load["client"]
-    assert conv["window_s"] <= client["wall_s"] and 0 < client["cpu_s"] and client["loop_lag_p99_s"] is not None
+    assert (
+        conv["window_s"] <= client["wall_s"] and 0 < client["cpu_s"] and client["loop_lag_p99_s"] is not None
+    )
 
     reqs = pq.read_table(run / "requests.parquet").to_pylist()
     assert _peak_in_flight(reqs) == B

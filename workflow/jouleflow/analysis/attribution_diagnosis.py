@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from jouleflow.analysis.steady import StepFunction, in_flight_counts
+from jouleflow.analysis.steady import StepFunction, in_flight_counts, starved_share
 
 ORDER = ("memory-bound", "frontend-bound", "host-bound", "underutilized", "saturated")
 
@@ -98,26 +98,23 @@ def frontend_starved_share(
     end: float,
     thresholds: DiagnosisThresholds,
 ) -> float | None:
-    """Share of [start, end] in which the engine ran short of B with none waiting while the client held
-    more requests in flight than the engine ran (each server sample holds until the next)."""
-    if not (server is not None and requests is not None and full_batch and end > start):
-        return None
-    if "t_send" not in requests.columns or requests.height == 0:
+    """steady.starved_share from the traces (None without the gauges or the client's requests)."""
+    if server is None or requests is None or not full_batch or "t_send" not in requests.columns:
         return None
     rows = server.filter(pl.col("running").is_not_null() & pl.col("waiting").is_not_null()).sort("t")
-    if rows.height == 0:
+    if rows.height == 0 or requests.height == 0:
         return None
-    in_flight = in_flight_counts(requests["t_send"].to_list(), requests["t_end"].to_list())
-    t, running, waiting = rows["t"].to_list(), rows["running"].to_list(), rows["waiting"].to_list()
-    starved = 0.0
-    for i, ti in enumerate(t):
-        lo, hi = max(ti, start), min(t[i + 1] if i + 1 < len(t) else end, end)
-        if hi <= lo:
-            continue
-        short = running[i] < thresholds.batch_fraction * full_batch
-        if short and waiting[i] < thresholds.engine_idle_waiting and in_flight.at(ti) > running[i] + 1:
-            starved += hi - lo
-    return starved / (end - start)
+    return starved_share(
+        rows["t"].to_list(),
+        rows["running"].to_list(),
+        rows["waiting"].to_list(),
+        in_flight_counts(requests["t_send"].to_list(), requests["t_end"].to_list()),
+        full_batch,
+        start,
+        end,
+        thresholds.batch_fraction,
+        thresholds.engine_idle_waiting,
+    )
 
 
 def diagnose(

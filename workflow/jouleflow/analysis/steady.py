@@ -168,6 +168,33 @@ def in_flight_counts(t_send: Sequence[float | None], t_end: Sequence[float | Non
     return counting_function(t_send, t_end)
 
 
+def starved_share(
+    server_t: Sequence[float],
+    running: Sequence[float],
+    waiting: Sequence[float],
+    in_flight: StepFunction,
+    full_batch: int,
+    start: float,
+    end: float,
+    batch_fraction: float,
+    idle_waiting: float = 0.5,
+) -> float | None:
+    """Share of [start, end] in which the engine ran fewer than batch_fraction x B with none waiting
+    (fewer than `idle_waiting`) while the client held more requests in flight than the engine ran:
+    they sat in the server's front end. Each server sample (sorted by time) holds until the next."""
+    if not (end > start and full_batch and len(server_t)):
+        return None
+    starved = 0.0
+    for i, ti in enumerate(server_t):
+        lo, hi = max(ti, start), min(server_t[i + 1] if i + 1 < len(server_t) else end, end)
+        if hi <= lo:
+            continue
+        short = running[i] < batch_fraction * full_batch and waiting[i] < idle_waiting
+        if short and in_flight.at(ti) > running[i] + 1:
+            starved += hi - lo
+    return starved / (end - start)
+
+
 def client_window_active(
     t_first_token: Sequence[float | None],
     t_end: Sequence[float | None],

@@ -20,6 +20,9 @@ NO_ENERGY_SENSOR = "no-energy-sensor"
 NO_STEADY_STATE = "no-steady-state"
 SHORT_WINDOW = "short-window"
 LOW_BATCH = "low-batch"
+# the batch ran short with nothing waiting in the engine while the client held more in flight, for
+# more than a set share of the window: the server's front end, not the engine, set the batch
+FRONTEND_STARVED = "frontend-starved"
 FAILED_REQUESTS = "failed-requests"
 POWER_OUT_OF_BOUNDS = "power-out-of-bounds"
 ENERGY_COUNTER_RESET = "energy-counter-reset"
@@ -46,6 +49,7 @@ BLOCKING = frozenset(
         NO_STEADY_STATE,
         SHORT_WINDOW,
         LOW_BATCH,
+        FRONTEND_STARVED,
         FAILED_REQUESTS,
         POWER_OUT_OF_BOUNDS,
         ENERGY_COUNTER_RESET,
@@ -65,6 +69,7 @@ class Thresholds:
 
     min_window_s: float = 20.0  # steady window at least this long
     min_batch_fraction: float = 0.85  # mean running in the window / B
+    max_starved_share: float = 0.1  # share of the window the front end left the batch short
     max_power_fraction: float = 1.1  # mean power per GPU at most this x its power limit
     full_batch_tolerance: float = DEFAULT_FULL_TOLERANCE  # "full batch" = running >= (1 - tol) * B
     min_window_overlap: float = 0.8  # server vs client window, intersection over union; 0 disables

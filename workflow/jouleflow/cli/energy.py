@@ -44,6 +44,14 @@ def register(subparsers) -> None:
         help="lowest valid mean running / B (0.85)",
     )
     p.add_argument(
+        "--max-starved-share",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="highest valid share of the window with the batch short, nothing waiting in the engine"
+        " and more in flight at the client (0.1)",
+    )
+    p.add_argument(
         "--max-power-fraction",
         type=float,
         default=1.1,
@@ -101,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         thresholds = Thresholds(
             min_window_s=args.min_window,
             min_batch_fraction=args.min_batch_fraction,
+            max_starved_share=args.max_starved_share,
             max_power_fraction=args.max_power_fraction,
             full_batch_tolerance=args.full_batch_tolerance,
             min_window_overlap=args.min_window_overlap,
