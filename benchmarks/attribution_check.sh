@@ -2,8 +2,10 @@
 # The prefill/decode attribution check (docs/attribution.md, "Checking the fit by prediction"), on a GPU
 # machine: two request sets that differ only in prompt length (same output lengths, request by
 # request) measured on one vLLM server at each batch size (`jouleflow measure llm-sweep`), then per
-# run `jouleflow energy` and `jouleflow attribute`, and per batch size the prediction check
-# (benchmarks/attribution_predict.py). Prints the figures; everything lands under OUT.
+# run `jouleflow energy` and `jouleflow attribute`, and per batch size the check
+# (benchmarks/attribution_predict.py: each run's fits and which coefficients are resolved, the joint
+# fit of the two prompt lengths, prefill shares, cross-predictions). Prints the tables; everything
+# lands under OUT.
 #
 #   benchmarks/attribution_check.sh SPEC OUT [BATCH_SIZES] [SHORT,LONG]
 #

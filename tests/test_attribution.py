@@ -37,6 +37,7 @@ def simulate(
     noise: float = 0.01,
     counters: bool = True,
     prompt_tokens: tuple[int, int] = (50, 3000),
+    speeds: tuple[int, int] = (1, 5),  # tokens per request per tick, drawn in [lo, hi) every second
 ) -> dict:
     rng = np.random.default_rng(seed)
     inputs = rng.integers(*prompt_tokens, n_requests)
@@ -54,7 +55,7 @@ def simulate(
             first[rid] = t + TICK / 2
         decode = 0
         if tick % 10 == 0:  # the engine's speed changes every second (a batch's context lengths, say)
-            speed = int(rng.integers(1, 5))
+            speed = int(rng.integers(*speeds))
         for rid in list(running):
             n = min(speed, running[rid])
             chunks.append({"request_id": rid, "t": t + TICK / 2, "n_tokens": n})

@@ -63,8 +63,8 @@ def test_short_prompts_predict_long_prompts_and_the_prefill_share_moves(runs):
     short, long = load_intervals(runs["short"], name="short"), load_intervals(runs["long"], name="long")
     doc = prediction_check([short, long])
     assert [(p["from"], p["to"], p["variant"]) for p in doc["pairs"]] == [
-        ("short", "long", "free"),
-        ("long", "short", "free"),
+        ("short", "long", "fixed_static"),  # s fixed to the baseline first, when it resolves a and b
+        ("long", "short", "fixed_static"),
     ]
     for pair in doc["pairs"]:
         assert abs(pair["relative_error"]) < 0.03
@@ -103,13 +103,15 @@ def test_not_identifiable_on_one_run_falls_back_to_joint_fits(runs):
     for pair in doc["pairs"]:
         assert pair["variant"] is None and "predicted_j" not in pair
         assert f"intervals < {n}" in pair["not_identifiable"] and "free" in pair["not_identifiable"]
-        assert pair["joint_variant"] == "free" and abs(pair["joint_in_sample"]["relative_error"]) < 0.03
+        assert (
+            pair["joint_variant"] == "fixed_static" and abs(pair["joint_in_sample"]["relative_error"]) < 0.03
+        )
     # with two runs, leaving one out leaves a single run: not identifiable either, and said so
     loro = doc["leave_one_run_out"]
     assert [r["to"] for r in loro] == ["short", "long"] and all(r["variant"] is None for r in loro)
     three = prediction_check([short, long, mixed], strict)["leave_one_run_out"]
     assert [r["from"] for r in three] == [["long", "mixed"], ["short", "mixed"], ["short", "long"]]
-    assert all(r["variant"] == "free" and abs(r["relative_error"]) < 0.03 for r in three)
+    assert all(r["variant"] == "fixed_static" and abs(r["relative_error"]) < 0.03 for r in three)
     # a run without a baseline: the joint fit has no fixed-s variant
     joint = prediction_check([old, long], strict)["pairs"][0]["joint_fits"]["fixed_static"]
     assert not joint["identifiable"] and "no idle baseline" in joint["reason"]
@@ -125,8 +127,11 @@ def test_the_script_prints_the_tables(runs, capsys, tmp_path):
     out = tmp_path / "check.json"
     assert script.main([str(runs["short"]), str(runs["old"]), "--markdown", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "| run | window s | energy J | fit | J/prefill tok |" in text
-    assert "| short | old | free |" in text and "| old | short | free |" in text
+    assert "| run | fit | J/prefill tok | J/decode tok | static W |" in text  # per run and fit
+    assert "| short + old (joint) | free |" in text  # the joint fit
+    assert "| run | window s | energy J | static share | own fit |" in text
+    # short's fit with s fixed to its baseline; old has no baseline, so its free fit
+    assert "| short | old | fixed_static | resolved fit |" in text and "| old | short | free |" in text
     assert "n/a (no idle baseline)" in text  # the old run's static share
     assert "old fixed_static fit: old: no idle baseline" in text
     assert out.is_file()

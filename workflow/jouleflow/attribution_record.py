@@ -39,11 +39,21 @@ REQUEST_ENERGY = pa.schema(
 )
 
 
+def _why_unresolved(fit: dict[str, Any]) -> str | None:
+    if not fit.get("identifiable"):
+        return fit.get("reason")
+    if "resolved" not in fit:
+        return "recorded before coefficients were checked for resolution"
+    return (
+        "; ".join(f"{k} not resolved ({why})" for k, why in (fit.get("not_resolved") or {}).items()) or None
+    )
+
+
 @dataclass(frozen=True)
 class Costs:
     """J per prefill and per decode token (with standard errors) from the fit the attribution used:
-    s fixed to the idle baseline when identifiable, else the free fit; all null with `note` when
-    neither is identifiable."""
+    s fixed to the idle baseline when identifiable with a and b resolved (positive, 95 % interval
+    above 0), else the free fit with a, b and s resolved; all null with `note` when neither is."""
 
     j_per_prefill_token: float | None = None
     j_per_prefill_token_se: float | None = None
@@ -136,9 +146,9 @@ class AttributionRecord:
     def costs(self) -> Costs:
         if self.not_attributed or not self.fit:
             return Costs(note=self.not_attributed or self.missing.get("energy", "no fit"))
-        for name in ("fixed_static", "free"):
+        for name in ("fixed_static", "free"):  # analysis.attribution_fit.choose_fit's rule
             fit = self.fit.get(name) or {}
-            if fit.get("identifiable"):
+            if fit.get("identifiable") and fit.get("resolved"):
                 return Costs(
                     fit["a_j_per_prefill_token"],
                     fit["a_se"],
@@ -146,7 +156,7 @@ class AttributionRecord:
                     fit["b_se"],
                     name,
                 )
-        reasons = {name: (self.fit.get(name) or {}).get("reason") for name in ("fixed_static", "free")}
+        reasons = {name: _why_unresolved(self.fit.get(name) or {}) for name in ("fixed_static", "free")}
         return Costs(note="; ".join(f"{name}: {why}" for name, why in reasons.items() if why))
 
     @property

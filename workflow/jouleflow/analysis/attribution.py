@@ -19,7 +19,7 @@ import polars as pl
 from jouleflow import traces
 from jouleflow.analysis.accounting import RunData, load_run
 from jouleflow.analysis.attribution_diagnosis import DiagnosisThresholds, diagnose
-from jouleflow.analysis.attribution_fit import DEFAULT_FIT_THRESHOLDS, FitThresholds, fit_costs
+from jouleflow.analysis.attribution_fit import DEFAULT_FIT_THRESHOLDS, FitThresholds, choose_fit, fit_costs
 from jouleflow.analysis.latency import percentile
 from jouleflow.analysis.power_trace import GpuTrace, gpu_traces
 from jouleflow.records import RunRecord, SummaryRecord
@@ -284,15 +284,15 @@ def attribute(
         fit["fixed_static"] = fit_costs(s.energy_j, dt, s.prefill, s.decode, split["static_w"], options.fit)
     else:
         fit["fixed_static"] = {"identifiable": False, "reason": split["reason"]}
-    used = fit["fixed_static"] if fit["fixed_static"]["identifiable"] else fit["free"]
-    a, b = used.get("a_j_per_prefill_token"), used.get("b_j_per_decode_token")
-    if used["identifiable"] and a is not None and b and a >= 0 and b > 0:
-        ratio, weighting = a / b, f"prefill tokens weighted by the fitted a/b = {a / b:.4g}"
+    variant, unresolved = choose_fit(fit)  # the same rule as the prediction check's
+    if variant is not None:
+        a, b = fit[variant]["a_j_per_prefill_token"], fit[variant]["b_j_per_decode_token"]
+        ratio, weighting = a / b, f"prefill tokens weighted by the fitted a/b = {a / b:.4g} ({variant} fit)"
     else:
-        ratio, weighting = 1.0, "prefill and decode tokens counted 1:1 (no usable fit)"
+        ratio, weighting = 1.0, f"prefill and decode tokens counted 1:1 (no resolved fit: {unresolved})"
     if split.get("static_w") is not None:
         static_w, static_source = split["static_w"], "idle baseline"
-    elif fit["free"]["identifiable"] and fit["free"]["s_w"] > 0:
+    elif fit["free"]["identifiable"] and "s" not in fit["free"]["not_resolved"]:
         static_w, static_source = fit["free"]["s_w"], "fitted s (no idle baseline)"
     else:
         static_w, static_source = 0.0, "none: all energy treated as dynamic (no baseline, no fitted s)"
@@ -304,6 +304,7 @@ def attribute(
         fit=fit,
         requests={
             "weighting": weighting,
+            "fit_used": variant,
             "prefill_to_decode_ratio": ratio,
             "static_power_w": static_w,
             "static_source": static_source,

@@ -3,7 +3,10 @@
 The fit is refused ("not identifiable", never numbers) when the intervals cannot separate the three
 terms: too few intervals, a rank-deficient or badly conditioned design matrix (condition number of the
 matrix with each column scaled to unit length, so the units of the columns do not matter), or prompt
-tokens that are constant or nearly collinear with the decode tokens.
+tokens that are constant or nearly collinear with the decode tokens. An identifiable fit still says,
+per fitted coefficient, whether it is resolved: positive with its 95 % interval (± 1.96 standard
+errors) above zero. A coefficient that is not is reported with its standard error and the reason,
+and nothing is derived from it (`choose_fit`: the fit a share or a prediction may use).
 """
 
 from __future__ import annotations
@@ -29,6 +32,46 @@ class FitThresholds:
 
 
 DEFAULT_FIT_THRESHOLDS = FitThresholds()
+Z95 = 1.96  # two-sided 95 % normal quantile: a coefficient is resolved when value - Z95 * se > 0
+FIT_PREFERENCE = ("fixed_static", "free")  # s fixed to the idle baseline first: fewer collinear terms
+COEFFICIENTS = {
+    "a": ("a_j_per_prefill_token", "a_se"),
+    "b": ("b_j_per_decode_token", "b_se"),
+    "s": ("s_w", "s_se"),
+}
+
+
+def resolution(fit: dict[str, Any]) -> dict[str, str]:
+    """Per fitted coefficient of an identifiable fit that is not resolved, why (empty: all resolved).
+    A fixed s is not fitted, so it is not judged."""
+    out = {}
+    for name, (key, se_key) in COEFFICIENTS.items():
+        value, se = fit.get(key), fit.get(se_key)
+        if se is None:  # s fixed to the idle baseline
+            continue
+        low, high = value - Z95 * se, value + Z95 * se
+        if value <= 0:
+            out[name] = f"{name} = {value:.3g} ± {se:.2g} is not positive"
+        elif low <= 0:
+            out[name] = (
+                f"{name} = {value:.3g} ± {se:.2g}: its 95 % interval [{low:.3g}, {high:.3g}] includes 0"
+            )
+    return out
+
+
+def choose_fit(fits: dict[str, dict[str, Any]]) -> tuple[str | None, str | None]:
+    """(variant, None) for the first fit in FIT_PREFERENCE that is identifiable with every fitted
+    coefficient resolved; (None, why) naming each variant's problem when none is."""
+    for variant in FIT_PREFERENCE:
+        if (fits.get(variant) or {}).get("resolved"):
+            return variant, None
+    return None, "; ".join(f"{v}: {why_unresolved(fits.get(v) or {})}" for v in FIT_PREFERENCE)
+
+
+def why_unresolved(fit: dict[str, Any]) -> str:
+    if not fit.get("identifiable"):
+        return fit.get("reason") or "no fit"
+    return "; ".join(f"{k} not resolved ({why})" for k, why in (fit.get("not_resolved") or {}).items())
 
 
 def _refused(reason: str, n: int, **extra: Any) -> dict[str, Any]:
@@ -53,7 +96,8 @@ def fit_costs(
     """Least squares of E_i on (dt_i, P_i, D_i); with `static_w`, s is fixed and only a, b are fitted.
 
     Returns a (J per prefill token), b (J per decode token), s (W), their standard errors, R^2 (of E,
-    centred) and the condition number, or identifiable=False with the reason.
+    centred), the condition number and `resolved` / `not_resolved` (`resolution`), or
+    identifiable=False with the reason.
     """
     e, dt = np.asarray(energy_j, float), np.asarray(dt_s, float)
     p, d = np.asarray(prefill_tokens, float), np.asarray(decode_tokens, float)
@@ -95,7 +139,7 @@ def fit_costs(
     tss = float(((e - e.mean()) ** 2).sum())
     values = dict(zip(names, coef.tolist(), strict=True))
     errors = dict(zip(names, se.tolist(), strict=True))
-    return {
+    out = {
         "identifiable": True,
         "reason": None,
         "a_j_per_prefill_token": values["a"],
@@ -110,3 +154,5 @@ def fit_costs(
         "condition_number": cond,
         "pd_correlation": corr,
     }
+    not_resolved = resolution(out)
+    return {**out, "resolved": not not_resolved, "not_resolved": not_resolved}

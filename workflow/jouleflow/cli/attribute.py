@@ -131,11 +131,12 @@ def run(args: argparse.Namespace) -> int:
     if record.not_attributed:
         print(f"{args.output}: not attributed: {record.not_attributed}")
         return 0
-    fit = (record.fit or {}).get("free") or {}
+    used = record.costs()  # the resolved fit the attribution used, else why none is
     costs = (
-        f"a {fit['a_j_per_prefill_token']:.4g} J/prefill token, b {fit['b_j_per_decode_token']:.4g} J/decode token"
-        if fit.get("identifiable")
-        else fit.get("reason", "no fit")
+        f"{used.fit} fit: a {used.j_per_prefill_token:.4g} J/prefill token, "
+        f"b {used.j_per_decode_token:.4g} J/decode token"
+        if used.fit is not None
+        else f"no resolved fit ({used.note})"
     )
     static = (
         f"static share {record.static_share:.1%}"
