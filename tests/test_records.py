@@ -95,7 +95,9 @@ def test_run_json_of_a_real_session_round_trips(session_run):
     assert (run.status, run.reason, run.schema_version) == ("ok", None, 2)
     assert run.config["model"] == "test/model" and run.config["batch_size"] == 4
     assert run.energy_source is None and run.gpus == []  # --no-energy
+    client = run.load.pop("client")  # measure.client_monitor: the load client's own CPU and loop lag
     assert run.load == {"requests": 12, "ok": 12, "aborted": None}
+    assert client["cpu_s"] > 0 and client["wall_s"] > 0 and client["loop_lag_p50_s"] >= 0
     assert isinstance(run.timing, Timing)
     assert run.provenance["start_time"] <= run.timing.t0 <= run.timing.t_last_end <= run.end_time
     assert len(run.request_set["sha256"]) == 64 and run.server["metrics"] is True
