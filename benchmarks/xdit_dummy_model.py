@@ -57,7 +57,7 @@ def train_tokenizer(out_dir: Path):
     )  # fmt: skip
     vocab = out_dir / "spiece.model"
     vocab.write_bytes(model.getvalue())
-    return T5Tokenizer(str(vocab), extra_ids=100, legacy=True)
+    return T5Tokenizer(vocab_file=str(vocab), extra_ids=100, legacy=True)  # keyword: transformers 5 needs it
 
 
 def build(out: Path, tiny: bool, dtype_name: str, device: str, seed: int) -> dict:

@@ -94,7 +94,12 @@ def test_bundled_runs_summary_columns_and_figures(tmp_path):
         record = AttributionRecord.read(tmp_path / "energy" / str(b) / "attribution.json")
         assert row["static_share"] is None
         assert row["static_share_note"] == "run.json has no idle_baseline (measured before it was recorded)"
-        shares = row["split_static_share"] + row["split_prefill_share"] + row["split_decode_share"]
+        if record.requests["fit_used"] is None:  # B = 256: no fit resolved a and b, nor s beside them
+            assert row["split_prefill_share"] is None and row["split_decode_share"] is None
+            assert row["split_static_share"] == 0.0 and row["j_per_decode_token"] is None
+            shares = record.requests["dynamic_j"] / record.energy_j
+        else:
+            shares = row["split_static_share"] + row["split_prefill_share"] + row["split_decode_share"]
         assert shares == pytest.approx(record.requests["attributed_j"] / record.energy_j, rel=1e-9)
         assert row["diagnosis"] == record.diagnosis["primary"] == "unclassified"
         assert (row["j_per_decode_token"] is None) == (row["token_cost_note"] is not None)

@@ -165,12 +165,14 @@ class AttributionRecord:
 
     def split_shares(self) -> dict[str, float | None]:
         """The per-request attribution's static / prefill / decode joules as shares of the window
-        energy (they sum to 1 less the unattributed share); null when nothing was attributed."""
+        energy (they sum to 1 less the unattributed share); null when nothing was attributed, and
+        prefill / decode null when the costs were not resolved."""
         req, total = self.requests or {}, self.energy_j
         parts = {k: req.get(f"{k}_j") for k in ("static", "prefill", "decode")}
-        if not total or any(v is None for v in parts.values()):
+        if not total or parts["static"] is None:
             return dict.fromkeys(parts)
-        return {k: float(v) / total for k, v in parts.items()}
+        # prefill and decode stay null when no fit resolved the token costs (requests.weighting says so)
+        return {k: None if v is None else float(v) / total for k, v in parts.items()}
 
     def summary_columns(self) -> dict[str, Any]:
         """The row fields of the campaign summary table (traces.SUMMARY's attribution columns)."""

@@ -288,15 +288,19 @@ def attribute(
     if variant is not None:
         a, b = fit[variant]["a_j_per_prefill_token"], fit[variant]["b_j_per_decode_token"]
         ratio, weighting = a / b, f"prefill tokens weighted by the fitted a/b = {a / b:.4g} ({variant} fit)"
-    else:
-        ratio, weighting = 1.0, f"prefill and decode tokens counted 1:1 (no resolved fit: {unresolved})"
+    else:  # each request's dynamic joules still need a key; its prefill/decode split is not reported
+        ratio = 1.0
+        weighting = f"tokens counted 1:1, prefill/decode split not reported (no resolved fit: {unresolved})"
     if split.get("static_w") is not None:
         static_w, static_source = split["static_w"], "idle baseline"
-    elif fit["free"]["identifiable"] and "s" not in fit["free"]["not_resolved"]:
+    elif variant == "free":  # s means static power only when b is resolved beside it (they trade off)
         static_w, static_source = fit["free"]["s_w"], "fitted s (no idle baseline)"
     else:
-        static_w, static_source = 0.0, "none: all energy treated as dynamic (no baseline, no fitted s)"
+        static_w = 0.0
+        static_source = "none: all energy treated as dynamic (no idle baseline, and no free fit resolving s beside a and b)"
     frame, unattributed = per_request(run, s, static_w * dt, ratio, options.residence)
+    if variant is None:
+        frame = frame.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("prefill_j", "decode_j"))
     whole = frame.filter(pl.col("whole_in_window"))
     doc.update(
         energy_j=energy,
@@ -309,8 +313,13 @@ def attribute(
             "static_power_w": static_w,
             "static_source": static_source,
             "attributed_j": float(frame["energy_j"].sum()),
-            # the attributed joules by part (static + prefill + decode = attributed_j)
-            **{f"{k}_j": float(frame[f"{k}_j"].sum()) for k in ("static", "prefill", "decode")},
+            # the attributed joules by part: static + dynamic = attributed_j, dynamic = prefill + decode
+            # (both null when no fit resolved the costs)
+            **{
+                f"{k}_j": None if frame[f"{k}_j"].null_count() else float(frame[f"{k}_j"].sum())
+                for k in ("static", "prefill", "decode")
+            },  # fmt: skip
+            "dynamic_j": float(frame["dynamic_j"].sum()),
             "unattributed_j": unattributed,
             "n_requests_with_energy": int((frame["energy_j"] != 0).sum()),
             # static power above an interval's energy: that interval's dynamic share is negative

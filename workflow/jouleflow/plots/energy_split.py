@@ -40,8 +40,14 @@ def _draw(ax, part: pl.DataFrame) -> None:
     rest = np.where(split, total - bottom, 0.0)  # the unattributed joules (no resident request)
     if np.any(np.abs(rest) > 0.005 * total):
         ax.bar(x, rest, bottom=bottom, color="#bbbbbb", label="unattributed", width=0.7)
-    if not split.all():
-        ax.bar(x[~split], total[~split], color="white", edgecolor="#777777", hatch="//", width=0.7,
+    # attributed, but no fit resolved the token costs: static, then the dynamic rest unsplit
+    unsplit = ~split & part.get_column("split_static_share").is_not_null().to_numpy()
+    if unsplit.any():
+        ax.bar(x[unsplit], (total - bottom)[unsplit], bottom=bottom[unsplit], color="#dddddd",
+               edgecolor="#777777", hatch="..", width=0.7, label="dynamic (prefill/decode not resolved)")  # fmt: skip
+    gone = ~split & ~unsplit
+    if gone.any():
+        ax.bar(x[gone], total[gone], color="white", edgecolor="#777777", hatch="//", width=0.7,
                label="not attributed")  # fmt: skip
     for xi, height, label in zip(x, total, part.get_column("diagnosis").to_list(), strict=True):
         ax.text(xi, height, f" {label or 'no diagnosis'}", rotation=90, ha="center", va="bottom", fontsize=6)
