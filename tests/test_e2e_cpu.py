@@ -171,12 +171,14 @@ def test_measure_and_account_on_cpu(tmp_path):
     )
     steady_tokens = sum(t["n_tokens"] for t in toks if start <= t["t"] <= end)
     assert s["steady_tokens"] == steady_tokens > 0
-    # NVML's counter counts whole millijoules: up to ~1 mJ of rounding at each interpolated end
-    assert s["steady_energy_j"] == pytest.approx(POWER_W * (end - start), abs=0.003)
+    # NVML's counter counts whole millijoules (~1 mJ of rounding at each interpolated end), and a
+    # sample's timestamp and its counter read are apart by tens of µs on a loaded machine (3.05 mJ
+    # seen at 300 W): 20 mJ, 1e-4 of the window's energy
+    assert s["steady_energy_j"] == pytest.approx(POWER_W * (end - start), abs=0.02)
     assert s["energy_per_token_j"] == pytest.approx(s["steady_energy_j"] / steady_tokens, rel=1e-12)
     assert s["mean_output_tokens"] == OUT_LEN
     assert s["energy_per_request_j"] == pytest.approx(s["energy_per_token_j"] * OUT_LEN, rel=1e-12)
-    assert s["mean_power_w"] == pytest.approx(POWER_W, abs=0.003 / (end - start))
+    assert s["mean_power_w"] == pytest.approx(POWER_W, abs=0.02 / (end - start))
     assert s["tokens_per_s"] == pytest.approx(steady_tokens / (end - start), rel=1e-9)
     assert s["median_ttft_s"] > 0 and s["median_itl_s"] > 0
     assert "server-window-missing" in s["flags"]
