@@ -16,6 +16,12 @@ half-width is at most `target_ci`; at `max_load_s` after the load began stop any
 warm-up, "time limit: warm-up (...) not over after Y s". Without an energy sensor there is no
 J/token: the load stops once the window reaches `target_window_s`.
 
+Front end: a window in which the engine ran short of B with nothing waiting (the client keeps more
+than B in flight, so the requests sat in the server's front end: vLLM's API server at ~10,000
+tokens/s) for more than the validity threshold's share (`frontend-starved`, 10 %) of the longest
+window the load could still reach is invalid whatever follows: the load stops then ("front end:
+..."), instead of spending the rest of `max_load_s` on a run the analysis will flag.
+
 Token counts are binned incrementally (a cursor per request), and power is read once per new
 interval, so a check costs O(new chunks + requests), whatever the run's length. Counts of a
 chunk are taken as streamed; the few a stream's final usage reconciles later are not revisited.
@@ -38,12 +44,14 @@ from jouleflow.analysis.uncertainty import (
     energy_per_interval,
     j_per_token_values,
 )
+from jouleflow.analysis.validity import DEFAULT_THRESHOLDS
 from jouleflow.measure.jobconfig import LLMJobConfig, SaturateConfig
 from jouleflow.measure.load import LoadSettings, RequestResult
 from jouleflow.measure.warmup import Warmup, mean_output_length
 from jouleflow.records import RunRecord
 
 CONVERGED = "converged"
+FRONT_END = "front end"
 WINDOW_REACHED = "target window reached (no energy sensor)"
 
 
@@ -80,6 +88,8 @@ class Convergence:
         self._energies: list[float] = []  # per complete interval
         self._cursor: dict[int, int] = {}  # request index -> chunks already binned
         self.token_source: str | None = None  # where the intervals' token counts came from
+        self.starved_s = 0.0  # window time with the batch short and nothing waiting in the engine
+        self._starved_upto: float | None = None  # server rows before this time are counted
 
     # --- steady start --------------------------------------------------------------------------
     def _find_start(self, results: Sequence[RequestResult]) -> None:
@@ -162,6 +172,37 @@ class Convergence:
         self.token_source = "server counter"
         return tokens[:covered]
 
+    # --- the front end -------------------------------------------------------------------------
+    def _count_starved(self, now: float) -> None:
+        """Add the window time since the last check in which the batch ran short with none waiting
+        (each server sample holds until the next; the last one is counted once the next arrives)."""
+        assert self.start is not None
+        rows = [
+            r for r in (self.server_rows() if self.server_rows else [])
+            if r.get("running") is not None and r.get("waiting") is not None
+        ]  # fmt: skip
+        short = DEFAULT_THRESHOLDS.min_batch_fraction * self.batch
+        upto = self._starved_upto if self._starved_upto is not None else self.start
+        for row, nxt in zip(rows, rows[1:], strict=False):
+            lo, hi = max(row["t"], upto), min(nxt["t"], now)
+            if hi > lo and row["running"] < short and row["waiting"] < 0.5:
+                self.starved_s += hi - lo
+        if rows:
+            self._starved_upto = max(upto, min(rows[-1]["t"], now))
+
+    def _front_end_verdict(self) -> str | None:
+        assert self.start is not None
+        longest = self.t0 + self.targets.max_load_s - self.start  # the longest window still reachable
+        share = DEFAULT_THRESHOLDS.max_starved_share
+        if longest > 0 and self.starved_s > share * longest:
+            return (
+                f"{FRONT_END}: the engine ran fewer than {DEFAULT_THRESHOLDS.min_batch_fraction:g} x"
+                f" B={self.batch} with nothing waiting for {self.starved_s:.1f} s of the window, more than"
+                f" {share:g} of the longest it could reach ({longest:.0f} s): the run cannot be valid"
+                " (frontend-starved)"
+            )
+        return None
+
     # --- the check -----------------------------------------------------------------------------
     def __call__(self, results: Sequence[RequestResult]) -> str | None:
         now = self.clock()
@@ -174,6 +215,10 @@ class Convergence:
         if self.start is not None:
             self.window_s = max(now - self.start, 0.0)
             self._update(results, now)
+            self._count_starved(now)
+            verdict = self._front_end_verdict()
+            if verdict is not None:
+                return verdict
         if self.start is not None and self.window_s >= self.targets.target_window_s:
             if self.power_rows is None:
                 return WINDOW_REACHED
@@ -211,6 +256,7 @@ class Convergence:
             "n_intervals": est.n_intervals if est else 0,
             "j_per_token": est.mean if est else None,
             "token_source": self.token_source,
+            "starved_s": self.starved_s if self.start is not None else None,
             **self.warmup.record(self.full_at, end),
         }
 
