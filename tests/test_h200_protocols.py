@@ -104,3 +104,50 @@ def test_the_summary_flags_a_starved_window_invalid_even_when_the_mean_batch_loo
         == 0
     )
     assert "frontend-starved" not in json.loads(out.read_text())["flags"]
+
+
+def _replay_front_end_stop(run: Path) -> float | None:
+    """When the live front-end rule (measure.convergence) would have stopped this run: its server
+    samples replayed on a clock from the window's start; None if it would not have."""
+    from jouleflow.measure.convergence import Convergence
+    from jouleflow.measure.jobconfig import SaturateConfig
+
+    doc = json.loads((run / "run.json").read_text())
+    conv_doc, load_start = doc["convergence"], doc["provenance"]["phases"]["load"][0]
+    rows = pl.read_parquet(run / "server.parquet").sort("t").to_dicts()
+    seen: list[dict] = []
+    now = [load_start]
+    conv = Convergence(
+        SaturateConfig(**{k: v for k, v in conv_doc["targets"].items() if v is not None}),
+        doc["config"]["batch_size"],
+        server_rows=lambda: seen,
+        clock=lambda: now[0],
+    )
+    conv.start = conv_doc["steady_start"]
+    for row in rows:
+        if row["t"] > doc["load"]["t_stop"]:
+            break
+        seen.append(row)
+        now[0] = row["t"]
+        if row["t"] >= conv.start:
+            conv._count_starved(now[0])
+            if conv._front_end_verdict() is not None:
+                return now[0] - load_start
+    return None
+
+
+@pytest.mark.parametrize(
+    ("rel", "stops_before_s"),
+    [("reuse/256", 50), ("dedicated/256", 55), ("attribution-check/256-p200", 42)],
+)
+def test_the_live_front_end_rule_would_have_stopped_the_starved_runs_early(rel, stops_before_s):
+    at = _replay_front_end_stop(BUNDLE / rel)
+    assert at is not None and at < stops_before_s  # they ran to their 75 s limit
+
+
+@pytest.mark.parametrize(
+    "rel", ["reuse/8", "reuse/16", "reuse/64", "reuse/128", "dedicated/16", "dedicated/64",
+            "repeat/reuse-64", "repeat/dedicated-64", "attribution-check/256-p2000"],
+)  # fmt: skip
+def test_the_live_front_end_rule_leaves_the_fed_runs_alone(rel):
+    assert _replay_front_end_stop(BUNDLE / rel) is None
