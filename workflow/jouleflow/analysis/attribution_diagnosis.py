@@ -96,13 +96,17 @@ def frontend_starved_share(
     full_batch: int | None,
     start: float,
     end: float,
-    thresholds: DiagnosisThresholds,
+    batch_fraction: float,
+    idle_waiting: float = 0.5,
 ) -> float | None:
-    """steady.starved_share from the traces (None without the gauges or the client's requests)."""
-    if server is None or requests is None or not full_batch or "t_send" not in requests.columns:
+    """steady.starved_share from the traces (None without the gauges or the client's requests);
+    the evidence of the diagnosis and of the `frontend-starved` validity flag."""
+    if server is None or requests is None or not full_batch or requests.height == 0:
+        return None
+    if "waiting" not in server.columns or "t_send" not in requests.columns:
         return None
     rows = server.filter(pl.col("running").is_not_null() & pl.col("waiting").is_not_null()).sort("t")
-    if rows.height == 0 or requests.height == 0:
+    if rows.height == 0:
         return None
     return starved_share(
         rows["t"].to_list(),
@@ -112,8 +116,8 @@ def frontend_starved_share(
         full_batch,
         start,
         end,
-        thresholds.batch_fraction,
-        thresholds.engine_idle_waiting,
+        batch_fraction,
+        idle_waiting,
     )
 
 
@@ -129,7 +133,9 @@ def diagnose(
     srv = server_evidence(server, start, end)
     gpu = gpu_evidence(gpu_metrics, start, end)
     in_flight = client_in_flight(requests, start, end)
-    starved = frontend_starved_share(server, requests, full_batch, start, end, thresholds)
+    starved = frontend_starved_share(
+        server, requests, full_batch, start, end, thresholds.batch_fraction, thresholds.engine_idle_waiting
+    )
     evidence: dict[str, Any] = {
         "full_batch": full_batch,
         **(srv or {}),

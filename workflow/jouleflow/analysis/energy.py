@@ -26,6 +26,7 @@ from jouleflow.analysis.accounting import (
     load_run,
     power_limits_w,
 )
+from jouleflow.analysis.attribution_diagnosis import frontend_starved_share
 from jouleflow.analysis.diffusion import analyze_diffusion
 from jouleflow.analysis.latency import latency_summary, request_counts
 from jouleflow.analysis.output_tokens import mean_output_tokens
@@ -146,7 +147,7 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Su
             validity.LOW_BATCH,
             f"mean running {out.mean_running:.1f} / B={batch} = {out.batch_fraction:.2f} < {thresholds.min_batch_fraction:g}",
         )
-    starved = _starved_share(srv, run.requests, batch, start, stop, thresholds)
+    starved = frontend_starved_share(srv, run.requests, batch, start, stop, thresholds.min_batch_fraction)
     if starved is not None and starved > thresholds.max_starved_share:
         flags.raise_flag(
             validity.FRONTEND_STARVED,
@@ -167,19 +168,6 @@ def analyze_llm(run: RunData, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Su
     ci_n = out.energy_per_token_ci_intervals or 0
     validity.check_convergence(flags, record.convergence, out.energy_per_token_ci_rel, ci_n, thresholds)
     return finish(out, flags)
-
-
-def _starved_share(
-    srv: pl.DataFrame | None, req: pl.DataFrame | None, batch: int, start: float, stop: float, th: Thresholds
-) -> float | None:
-    if srv is None or req is None or req.height == 0 or "waiting" not in srv.columns:
-        return None
-    rows = srv.filter(pl.col("running").is_not_null() & pl.col("waiting").is_not_null()).sort("t")
-    in_flight = steady.in_flight_counts(req["t_send"].to_list(), req["t_end"].to_list())
-    return steady.starved_share(
-        rows["t"].to_list(), rows["running"].to_list(), rows["waiting"].to_list(), in_flight,
-        batch, start, stop, th.min_batch_fraction,
-    )  # fmt: skip
 
 
 def host_and_media(run: RunData, start: float, stop: float) -> dict[str, float | None]:

@@ -52,6 +52,8 @@ from jouleflow.records import RunRecord
 
 CONVERGED = "converged"
 FRONT_END = "front end"
+# a saturate load keeps B + headroom in flight: the client always holds more than the engine runs
+MORE_THAN_ANY_BATCH = steady.StepFunction((), (), math.inf)
 WINDOW_REACHED = "target window reached (no energy sensor)"
 
 
@@ -175,20 +177,20 @@ class Convergence:
     # --- the front end -------------------------------------------------------------------------
     def _count_starved(self, now: float) -> None:
         """Add the window time since the last check in which the batch ran short with none waiting
-        (each server sample holds until the next; the last one is counted once the next arrives)."""
+        (analysis.steady.starved_share; the client holds more than B in flight throughout)."""
         assert self.start is not None
         rows = [
             r for r in (self.server_rows() if self.server_rows else [])
             if r.get("running") is not None and r.get("waiting") is not None
         ]  # fmt: skip
-        short = DEFAULT_THRESHOLDS.min_batch_fraction * self.batch
         upto = self._starved_upto if self._starved_upto is not None else self.start
-        for row, nxt in zip(rows, rows[1:], strict=False):
-            lo, hi = max(row["t"], upto), min(nxt["t"], now)
-            if hi > lo and row["running"] < short and row["waiting"] < 0.5:
-                self.starved_s += hi - lo
-        if rows:
-            self._starved_upto = max(upto, min(rows[-1]["t"], now))
+        share = steady.starved_share(
+            [r["t"] for r in rows], [r["running"] for r in rows], [r["waiting"] for r in rows],
+            MORE_THAN_ANY_BATCH, self.batch, upto, now, DEFAULT_THRESHOLDS.min_batch_fraction,
+        )  # fmt: skip
+        if share is not None:
+            self.starved_s += share * (now - upto)
+            self._starved_upto = now
 
     def _front_end_verdict(self) -> str | None:
         assert self.start is not None
