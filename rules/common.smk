@@ -11,7 +11,7 @@ from snakemake.logging import logger
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from jouleflow.plan.grid import GridError, build_grid  # noqa: E402
-from jouleflow.plan import gridtable  # noqa: E402
+from jouleflow.plan import gridtable, shared  # noqa: E402
 from jouleflow.plan.jobspec import ATTEMPT_SCALED  # noqa: E402
 from jouleflow.plan.localgpu import LocalGpuError, resolve_local  # noqa: E402
 from jouleflow.plan.runguard import check_campaign, latest_failed_attempt  # noqa: E402
@@ -174,6 +174,42 @@ def measure_env():
     if len(modalities) <= 1:
         return envs[next(iter(modalities), "llm")]
     return lambda wildcards: envs[point_of(wildcards).modality]
+
+
+def not_shared(wildcards):
+    """Nothing for a dedicated point; for a shared-server point a path no rule makes, so that rule
+    measure does not apply and the group's measure_shared rule makes it."""
+    point = point_of(wildcards)
+    return f"{RESULTS}/.a-shared-server-point/{point.key}" if point.key in SHARED_KEYS else []
+
+
+SHARED_KEYS = {p.key for members in GRID.shared.values() for p in members}
+
+
+def shared_rule_name(group):
+    return shared.rule_name(group)
+
+
+def shared_points_args(members):
+    """--point SPEC RUN_DIR FAILURE_LOG per batch size (jouleflow campaign measure-shared)."""
+    args = []
+    for p in members:
+        w = point_wildcards(p)
+        args.append(
+            f"--point {SPEC.format(**w)} {RUN.format(**w)} {RESULTS}/failures/{POINT.format(**w)}.jsonl"
+        )
+    return " ".join(args)
+
+
+def shared_resources(members):
+    """The group job's scheduler resources: its first point's (one server, the same GPUs), runtime
+    and memory scaled by the attempt as for rule measure."""
+    first = GRID.resources(members[0])
+    return {name: (_scaled(value) if name in ATTEMPT_SCALED else value) for name, value in first.items()}
+
+
+def _scaled(value):
+    return lambda wildcards, attempt: value * attempt
 
 
 def models_with_source(source):

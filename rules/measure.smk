@@ -36,6 +36,8 @@ rule measure:
     input:
         spec=ancient(SPEC),
         after=ancient(smaller_batch_run),
+        # a point of a shared-server group: this rule cannot make it (rule measure_shared_<group> does)
+        dedicated=not_shared,
     output:
         update(directory(RUN)),
     log:
@@ -68,3 +70,34 @@ rule measure:
         " jouleflow campaign measure {input.spec} {output} --kind {params.kind} {params.after}"
         " --time-limit-min {resources.runtime} --failure-log {params.failures}) 2>&1"
         " | tee -a {params.attempts} > {log}"
+
+
+# measurement.shared_server (plan/shared.py): one job per group starts one vLLM server and measures
+# every batch size of the group on it; each point is still its own run directory, guarded as above.
+# A rule per group: its outputs are the group's run directories, so a missing one (a batch size
+# added, a run moved away) makes the group's job due, and the job measures only what is missing.
+for group, members in GRID.shared.items():
+
+    rule:
+        name:
+            shared_rule_name(group)
+        input:
+            specs=ancient([SPEC.format(**point_wildcards(p)) for p in members]),
+        output:
+            [update(directory(RUN.format(**point_wildcards(p)))) for p in members],
+        log:
+            f"logs/measure_shared/{group}.log",
+        conda:
+            "../envs/vllm.yaml"
+        resources:
+            **shared_resources(members),
+        params:
+            identity=[GRID.identity(p) for p in members],
+            retry=[latest_failed_attempt(gridtable.run_dir(RESULTS, p)) for p in members],
+            points=shared_points_args(members),
+            work=f"{RESULTS}/shared/{group}",
+            attempts=f"logs/measure_shared/{group}.attempts.log",
+        shell:
+            '(echo "=== attempt at $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) ===";'
+            " jouleflow campaign measure-shared --work-dir {params.work} {params.points}"
+            " --time-limit-min {resources.runtime}) 2>&1 | tee -a {params.attempts} > {log}"

@@ -16,7 +16,8 @@ ignored): at most B requests stream at once, the others wait (and show in /metri
 JOULEFLOW_BATCH_LIMIT_FILE set it also obeys the batch-limit file the way jouleflow's scheduler does
 inside vLLM (through the product's reader); with VLLM_SERVER_DEV_MODE=1 it answers
 POST /reset_prefix_cache. With
-TEST_SERVER_MODE: "ok" (default), "oom" (prints a CUDA OOM and exits 1 before serving),
+TEST_SERVER_MODE: "ok" (default), "oom" (prints a CUDA OOM and exits 1 before serving), "oom-above:N"
+(the same when started with --max-num-seqs > N, as a server too large for the GPU),
 "crash" (exits 1 before serving), "die-after:N" (the process exits once N requests arrived).
 """
 
@@ -228,7 +229,8 @@ def main(argv: list[str]) -> None:
     mode = os.environ.get("TEST_SERVER_MODE", "ok")
     print(f"test server: mode {mode}, model {args.model}", flush=True)
     time.sleep(float(os.environ.get("TEST_SERVER_STARTUP_S", "0.3")))
-    if mode == "oom":
+    oom_above = int(mode.split(":")[1]) if mode.startswith("oom-above:") else None
+    if mode == "oom" or (oom_above is not None and (args.max_num_seqs or 0) > oom_above):
         print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", flush=True)
         sys.exit(1)
     if mode == "crash":

@@ -169,20 +169,19 @@ def test_saturate_config_is_validated_naming_the_key():
 
 def test_campaign_measurement_load_reaches_the_job_spec_only_for_saturate():
     from jouleflow.plan.config import ConfigSchemaError
-    from jouleflow.plan.jobspec import identity
     from test_grid import grid_of
 
     burst = grid_of()
     point = burst.points[0]
     assert "arrival" not in burst.spec(point) and "saturate" not in burst.spec(point)
-    assert "arrival" not in identity(burst.config, point)  # burst campaigns' rerun triggers unchanged
+    assert "arrival" not in burst.identity(point)  # burst campaigns' rerun triggers unchanged
     load = {"arrival": "saturate", "target_ci": 0.02, "max_load_s": 300}
     grid = grid_of(measurement={"load": load})
     spec = grid.spec(grid.points[0])
     assert spec["arrival"] == "saturate" and spec["saturate"] == {"target_ci": 0.02, "max_load_s": 300}
     off = grid_of(measurement={"load": {**load, "warmup_response_times": 0}})
     assert off.spec(off.points[0])["saturate"]["warmup_response_times"] == 0
-    assert identity(grid.config, grid.points[0])["saturate"] == spec["saturate"]
+    assert grid.identity(grid.points[0])["saturate"] == spec["saturate"]
     cfg = config_from_dict(
         {k: v for k, v in spec.items() if v is not None} | {"synthetic": {"fixed_output_len": 8}}
     )

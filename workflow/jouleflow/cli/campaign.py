@@ -2,6 +2,7 @@
 grid plan and the provenance table.
 
     jouleflow campaign measure SPEC RUN_DIR [--after SMALLER_BATCH_RUN_DIR] [--kind llm|diffusion]
+    jouleflow campaign measure-shared --work-dir DIR --point SPEC RUN_DIR FAILURE_LOG [--point ...]
     jouleflow campaign fetch-reference BUNDLED_RUN_DIR RUN_DIR [--spec SPEC]
     jouleflow campaign plan [--configfile FILE ...] [--jobs jobs.tsv] [--skipped skipped.tsv]
     jouleflow campaign grid-table PLANNED_CONFIG --jobs jobs.tsv --skipped skipped.tsv
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from jouleflow.plan import attempt as attempt_types
     from jouleflow.records import JobSpec
 
 
@@ -44,6 +46,10 @@ def register(subparsers) -> None:
     )
     m.add_argument("--failure-log", type=Path, help="append one JSON line per failed attempt here")
     m.set_defaults(func=run_measure)
+
+    from jouleflow.cli.campaign_shared import register_shared
+
+    register_shared(sub)
 
     f = sub.add_parser("fetch-reference", help="copy a bundled reference run into place")
     f.add_argument("bundled", type=Path, metavar="BUNDLED_RUN_DIR")
@@ -78,7 +84,7 @@ def register(subparsers) -> None:
     v.set_defaults(func=run_provenance)
 
 
-def _load_spec(path: Path) -> JobSpec:
+def load_spec(path: Path) -> JobSpec:
     from jouleflow.cli import CLIError
     from jouleflow.records import JobSpec
     from jouleflow.traces import TraceError
@@ -98,12 +104,11 @@ def run_measure(args: argparse.Namespace) -> int:
         StaleRunError,
         archive_failed,
         decide,
-        run_status,
         write_skipped_infeasible,
     )
     from jouleflow.traces import is_complete_run
 
-    spec = _load_spec(args.spec)
+    spec = load_spec(args.spec)
     run_dir: Path = args.run_dir
     after = args.after or spec.after
     failures = args.failure_log
@@ -138,37 +143,57 @@ def run_measure(args: argparse.Namespace) -> int:
     ]
     print("+ " + " ".join(argv[2:]), file=sys.stderr, flush=True)
     deadline_s = attempt.deadline_s(args.time_limit_min) if args.time_limit_min else None
-    before = attempt.failed_siblings(run_dir)
-    salvage = attempt.partials(run_dir)
+    point = Attempted(spec, run_dir, failures)
     result = attempt.run_child(argv, deadline_s)
-    if is_complete_run(run_dir):
-        status, reason = run_status(run_dir)
-        if status == "failed":
-            attempt.log_failure(failures, run_dir, status, reason or "failed")
-        for partial in salvage:  # a killed earlier attempt's logs: reported in the failure log above
-            shutil.rmtree(partial, ignore_errors=True)
-        return 0
-    if result.returncode == attempt.BAD_INPUT and not (result.timed_out or result.interrupted):
+    if not is_complete_run(run_dir) and attempt.bad_input(result):
         return attempt.BAD_INPUT  # the child named the key or file; nothing was measured
-    new = sorted(attempt.failed_siblings(run_dir) - before)
-    if new:
-        reason = attempt.adopt(
-            new[-1], run_dir, attempt.describe(result, deadline_s) if result.timed_out else None
-        )
-    else:
-        reason = attempt.describe(result, deadline_s)
-        left = [p for p in attempt.partials(run_dir) if p not in salvage] + salvage
-        attempt.record_failed(spec, run_dir, reason, left, result.started)
-    attempt.log_failure(failures, run_dir, "failed", reason or "failed", returncode=result.returncode)
-    print(f"recorded failed: {run_dir}: {reason}", file=sys.stderr)
+    point.settle(result, deadline_s)
     return 0
+
+
+class Attempted:
+    """A point a measurement child was started for: what was beside its run directory before, and
+    how its ending is recorded once the child has ended (docs/pipeline.md, "Failures")."""
+
+    def __init__(self, spec: JobSpec, run_dir: Path, failures: Path | None) -> None:
+        from jouleflow.plan import attempt
+
+        self.spec, self.run_dir, self.failures = spec, run_dir, failures
+        self.before = attempt.failed_siblings(run_dir)
+        self.salvage = attempt.partials(run_dir)
+
+    def settle(self, result: attempt_types.ChildResult, deadline_s: float | None) -> None:
+        """The run the child committed, its own failed run moved into place, or a failed record."""
+        from jouleflow.plan import attempt
+        from jouleflow.plan.runguard import run_status
+        from jouleflow.traces import is_complete_run
+
+        run_dir, failures = self.run_dir, self.failures
+        if is_complete_run(run_dir):
+            status, reason = run_status(run_dir)
+            if status == "failed":
+                attempt.log_failure(failures, run_dir, status, reason or "failed")
+            for partial in self.salvage:  # a killed earlier attempt's logs: reported in the failure log
+                shutil.rmtree(partial, ignore_errors=True)
+            return
+        new = sorted(attempt.failed_siblings(run_dir) - self.before)
+        if new:
+            reason = attempt.adopt(
+                new[-1], run_dir, attempt.describe(result, deadline_s) if result.timed_out else None
+            )
+        else:
+            reason = attempt.describe(result, deadline_s)
+            left = [p for p in attempt.partials(run_dir) if p not in self.salvage] + self.salvage
+            attempt.record_failed(self.spec, run_dir, reason, left, result.started)
+        attempt.log_failure(failures, run_dir, "failed", reason or "failed", returncode=result.returncode)
+        print(f"recorded failed: {run_dir}: {reason}", file=sys.stderr)
 
 
 def run_fetch_reference(args: argparse.Namespace) -> int:
     from jouleflow.cli import CLIError
     from jouleflow.plan.runguard import StaleRunError, copy_reference, decide
 
-    spec = _load_spec(args.spec) if args.spec else None
+    spec = load_spec(args.spec) if args.spec else None
     try:
         decision = decide(spec, args.run_dir, "reference", reference_run=args.bundled)
     except StaleRunError as exc:

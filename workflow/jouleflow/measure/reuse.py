@@ -32,6 +32,29 @@ log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_S = 120.0
 
+# What the server is started with: every point of one server must agree on these (the rest, such as
+# the batch size, the request set and the load, is each point's own).
+SERVER_FIELDS = (
+    "model", "model_path", "engine", "gpu", "num_gpus", "tensor_parallel", "pipeline_parallel",
+    "data_parallel", "expert_parallel", "precision", "dtype", "quantization", "load_format",
+    "max_model_len", "max_num_batched_tokens", "async_scheduling", "gpu_memory_utilization",
+    "cudagraph_max_capture", "engine_cache_dir", "server_args", "env", "launcher", "container", "host",
+    "port",
+)  # fmt: skip
+
+
+def server_mismatch(configs: list[LLMJobConfig]) -> str | None:
+    """Why these points cannot share one server (the first setting they differ in), or None."""
+    first = configs[0]
+    for cfg in configs[1:]:
+        for key in SERVER_FIELDS:
+            if getattr(cfg, key) != getattr(first, key):
+                return (
+                    f"{key}: one server cannot measure both batch size {first.batch_size}"
+                    f" ({getattr(first, key)!r}) and {cfg.batch_size} ({getattr(cfg, key)!r})"
+                )
+    return None
+
 
 @dataclass
 class SharedEngine:
@@ -47,6 +70,8 @@ class SharedEngine:
     index: int = 0
     switch_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # Why the server did not start: each point's session records it (infeasible or failed).
+    start_error: base.ServerStartError | None = None
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -200,45 +225,127 @@ def run_sweep(
     display: bool = True,
     model_cache: Path | None = None,
 ) -> list[Path]:
-    """Measure the points in order on one server; one run directory per point, `out_root/<name>`.
+    """Measure the sweep's points in order on one server, one run directory each (`out_root/<name>`)."""
+    out_root = Path(out_root)
+    configs = sweep_configs(cfg, sweep)
+    return run_points(
+        configs,
+        [out_root / p.name for p in sweep],
+        out_root / ".shared-server",
+        display=display,
+        model_cache=model_cache,
+    )
+
+
+def run_points(
+    configs: list[LLMJobConfig],
+    run_dirs: list[Path],
+    work: Path,
+    *,
+    display: bool = True,
+    model_cache: Path | None = None,
+) -> list[Path]:
+    """Measure the points in order on one server started with `--max-num-seqs` = their largest batch
+    size; the server's log and batch-limit file live in `work`.
 
     A point that fails is kept as a failed run (as a dedicated session would) and the sweep goes on
-    while the server lives; the server is stopped after the last point whatever happens.
+    while the server lives; the server is stopped after the last point whatever happens. A server
+    that does not fit (out of memory at start-up) records the largest point `infeasible`, as a
+    dedicated server of that size would, and the rest are measured on a server sized for the next;
+    one that fails to start otherwise records every remaining point failed.
     """
+    from jouleflow.measure.session import SessionFailed
+
+    if not configs or len(configs) != len(run_dirs):
+        raise ValueError("run_points: one run directory per point, at least one point")
+    if configs[0].engine != "vllm":
+        raise ValueError(
+            f"engine {configs[0].engine!r}: a shared server needs vllm (its scheduler holds the batch limit)"
+        )
+    mismatch = server_mismatch(configs)
+    if mismatch:
+        raise ValueError(mismatch)
+    work.mkdir(parents=True, exist_ok=True)
+    done: dict[int, Path] = {}
+    left = list(range(len(configs)))
+    while left:
+        largest = max(configs[i].batch_size for i in left)
+        try:
+            done.update(_on_one_server([configs[i] for i in left], [run_dirs[i] for i in left], left,
+                                       work, display, model_cache))  # fmt: skip
+            break
+        except _StartFailed as exc:
+            # Recorded by a session, with the server's log: infeasible, or failed.
+            infeasible = exc.error.status == "infeasible"
+            only = [i for i in left if configs[i].batch_size == largest or not infeasible]
+            for i in only:
+                point = replace(configs[i], server_max_num_seqs=exc.max_num_seqs)
+                try:
+                    done[i] = _session(point, run_dirs[i], model_cache, exc.engine).run(display)
+                except SessionFailed as failed:
+                    done[i] = failed.run_dir
+            left = [i for i in left if i not in only]
+    return [done[i] for i in sorted(done)]
+
+
+class _StartFailed(Exception):
+    def __init__(self, error: base.ServerStartError, engine: SharedEngine, max_num_seqs: int) -> None:
+        super().__init__(error.reason)
+        self.error, self.engine, self.max_num_seqs = error, engine, max_num_seqs
+
+
+def _session(cfg: LLMJobConfig, run_dir: Path, model_cache: Path | None, shared: SharedEngine) -> Any:
+    from jouleflow.measure.session import Session
+
+    return Session(cfg, run_dir, model_cache, shared=shared)
+
+
+def _on_one_server(
+    configs: list[LLMJobConfig],
+    run_dirs: list[Path],
+    index: list[int],
+    work: Path,
+    display: bool,
+    model_cache: Path | None,
+) -> dict[int, Path]:
+    from jouleflow.measure.engines import vllm
     from jouleflow.measure.engines.batch_limit import write_batch_limit
     from jouleflow.measure.gpualloc import session_gpus
-    from jouleflow.measure.session import Session, SessionFailed
+    from jouleflow.measure.provenance import base_provenance
+    from jouleflow.measure.session import SessionFailed
     from jouleflow.measure.session_setup import engine_cache, engine_spec, resolve_model
 
-    points = sweep_configs(cfg, sweep)
-    out_root = Path(out_root)
-    work = out_root / ".shared-server"
-    work.mkdir(parents=True, exist_ok=True)
+    first = configs[0]
+    largest = max(c.batch_size for c in configs)
+    points = [replace(c, server_max_num_seqs=largest) for c in configs]
     limit_file = work / "batch-limit"
     write_batch_limit(limit_file, points[0].batch_size)
-    largest = max(p.batch_size for p in points)
-    server_cfg = replace(cfg, batch_size=largest, batch_limit_file=str(limit_file))
-    server_cfg.env = {**cfg.env, "VLLM_SERVER_DEV_MODE": "1"}  # POST /reset_prefix_cache
+    server_cfg = replace(
+        first, batch_size=largest, server_max_num_seqs=None, batch_limit_file=str(limit_file)
+    )
+    server_cfg.env = {**first.env, "VLLM_SERVER_DEV_MODE": "1"}  # POST /reset_prefix_cache
     resolve_model(server_cfg, model_cache)
-    from jouleflow.measure.engines import vllm
-    from jouleflow.measure.provenance import base_provenance
-
     vllm.validate(server_cfg)
-    cache = engine_cache(server_cfg, base_provenance(cfg.engine)["engine_version"])
-    done: list[Path] = []
+    cache = engine_cache(server_cfg, base_provenance(first.engine)["engine_version"])
+    done: dict[int, Path] = {}
     # The sweep holds the GPUs (as a session would) and lends them to each point's session.
-    with session_gpus(cfg.effective_num_gpus, cfg.gpu, energy=not cfg.no_energy) as gpus:
+    with session_gpus(first.effective_num_gpus, first.gpu, energy=not first.no_energy) as gpus:
         spec = engine_spec(server_cfg, server_cfg.port or base.free_port(server_cfg.host), gpus, cache)
         server = base.ServerProcess(spec, work / f"server-{time.strftime('%Y%m%dT%H%M%S')}.log")
         started = time.time()
+        shared = SharedEngine(
+            server, spec, gpus, 0.0, started, len(points), largest,
+            extra={"engine_cache": cache.provenance() if cache else None},
+        )  # fmt: skip
         try:
-            server.start()
-            server.wait_healthy(cfg.health_timeout_s)
-            shared = SharedEngine(
-                server, spec, gpus, time.time() - started, started, len(points), largest,
-                extra={"engine_cache": cache.provenance() if cache else None},
-            )  # fmt: skip
-            for i, (point, where) in enumerate(zip(points, sweep, strict=True)):
+            try:
+                server.start()
+                server.wait_healthy(first.health_timeout_s)
+            except base.ServerStartError as exc:
+                shared.start_error = exc
+                raise _StartFailed(exc, shared, largest) from exc
+            shared.startup_s = time.time() - started
+            for i, (point, run_dir) in enumerate(zip(points, run_dirs, strict=True)):
                 t_switch = time.time()
                 write_batch_limit(limit_file, point.batch_size)
                 reset_prefix_cache(spec.base_url)
@@ -246,14 +353,12 @@ def run_sweep(
                 shared.index, shared.switch_s = i, time.time() - t_switch
                 point.batch_limit_file = str(limit_file)
                 point.model_path = server_cfg.model_path
-                log.info("shared server: point %d of %d, %s", i + 1, len(points), where.name)
+                log.info("shared server: point %d of %d, %s", i + 1, len(points), run_dir)
                 try:
-                    done.append(
-                        Session(point, out_root / where.name, model_cache, shared=shared).run(display)
-                    )
+                    done[index[i]] = _session(point, run_dir, model_cache, shared).run(display)
                 except SessionFailed as exc:
-                    log.error("point %s failed: %s", where.name, exc)
-                    done.append(exc.run_dir)
+                    log.error("point %s failed: %s", run_dir, exc)
+                    done[index[i]] = exc.run_dir
                     if not server.is_alive():
                         raise
         finally:

@@ -170,6 +170,8 @@ class Session(MeasuredSession):
                 else:
                     self.spec, self.process = self.shared.spec, self.shared.server
                     prov["shared_engine"] = self.shared.provenance()
+                    if self.shared.start_error is not None:  # recorded as a dedicated start would be
+                        raise self.shared.start_error
                     if not self.process.is_alive():
                         raise base.ServerStartError("failed", f"the shared {cfg.engine} server is gone")
             self.check_foreign()

@@ -101,6 +101,11 @@ def run_child(argv: list[str], deadline_s: float | None, grace_s: float = GRACE_
     return result
 
 
+def bad_input(result: ChildResult) -> bool:
+    """The child refused its input (it named the key or file) rather than ending a measurement."""
+    return result.returncode == BAD_INPUT and not (result.timed_out or result.interrupted)
+
+
 def describe(result: ChildResult, deadline_s: float | None) -> str:
     """Why an attempt that committed nothing ended."""
     rc = result.returncode

@@ -17,6 +17,7 @@ from typing import Any
 
 from jouleflow import requestsource, tasks
 from jouleflow.plan import jobspec
+from jouleflow.plan import shared as shared_mode
 from jouleflow.plan.gpurequest import GpuRequestError, gpu_request
 from jouleflow.plan.parallelism import Parallelism, parse_parallelism
 
@@ -90,6 +91,8 @@ class Grid:
     skipped: list[Skipped] = field(default_factory=list)
     by_key: dict[str, GridPoint] = field(default_factory=dict)
     predecessor: dict[str, str] = field(default_factory=dict)  # key → key of the next-smaller batch
+    # group name → its points, each group measured on one shared server (plan/shared.py)
+    shared: dict[str, list[GridPoint]] = field(default_factory=dict)
 
     def reference_run(self, point: GridPoint) -> Path:
         return Path(self.config["reference_dir"]) / "runs" / point.key
@@ -123,14 +126,21 @@ class Grid:
 
     def spec(self, point: GridPoint) -> dict[str, Any]:
         """The job spec of `jouleflow measure llm --config` (jobspec.job_spec), with the run it is
-        scheduled after (measured points of a chained group)."""
+        scheduled after (measured points of a chained group), or the size of its group's shared
+        server (plan/shared.py)."""
         spec = jobspec.job_spec(self.config, point)
-        if point.source == "measure":
+        if shared_mode.is_shared(self.config, point):
+            spec["server_max_num_seqs"] = max(p.batch_size for p in self.shared_group(point))
+        elif point.source == "measure":
             spec["after"] = self.predecessor_run(point)
         return spec
 
     def identity(self, point: GridPoint) -> dict[str, Any]:
-        return jobspec.identity(self.config, point)
+        return jobspec.identity_of(self.spec(point), point.source)
+
+    def shared_group(self, point: GridPoint) -> list[GridPoint]:
+        """The points measured on the same shared server as this one, by batch size."""
+        return self.shared["/".join(point.group)]
 
     def predecessor_run(self, point: GridPoint) -> str | None:
         """Run directory of the next-smaller batch size of the point's group, when chained."""
@@ -354,6 +364,9 @@ def build_grid(config: Mapping[str, Any], base_dir: str | Path = ".") -> Grid:
         grid.points.append(point)
         grid.by_key[point.key] = point
     config_checks.check_points(config, grid.points, base_dir)
+    for key, what in shared_mode.config_problems(config, grid.points):
+        raise GridError(f"{key}: {what}")
+    grid.shared = shared_mode.shared_groups(config, grid.points)
     _link_predecessors(grid)
     return grid
 
@@ -385,7 +398,7 @@ def _link_predecessors(grid: Grid) -> None:
         return
     groups: dict[tuple[str, str, str, str], list[GridPoint]] = {}
     for point in grid.points:
-        if point.source == "measure":
+        if point.source == "measure" and not shared_mode.is_shared(grid.config, point):
             groups.setdefault(point.group, []).append(point)
     for members in groups.values():
         members.sort(key=lambda p: p.batch_size)

@@ -97,6 +97,8 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
         # Only where set: the specs of configs without them stay as they were.
         **{k: meas[k] for k in ("latent_period_s", "idle_baseline_s") if meas.get(k) is not None},
     }
+    if model.get("launcher"):
+        spec["launcher"] = list(model["launcher"])  # only then: other specs stay as they were
     if synthetic and rs.get("media"):
         spec["synthetic"]["media"] = dict(rs["media"])  # only then: text specs stay as they were
     if rs["kind"] == "hf":
@@ -194,10 +196,9 @@ def diffusion_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any
     }
 
 
-def identity(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
+def identity_of(spec: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The spec values whose change must not go unnoticed (a params rerun trigger of the run rules)."""
-    spec = job_spec(config, point)
-    keys = IDENTITY_KEYS if point.source == "reference" else MEASURED_KEYS
+    keys = IDENTITY_KEYS if source == "reference" else MEASURED_KEYS
     return {k: spec[k] for k in keys if k in spec}
 
 

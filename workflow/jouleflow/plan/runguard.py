@@ -75,9 +75,16 @@ def differing_keys(spec: Mapping[str, Any], recorded: Mapping[str, Any], keys: t
     """Keys whose values differ; a key the run did not record is not counted (older schema). An
     optional key the spec leaves out (OPTIONAL_MEASURED_KEYS) is null there."""
     spec = {**dict.fromkeys(OPTIONAL_MEASURED_KEYS), **spec}
-    return [
-        k for k in keys if k in recorded and k in spec and not _same(_normal(spec[k]), _normal(recorded[k]))
-    ]
+    return [k for k in keys if k in recorded and k in spec and not _same_key(k, spec[k], recorded[k])]
+
+
+def _same_key(key: str, wanted: Any, recorded: Any) -> bool:
+    if key == "server_max_num_seqs":
+        # A shared server is sized for the points it measured at once (a later, larger batch size
+        # gets its own); the batch limit is held inside the engine at a fixed capture range, so
+        # only shared vs dedicated tells two measurements apart (plan/shared.py).
+        return (wanted is None) == (recorded is None)
+    return _same(_normal(wanted), _normal(recorded))
 
 
 def _origin(run_dir: Path) -> dict[str, Any] | None:

@@ -1,0 +1,65 @@
+"""Campaign mode `measurement.shared_server`: one vLLM server per group of measured LLM points.
+
+A group is the points that differ only in batch size (task, model, GPU, parallelism). With the mode
+on, one pipeline job per group starts one vLLM server with `--max-num-seqs` = the group's largest
+batch size and jouleflow's batch-limit scheduler, and measures every batch size on it, each as its
+own ordinary run directory (measure/reuse.py; `jouleflow campaign measure-shared`). Its fidelity
+against dedicated servers is measured in docs/method.md; it needs a fixed CUDA-graph capture range
+(`measurement.cudagraph_max_capture`), so that every batch size runs the engine configuration a
+dedicated server of that size would.
+
+A shared point's job spec carries `server_max_num_seqs` (the group's largest batch size) and no
+`after`: the group's job finds the largest batch size that fits itself (largest first, down).
+Diffusion points and other engines keep one job per point.
+
+Stdlib only (parsed per Snakemake run).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jouleflow.plan.grid import GridPoint
+
+
+def enabled(config: Mapping[str, Any]) -> bool:
+    return bool(config["measurement"].get("shared_server"))
+
+
+def is_shared(config: Mapping[str, Any], point: GridPoint) -> bool:
+    """Measured on its group's shared server: measured, LLM, vLLM, and the mode on."""
+    engine = config["models"][point.model].get("engine") or "vllm"
+    return enabled(config) and point.source == "measure" and point.modality == "llm" and engine == "vllm"
+
+
+def shared_groups(config: Mapping[str, Any], points: list[GridPoint]) -> dict[str, list[GridPoint]]:
+    """Group name (`task/model/gpu/parallelism`) -> its shared points by batch size, in grid order."""
+    groups: dict[str, list[GridPoint]] = {}
+    for point in points:
+        if is_shared(config, point):
+            groups.setdefault("/".join(point.group), []).append(point)
+    return {name: sorted(members, key=lambda p: p.batch_size) for name, members in groups.items()}
+
+
+def rule_name(group: str) -> str:
+    """The group's Snakemake rule name: `measure_shared_` + the group with non-word characters as `_`."""
+    return "measure_shared_" + re.sub(r"\W", "_", group)
+
+
+def config_problems(config: Mapping[str, Any], points: list[GridPoint]) -> list[tuple[str, str]]:
+    """(config key, what is wrong) when the mode cannot be used as configured."""
+    if not enabled(config) or not any(is_shared(config, p) for p in points):
+        return []
+    if config["measurement"].get("cudagraph_max_capture") is None:
+        return [
+            (
+                "measurement.cudagraph_max_capture",
+                "must be set with measurement.shared_server: vLLM's default capture range follows"
+                " --max-num-seqs, so a shared server would run the smaller batch sizes with another"
+                " engine configuration than a dedicated one (docs/method.md); 512 is vLLM's largest default",
+            )
+        ]
+    return []
