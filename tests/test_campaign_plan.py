@@ -126,6 +126,51 @@ def test_the_modality_campaign_plans_its_eight_points():
         assert config_from_dict(spec, source="spec").saturate.warmup_response_times == 1.0
 
 
+def test_the_h200_campaign_plans_its_grid():
+    """config/campaigns/h200.yaml (issue 15): every point the campaign is for, nothing else, each
+    with what it needs bundled (output lengths, the LLMs' architecture configs)."""
+    from jouleflow.measure.dummy_model import bundled_config
+
+    config = load_config([REPO / "config" / "config.yaml", REPO / "config/campaigns/h200.yaml"], SCHEMA)
+    grid = build_grid(config, REPO)
+    assert grid.skipped == []
+    assert {(p.gpu, p.source, p.num_gpus) for p in grid.points} == {("H200", "measure", 1)}
+    llama, qwen8, vl = "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-8B", "Qwen/Qwen3-VL-8B-Instruct"
+    moe, dense = "Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-32B"
+    pixart = "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS"
+    expected = {
+        *(("lm-arena-chat", llama, p, b) for p in ("bf16", "fp8") for b in (8, 16, 32, 64, 128, 256, 512)),
+        *(("lm-arena-chat", m, "bf16", b) for m in (qwen8, moe, dense) for b in (16, 64, 256)),
+        *(("gpqa-lengths", qwen8, "bf16", b) for b in (16, 64)),
+        *(("image-chat", vl, "bf16", b) for b in (16, 64, 256)),
+        *(("text-to-image", pixart, "bf16", b) for b in (1, 2, 4, 8, 16)),
+    }  # fmt: skip
+    points = {(p.task, p.model, p.precision, p.batch_size): (p, grid.spec(p)) for p in grid.points}
+    assert set(points) == expected and len(grid.points) == 33
+    assert {config["models"][m]["architecture"] for m in (moe, dense)} == {"moe", "dense"}
+    for (_, model, precision, _), (point, spec) in points.items():
+        assert spec["load_format"] == "dummy"
+        if point.modality == "diffusion":
+            # measurement.server_args (vLLM's) would reach xfuser: the LLMs carry them instead.
+            assert spec["xfuser_args"] == [] and spec["pipeline"] == "pixart-sigma"
+            continue
+        assert spec["quantization"] == (None if precision == "bf16" else "fp8")
+        assert spec["server_args"][:4] == ["--max-num-batched-tokens", "8192", "--api-server-count", "2"]
+        assert spec["arrival"] == "saturate" and spec["cudagraph_max_capture"] == 512
+        assert spec["saturate"]["target_window_s"] == 30 and spec["saturate"]["target_ci"] == 0.02
+        assert spec["engine_cache_dir"] == "results/h200/engine-cache"
+        assert (REPO / spec["synthetic"]["output_lengths"]).is_file(), spec["synthetic"]["output_lengths"]
+        assert bundled_config(model) is not None, model  # the offline GPU host builds the dummy dir from it
+    fp8 = points[("lm-arena-chat", llama, "fp8", 512)][0]
+    assert fp8.key == "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct@fp8/H200/tp1/512"
+    gpqa = points[("gpqa-lengths", qwen8, "bf16", 64)][1]
+    assert gpqa["synthetic"]["output_lengths"] == "resources/mlenergy-v3/models/Qwen__Qwen3-8B__gpqa.json"
+    # A gpqa-length warm-up (one mean response time, ~85 s at B = 64) leaves a 30 s window.
+    assert gpqa["saturate"]["max_load_s"] >= 120
+    image = points[("image-chat", vl, "bf16", 64)][1]
+    assert image["synthetic"]["media"]["images"] == 1 and "--limit-mm-per-prompt" in image["server_args"]
+
+
 def test_grid_table_and_targets_commands_rebuild_the_planned_grid(tmp_path, monkeypatch):
     """The grid_table and analysis_targets rules read the planned config back (results/specs/
     config.json): the same tables and targets as the grid the workflow built, `local` resolved."""
