@@ -190,6 +190,11 @@ def shared_rule_name(group):
     return shared.rule_name(group)
 
 
+def shared_store(group, point):
+    """Where the group's sweep keeps the point (plan/shared.py): a failed attempt there is retried."""
+    return str(shared.store_dir(f"{RESULTS}/shared/{group}", gridtable.run_dir(RESULTS, point)))
+
+
 def shared_points_args(members):
     """--point SPEC RUN_DIR FAILURE_LOG per batch size (jouleflow campaign measure-shared)."""
     args = []

@@ -76,6 +76,8 @@ rule measure:
 # every batch size of the group on it; each point is still its own run directory, guarded as above.
 # A rule per group: its outputs are the group's run directories, so a missing one (a batch size
 # added, a run moved away) makes the group's job due, and the job measures only what is missing.
+# The points are measured into the group's store (results/shared/<group>/runs), then linked into
+# place: Snakemake deletes a failed job's outputs, the store keeps what was measured.
 for group, members in GRID.shared.items():
 
     rule:
@@ -93,7 +95,7 @@ for group, members in GRID.shared.items():
             **shared_resources(members),
         params:
             identity=[GRID.identity(p) for p in members],
-            retry=[latest_failed_attempt(gridtable.run_dir(RESULTS, p)) for p in members],
+            retry=[latest_failed_attempt(shared_store(group, p)) for p in members],
             points=shared_points_args(members),
             work=f"{RESULTS}/shared/{group}",
             attempts=f"logs/measure_shared/{group}.attempts.log",

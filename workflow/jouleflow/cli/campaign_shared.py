@@ -3,11 +3,14 @@
 
     jouleflow campaign measure-shared --work-dir DIR --point SPEC RUN_DIR FAILURE_LOG [--point ...]
 
-Each point goes through the run guard first: a finished run that matches its spec is kept, one that
-does not is refused (nothing is measured), a failed one is moved aside and measured again. The
-points left are measured by one `jouleflow measure llm-sweep --run ...` child, in increasing batch
-size, with the job's deadline; every one of them then ends as a run directory (its own, its
-session's failed run moved into place, or a failed record naming why), as in docs/pipeline.md.
+The sweep measures into the group's store (`WORK_DIR/runs/<batch>`, plan/shared.py), which
+Snakemake does not own: a cancelled invocation, whose job outputs Snakemake deletes, loses none of
+the points measured before. Each point goes through the run guard there first: a finished run that
+matches its spec is kept, one that does not is refused (nothing is measured), a failed one is moved
+aside and measured again. The points left are measured by one `jouleflow measure llm-sweep --run ...`
+child, in increasing batch size, with the job's deadline; every one of them then ends as a run (its
+own, its session's failed run moved into place, or a failed record naming why, as in
+docs/pipeline.md), and every point is linked into its RUN_DIR.
 """
 
 from __future__ import annotations
@@ -59,36 +62,41 @@ def run_measure_shared(args: argparse.Namespace) -> int:
                     f"{run_dir}: {key} is {other[key]!r}, the group's first point has {first[key]!r}:"
                     " one shared server measures one task, model, GPU and precision"
                 )
+    from jouleflow.plan.shared import publish, store_dir
+
     todo: list[tuple[Path, Attempted]] = []
     for (spec, run_dir, failures), (spec_path, _, _) in zip(points, args.point, strict=True):
-        for partial in attempt.partials(run_dir):
+        store = store_dir(args.work_dir, run_dir)
+        for partial in attempt.partials(store):
             attempt.log_failure(
                 failures, run_dir, "failed", f"an earlier attempt was killed (left {partial.name})"
             )
         try:
-            decision = decide(spec, run_dir, "measure")
+            decision = decide(spec, store, "measure")
         except StaleRunError as exc:
             raise CLIError(str(exc)) from None
         if decision.action == "keep":
             print(decision.detail, file=sys.stderr)
             continue
         if decision.action == "retry":
-            print(
-                f"measuring again; the failed attempt is kept at {archive_failed(run_dir)}", file=sys.stderr
-            )
-        todo.append((Path(spec_path), Attempted(spec, run_dir, failures)))
-    if not todo:
-        return 0
-    todo.sort(key=lambda item: item[1].spec.batch_size)
-    argv = [sys.executable, "-m", "jouleflow", "measure", "llm-sweep", "--no-progress"]
-    argv += ["--work-dir", str(args.work_dir)]
-    for spec_path, point in todo:
-        argv += ["--run", str(spec_path), str(point.run_dir)]
-    print("+ " + " ".join(argv[2:]), file=sys.stderr, flush=True)
-    deadline_s = attempt.deadline_s(args.time_limit_min) if args.time_limit_min else None
-    result = attempt.run_child(argv, deadline_s)
-    if attempt.bad_input(result) and not any(is_complete_run(p.run_dir) for _, p in todo):
-        return attempt.BAD_INPUT  # the child named the key or file; nothing was measured
-    for _, point in todo:
-        point.settle(result, deadline_s)
+            print(f"measuring again; the failed attempt is kept at {archive_failed(store)}", file=sys.stderr)
+        todo.append((Path(spec_path), Attempted(spec, store, failures)))
+    if todo:
+        todo.sort(key=lambda item: item[1].spec.batch_size)
+        argv = [sys.executable, "-m", "jouleflow", "measure", "llm-sweep", "--no-progress"]
+        argv += ["--work-dir", str(args.work_dir)]
+        for spec_path, point in todo:
+            argv += ["--run", str(spec_path), str(point.run_dir)]
+        print("+ " + " ".join(argv[2:]), file=sys.stderr, flush=True)
+        deadline_s = attempt.deadline_s(args.time_limit_min) if args.time_limit_min else None
+        result = attempt.run_child(argv, deadline_s)
+        if attempt.bad_input(result) and not any(is_complete_run(p.run_dir) for _, p in todo):
+            return attempt.BAD_INPUT  # the child named the key or file; nothing was measured
+        for _, point in todo:
+            point.settle(result, deadline_s)
+    for _, run_dir, _ in points:
+        try:
+            print(publish(store_dir(args.work_dir, run_dir), run_dir), file=sys.stderr)
+        except StaleRunError as exc:
+            raise CLIError(str(exc)) from None
     return 0

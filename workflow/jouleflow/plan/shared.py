@@ -12,13 +12,22 @@ A shared point's job spec carries `server_max_num_seqs` (the group's largest bat
 `after`: the group's job finds the largest batch size that fits itself (largest first, down).
 Diffusion points and other engines keep one job per point.
 
-Stdlib only (parsed per Snakemake run).
+The sweep measures into the group's own store, `<results>/shared/<group>/runs/<batch>`, which
+Snakemake does not own, and then links each finished point into its run directory. Snakemake
+deletes the outputs of a job that ends in error (a cancelled or killed invocation), also update()
+ones: the store keeps every point measured before that, and the next invocation links them again and
+measures only what is missing.
+
+Stdlib + traces only (parsed per Snakemake run).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -63,3 +72,42 @@ def config_problems(config: Mapping[str, Any], points: list[GridPoint]) -> list[
             )
         ]
     return []
+
+
+def store_dir(work_dir: str | Path, run_dir: str | Path) -> Path:
+    """Where the group's sweep keeps a point: `<work dir>/runs/<batch>`."""
+    return Path(work_dir) / "runs" / Path(run_dir).name
+
+
+def publish(store: Path, run_dir: Path) -> str:
+    """Put the stored point in its run directory (hard links, a copy across file systems); returns
+    what was done. A run directory already holding this very run is left alone; a failed attempt
+    there is moved aside first (`<batch>.failed-<time>`); any other finished run is refused."""
+    from jouleflow.plan.runguard import StaleRunError, archive_failed, run_status
+    from jouleflow.traces import RUN_JSON, is_complete_run
+
+    if is_complete_run(run_dir):
+        if (run_dir / RUN_JSON).read_bytes() == (store / RUN_JSON).read_bytes():
+            return f"{run_dir}: the stored run is already in place"
+        if run_status(run_dir)[0] != "failed":
+            raise StaleRunError(
+                f"{run_dir}: holds another finished run than the group's store ({store}); move one away"
+            )
+        archive_failed(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir.with_name(f".{run_dir.name}.partial-link-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    # run.json last, so that a half-made directory never looks finished.
+    shutil.copytree(store, tmp, copy_function=_link, ignore=shutil.ignore_patterns(RUN_JSON))
+    _link(store / RUN_JSON, tmp / RUN_JSON)
+    if run_dir.exists():  # an empty leftover (Snakemake makes output directories' parents)
+        shutil.rmtree(run_dir)
+    os.replace(tmp, run_dir)
+    return f"{run_dir}: linked from {store}"
+
+
+def _link(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
