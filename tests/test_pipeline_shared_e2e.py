@@ -10,7 +10,9 @@ In order on one campaign: plan (one group job, no per-point job) -> run (each ba
 on one server) -> rerun (nothing) -> a batch size added (only it measured, on its own server; the
 others byte for byte) -> a measured key changed (refused at planning, naming the key) -> reverted ->
 a group whose largest batch size does not fit (recorded infeasible; the smaller ones measured on a
-server sized for them).
+server sized for them) -> an invocation stopped mid-group (SIGTERM to its process group, as `timeout`
+and a cancelled job do; Snakemake deletes the failed job's outputs): the next one measures only the
+point that was cut short and links the finished one back byte for byte.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -35,9 +39,12 @@ SERVER = TESTS / "sse_test_server.py"
 TASK = "cpu-chat"
 GROUP = f"{TASK}/test--served/H100/tp1"
 TIGHT = f"{TASK}/test--tight/H100/tp1"
+SLOW = f"{TASK}/test--slow/H100/tp1"
 
 
-def campaign_config(model: Path, batches: list[int], tight: bool = False, top_p: float = 0.95) -> dict:
+def campaign_config(
+    model: Path, batches: list[int], tight: bool = False, slow: bool = False, top_p: float = 0.95
+) -> dict:
     entry = {
         "architecture": "dense",
         "total_params_b": 0.001,
@@ -52,6 +59,8 @@ def campaign_config(model: Path, batches: list[int], tight: bool = False, top_p:
     sweeps = [{"name": "served", "models": ["test/served"], **sweep, "batch_sizes": batches}]
     if tight:
         sweeps.append({"name": "tight", "models": ["test/tight"], **sweep, "batch_sizes": [2, 4, 8]})
+    if slow:
+        sweeps.append({"name": "slow", "models": ["test/slow"], **sweep, "batch_sizes": [2, 4]})
     return {
         "source": "measure",
         "results_dir": "results",
@@ -59,6 +68,8 @@ def campaign_config(model: Path, batches: list[int], tight: bool = False, top_p:
             "test/served": entry,
             # Its server runs out of memory when started for more than 4 sequences.
             "test/tight": {**entry, "env": {**entry["env"], "TEST_SERVER_MODE": "oom-above:4"}},
+            # Slow tokens: its larger point is still running when the invocation is stopped.
+            "test/slow": {**entry, "env": {"TEST_SERVER_TOKEN_DELAY_S": "0.03"}},
         },
         "tasks": {
             TASK: {
@@ -206,3 +217,44 @@ def test_a_largest_batch_size_that_does_not_fit_is_recorded_infeasible(campaign)
         assert doc["status"] == "ok", doc["reason"]
         assert doc["config"]["server_max_num_seqs"] == 4  # the next server was sized for them
     assert campaign.planned() == {}
+
+
+def test_an_invocation_stopped_mid_group_loses_no_finished_point(campaign):
+    campaign.write_config([2, 4, 8], tight=True, slow=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "all",
+        "--nocolor",
+        "--configfile",
+        "config/e2e.yaml",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=campaign.workdir, env=campaign.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    store = campaign.workdir / "results" / "shared" / SLOW / "runs"
+    deadline = time.monotonic() + 300
+    while not (store / "2" / "run.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-4000:]
+        time.sleep(0.5)
+    first = (store / "2" / "run.json").read_bytes()
+    assert json.loads(first)["status"] == "ok"
+    os.killpg(proc.pid, signal.SIGTERM)  # what `timeout` and Ctrl-C do to the whole invocation
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert "Error in rule measure_shared_cpu_chat_test__slow_H100_tp1" in out
+    # The failed job left no run directory (Snakemake deletes a failed job's outputs); the store
+    # kept the finished point.
+    assert not (campaign.workdir / "results" / "runs" / SLOW / "2").exists()
+    assert (store / "2" / "run.json").read_bytes() == first
+    assert campaign.planned().get("measure_shared_cpu_chat_test__slow_H100_tp1") == 1
+    campaign.snakemake()
+    assert (campaign.workdir / "results" / "runs" / SLOW / "2" / "run.json").read_bytes() == first
+    assert campaign.run_json(f"{SLOW}/4")["status"] == "ok"
+    # The cut-short point was measured again on a server sized for it alone, its attempt kept aside.
+    assert campaign.run_json(f"{SLOW}/4")["provenance"]["shared_engine"]["points"] == 1
+    assert list(store.glob("4.failed-*"))
+    assert "Nothing to be done" in (r2 := campaign.snakemake()).stdout + r2.stderr
