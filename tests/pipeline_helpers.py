@@ -41,6 +41,9 @@ WORKFLOW_PARTS = (
     "resources/mlenergy-v3",
 )
 BASE_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1"
+# The default config's second sweep: the bundle's real H200 runs (copied as they are into the copy).
+H200_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H200/tp1"
+H200_BATCHES = (8, 16, 32, 64, 128, 256)
 MEASURE_RULES = {"fetch_reference", "measure"}
 
 # A second model for "add a model" tests: not in the bundle, so it is measured.
@@ -83,6 +86,10 @@ def copy_workflow(dest: Path) -> Path:
             (dest / part).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / part)
     shutil.copytree(FIXTURE / "runs", dest / "resources" / "reference" / "runs")
+    # The fixture stands in for the bundle's H100 runs; the default config's H200 sweep copies the
+    # bundle's own (real, thinned) H200 runs.
+    h200 = f"runs/{H200_KEY}"
+    shutil.copytree(REPO / "resources" / "reference" / h200, dest / "resources" / "reference" / h200)
     # The added model of the tests draws its output lengths from Llama's published histograms.
     histograms = dest / "resources" / "mlenergy-v3" / "models"
     shutil.copy2(
@@ -168,6 +175,11 @@ def run_dirs(
     key: str = BASE_KEY, batches: Iterable[int] = (64, 128, 256), results: str = "results"
 ) -> list[str]:
     return [f"{results}/runs/{key}/{b}" for b in batches]
+
+
+def default_run_dirs(results: str = "results") -> list[str]:
+    """Every run of the default config: the fixture's H100 runs and the bundle's H200 runs."""
+    return run_dirs(results=results) + run_dirs(H200_KEY, H200_BATCHES, results)
 
 
 def rules_of(jobs: list[tuple[str, dict]]) -> dict[str, int]:

@@ -14,11 +14,14 @@ from jouleflow.plan.runguard import write_skipped_infeasible
 from pipeline_helpers import (
     BASE_KEY,
     BASE_SWEEP,
+    H200_BATCHES,
+    H200_KEY,
     MEASURE_RULES,
     QWEN,
     QWEN_ENTRY,
     QWEN_SWEEP,
     copy_workflow,
+    default_run_dirs,
     execute,
     plan,
     points_of,
@@ -27,15 +30,15 @@ from pipeline_helpers import (
     with_qwen,
 )
 
-LLAMA_POINTS = {f"{BASE_KEY}/{b}" for b in (64, 128, 256)}
+LLAMA_POINTS = {f"{BASE_KEY}/{b}" for b in (64, 128, 256)} | {f"{H200_KEY}/{b}" for b in H200_BATCHES}
 QWEN_POINTS = {f"lm-arena-chat/Qwen--Qwen3-8B/H100/tp1/{b}" for b in (32, 64)}
 
 
 @pytest.fixture(scope="module")
 def measured_base(tmp_path_factory):
-    """The default config's measurement stage, really executed: three reference runs copied."""
+    """The default config's measurement stage, really executed: its nine reference runs copied."""
     workdir = copy_workflow(tmp_path_factory.mktemp("base") / "wf")
-    execute(workdir, targets=run_dirs())
+    execute(workdir, targets=default_run_dirs())
     return workdir
 
 
@@ -64,7 +67,7 @@ def test_default_config_plans_reference_copies_and_analysis_only(tmp_path):
 
 
 def test_reference_copies_are_the_bundled_runs(measured_base):
-    for run in run_dirs():
+    for run in default_run_dirs():
         bundled = measured_base / "resources" / "reference" / run.removeprefix("results/")
         copied = measured_base / run
         for src in bundled.iterdir():

@@ -14,6 +14,8 @@ import pytest
 from make_reference_fixture import power_at, step_time
 from pipeline_helpers import (
     BASE_KEY,
+    H200_BATCHES,
+    H200_KEY,
     MEASURE_RULES,
     copy_workflow,
     execute,
@@ -60,6 +62,8 @@ def done(completed, tmp_path):
 
 def test_summary_has_the_fixtures_energy(completed):
     summary = pl.read_parquet(completed / "results" / "summary" / "summary.parquet").sort("batch_size")
+    assert summary.filter(pl.col("gpu") == "H200").get_column("batch_size").to_list() == list(H200_BATCHES)
+    summary = summary.filter(pl.col("gpu") == "H100")  # the fixture's runs, of known physics
     assert summary.get_column("batch_size").to_list() == [64, 128, 256]
     assert summary.get_column("valid").to_list() == [True, True, True]
     for row in summary.iter_rows(named=True):
@@ -125,4 +129,6 @@ def test_changing_a_latency_target_reruns_recommendations_only(done):
 def test_changing_a_validity_threshold_reruns_energy_not_measurements(done):
     jobs = job_set(plan(done, {"validity": {"min_steady_s": 30}}))
     assert {rule for rule, _ in jobs} & MEASURE_RULES == set()
-    assert {k for rule, k in jobs if rule == "energy"} == {f"{BASE_KEY}/{b}" for b in (64, 128, 256)}
+    assert {k for rule, k in jobs if rule == "energy"} == {f"{BASE_KEY}/{b}" for b in (64, 128, 256)} | {
+        f"{H200_KEY}/{b}" for b in H200_BATCHES
+    }
