@@ -285,12 +285,12 @@ def test_default_config_is_the_bundled_campaign():
     from jouleflow.plan.config import load_config
 
     config = load_config([REPO / "config" / "config.yaml"], SCHEMA)
-    fixture = REPO / "tests" / "data" / "reference-fixture"
-    config["reference_dir"] = str(fixture)
-    grid = build_grid(config)
+    grid = build_grid(config, REPO)
     assert {p.source for p in grid.points} == {"reference"}
-    key = f"lm-arena-chat/{model_slug('meta-llama/Llama-3.1-8B-Instruct')}/H100/tp1"
-    assert keys(grid) == {f"{key}/64", f"{key}/128", f"{key}/256"}
+    key = f"lm-arena-chat/{model_slug('meta-llama/Llama-3.1-8B-Instruct')}/%s/tp1"
+    assert keys(grid) == {f"{key % 'H100'}/{b}" for b in (64, 128, 256)} | {
+        f"{key % 'H200'}/{b}" for b in (8, 16, 32, 64, 128, 256)
+    }
     assert grid.latency_metric("lm-arena-chat") == "median_itl_s"
 
 
@@ -361,7 +361,7 @@ def test_default_config_matches_the_bundled_runs():
     from jouleflow.plan.config import load_config
 
     grid = build_grid(load_config([REPO / "config" / "config.yaml"], SCHEMA), REPO)
-    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 3
+    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 9
     for point in grid.points:
         recorded = json.loads((REPO / grid.reference_run(point) / "run.json").read_text())["config"]
         assert {k: recorded[k] for k in ("task", "model", "gpu", "num_gpus", "batch_size")} == {
