@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,6 +180,10 @@ def test_one_job_measures_the_group_on_one_server_then_rerun_does_nothing(campai
 
 def test_an_added_batch_size_is_measured_alone_on_its_own_server(campaign):
     before = campaign.snapshot(f"results/runs/{GROUP}")
+    # Runs in place that the group's store lacks (measured elsewhere and copied in) are kept as they are.
+    store = campaign.workdir / "results" / "shared" / GROUP / "runs"
+    shutil.rmtree(store / "2")
+    shutil.rmtree(store / "4")
     campaign.write_config([2, 4, 8])
     assert campaign.planned().get("measure_shared_cpu_chat_test__served_H100_tp1") == 1
     campaign.snakemake()
@@ -188,7 +193,11 @@ def test_an_added_batch_size_is_measured_alone_on_its_own_server(campaign):
     assert doc["status"] == "ok" and doc["config"]["server_max_num_seqs"] == 8
     assert doc["provenance"]["shared_engine"]["points"] == 1
     log = (campaign.workdir / "logs/measure_shared" / f"{GROUP}.attempts.log").read_text()
-    assert log.count("finished run matches the config; kept as is") == 2
+    assert log.count("finished run in place, matches the config; kept and added to the group's store") == 2
+    for b in (2, 4):
+        assert (store / str(b) / "run.json").read_bytes() == (
+            campaign.workdir / "results" / "runs" / GROUP / str(b) / "run.json"
+        ).read_bytes()
     assert campaign.planned() == {}
 
 

@@ -94,16 +94,38 @@ def publish(store: Path, run_dir: Path) -> str:
                 f"{run_dir}: holds another finished run than the group's store ({store}); move one away"
             )
         archive_failed(run_dir)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir.with_name(f".{run_dir.name}.partial-link-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    # run.json last, so that a half-made directory never looks finished.
-    shutil.copytree(store, tmp, copy_function=_link, ignore=shutil.ignore_patterns(RUN_JSON))
-    _link(store / RUN_JSON, tmp / RUN_JSON)
-    if run_dir.exists():  # an empty leftover (Snakemake makes output directories' parents)
-        shutil.rmtree(run_dir)
-    os.replace(tmp, run_dir)
+    _link_tree(store, run_dir)
     return f"{run_dir}: linked from {store}"
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """dst as a linked copy of the run directory src; run.json last and the whole renamed into
+    place, so that a half-made directory never looks finished."""
+    from jouleflow.traces import RUN_JSON
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.partial-link-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, copy_function=_link, ignore=shutil.ignore_patterns(RUN_JSON))
+    _link(src / RUN_JSON, tmp / RUN_JSON)
+    if dst.exists():  # an empty leftover (Snakemake makes output directories' parents)
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+
+
+def adopt_in_place(spec: Any, run_dir: Path, store: Path) -> str | None:
+    """A finished run in `run_dir` that the store lacks: linked into the store when it matches its
+    spec (then kept like any stored point), refused naming the keys when it does not (StaleRunError).
+    A failed one is left to be measured again. None when there is nothing to adopt."""
+    from jouleflow.plan.runguard import decide
+    from jouleflow.traces import is_complete_run
+
+    if is_complete_run(store) or not is_complete_run(run_dir):
+        return None
+    if decide(spec, run_dir, "measure").action != "keep":
+        return None  # a failed attempt: the store measures the point again, publish moves it aside
+    _link_tree(run_dir, store)
+    return f"{run_dir}: finished run in place, matches the config; kept and added to the group's store"
 
 
 def _link(src: str | Path, dst: str | Path) -> None:
