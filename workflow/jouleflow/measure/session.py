@@ -309,8 +309,9 @@ class Session(MeasuredSession):
         log.info("load: %d requests, arrival %s, endpoint %s", len(requests), cfg.arrival, cfg.endpoint)
         with self.timer.phase("load"):
             result = asyncio.run(drive())
-        ok = sum(r.ok for r in result.results)
-        log.info("load done: %d ok, %d failed, %d tokens", ok, len(result.results) - ok, stats.tokens)
+        ok, stopped = sum(r.ok for r in result.results), sum(r.stopped for r in result.results)
+        log.info("load done: %d ok, %d failed, %d stopped by its end (in flight or not sent), %d tokens",
+                 ok, len(result.results) - ok - stopped, stopped, stats.tokens)  # fmt: skip
         return result
 
     def _write_trace(self, writer: traces.RunDirWriter, name: str, rows: Any) -> None:
