@@ -78,7 +78,9 @@ def test_reference_pipeline_jobs_went_through_sbatch(reference_on_slurm: tuple[P
     for job in jobs:
         by_rule.setdefault(job.rule, []).append(job)
     # One energy job per bundled run, each its own SLURM job; the summary too.
-    assert sorted(j.wildcards.rsplit("_", 1)[1] for j in by_rule["energy"]) == ["128", "256", "64"]
+    # (GPU, batch) of each: the wildcards' values joined with "_" (task, model, gpu, parallelism, batch)
+    points = sorted((j.wildcards.split("_")[-3], int(j.wildcards.split("_")[-1])) for j in by_rule["energy"])
+    assert points == [("H100", b) for b in (64, 128, 256)] + [("H200", b) for b in (8, 16, 32, 64, 128, 256)]
     assert len(by_rule["summary"]) == 1
     # Analysis jobs are small CPU jobs: no GPU asked for.
     for job in jobs:
@@ -92,7 +94,7 @@ def test_reference_pipeline_on_slurm_equals_a_local_run(
     local_dir = copy_workflow(tmp_path / "repo")
     _check(snakemake(local_dir, path_prefix=local_dir / ".test-bin"), "local snakemake --cores all")
     local, on_slurm = _outputs(local_dir), _outputs(slurm_dir)
-    assert len([k for k in local if k.endswith("summary.json")]) == 3
+    assert len([k for k in local if k.endswith("summary.json")]) == 9  # 3 H100 (fixture) + 6 H200 (bundle)
     assert local.keys() == on_slurm.keys()
     for key in local:
         assert on_slurm[key] == local[key], key
