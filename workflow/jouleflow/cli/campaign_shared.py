@@ -49,6 +49,7 @@ def run_measure_shared(args: argparse.Namespace) -> int:
     from jouleflow.cli.campaign import Attempted, load_spec
     from jouleflow.plan import attempt
     from jouleflow.plan.runguard import StaleRunError, archive_failed, decide
+    from jouleflow.plan.shared import adopt_in_place, publish, store_dir
     from jouleflow.records import IDENTITY_KEYS
     from jouleflow.traces import is_complete_run
 
@@ -62,27 +63,22 @@ def run_measure_shared(args: argparse.Namespace) -> int:
                     f"{run_dir}: {key} is {other[key]!r}, the group's first point has {first[key]!r}:"
                     " one shared server measures one task, model, GPU and precision"
                 )
-    from jouleflow.plan.shared import adopt_in_place, publish, store_dir
-
     todo: list[tuple[Path, Attempted]] = []
     for (spec, run_dir, failures), (spec_path, _, _) in zip(points, args.point, strict=True):
         store = store_dir(args.work_dir, run_dir)
-        try:
-            # A finished run already in place but not in the store (measured before the store
-            # existed, or put there from another machine or the bundle) is judged as it stands.
-            adopted = adopt_in_place(spec, run_dir, store)
-        except StaleRunError as exc:
-            raise CLIError(str(exc)) from None
-        if adopted:
-            print(adopted, file=sys.stderr)
         for partial in attempt.partials(store):
             attempt.log_failure(
                 failures, run_dir, "failed", f"an earlier attempt was killed (left {partial.name})"
             )
         try:
+            # A finished run already in place but not in the store (measured before the store
+            # existed, or put there from another machine or the bundle) is judged as it stands.
+            adopted = adopt_in_place(spec, run_dir, store)
             decision = decide(spec, store, "measure")
         except StaleRunError as exc:
             raise CLIError(str(exc)) from None
+        if adopted:
+            print(adopted, file=sys.stderr)
         if decision.action == "keep":
             print(decision.detail, file=sys.stderr)
             continue
