@@ -145,6 +145,26 @@ def test_ignoring_precision_gpu_count_and_parallelism_pairs_an_fp8_sibling():
     assert r["energy_change"] == pytest.approx(-0.75)
 
 
+def test_one_id_at_bf16_and_fp8_pairs_by_precision_unless_precision_is_ignored():
+    # jouleflow's own sweeps: the FP8 run (online quantization) keeps the model id; precision says fp8.
+    b = frame(side(NEW, 64, 0.2, 1000.0, 200.0), side(NEW, 64, 0.1, 2000.0, 200.0, precision="fp8"))
+    c = frame(side(NEW, 64, 0.1, 2000.0, 200.0), side(NEW, 64, 0.08, 2500.0, 200.0, precision="fp8"))
+    rows = compare_longitudinal(b, c, ALIASES).rows()
+    # Each precision with itself: bf16 0.2 -> 0.1 (-50%), fp8 0.1 -> 0.08 (-20%); never bf16 with fp8.
+    got = [(r["baseline_precision"], r["challenger_precision"], r["energy_change"]) for r in rows]
+    assert got == [("bf16", "bf16", pytest.approx(-0.5)), ("fp8", "fp8", pytest.approx(-0.2))]
+    # Ignored, a bf16-only baseline pairs with an fp8-only challenger of the same id: 0.2 -> 0.08 (-60%).
+    (r,) = compare_longitudinal(b.head(1), c.tail(1), ALIASES, ignore=["precision"]).rows()
+    assert (r["baseline_model_id"], r["challenger_model_id"]) == ("org/New-Name", "org/New-Name")
+    assert (r["baseline_precision"], r["challenger_precision"]) == ("bf16", "fp8")
+    assert r["energy_change"] == pytest.approx(-0.6)
+    # Ignored with both precisions on both sides: every combination, in a fixed order.
+    rows = compare_longitudinal(b, c, ALIASES, ignore=["precision"]).rows()
+    assert [(r["baseline_precision"], r["challenger_precision"]) for r in rows] == [
+        ("bf16", "bf16"), ("bf16", "fp8"), ("fp8", "bf16"), ("fp8", "fp8"),
+    ]  # fmt: skip
+
+
 def test_bad_ignore_key_and_unknown_names_are_refused():
     with pytest.raises(
         CompareError, match="cannot ignore batch_size; ignorable keys: num_gpus, precision, parallelism"

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from compare_helpers import frame, row
 from jouleflow.analysis.compare.common import CompareError, NoComparablePairs
 from jouleflow.analysis.compare.precision import Bucket, compare_precision, pair_fp8_bf16, parse_buckets
+from jouleflow.plan.config import validate_config
+from jouleflow.plan.grid import build_grid, model_slug
+
+SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema" / "config.schema.yaml"
 
 BUCKETS = [Bucket(8, 16), Bucket(17, 64), Bucket(65, 256)]
 
@@ -87,7 +93,9 @@ def test_exclusions_and_min_batch():
 
 
 def test_no_fp8_model_says_so():
-    with pytest.raises(NoComparablePairs, match="no model whose id ends in -FP8"):
+    with pytest.raises(
+        NoComparablePairs, match="no model whose id ends in -FP8 and no row whose precision is FP8"
+    ):
         compare_precision(frame(row()), BUCKETS)
 
 
@@ -106,3 +114,113 @@ def test_parse_buckets():
     for text, message in [("8-16,16-64", "overlap"), ("8to16", "'8to16'"), ("16-8", "'16-8'"), ("", "''")]:
         with pytest.raises(CompareError, match=message):
             parse_buckets(text)
+
+
+# jouleflow's own campaigns: `precisions: [bf16, fp8]` measures one model id twice, and only the
+# precision column tells the FP8 run (vLLM online quantization) from the BF16 one.
+OWN = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def own_campaign():
+    return frame(
+        row(model=OWN, precision="fp8", batch_size=16, energy_per_token_j=0.09),
+        row(model=OWN, precision="bf16", batch_size=16, energy_per_token_j=0.12),  # 0.09/0.12 - 1 = -0.25
+        row(model=OWN, precision="fp8", batch_size=64, energy_per_token_j=0.06),
+        row(model=OWN, precision="bf16", batch_size=64, energy_per_token_j=0.05),  # 0.06/0.05 - 1 = +0.2
+        # Not pairs: FP8 on another GPU type, BF16 at a batch size without FP8.
+        row(model=OWN, precision="fp8", batch_size=64, gpu="B200", energy_per_token_j=0.01),
+        row(model=OWN, precision="bf16", batch_size=128, energy_per_token_j=0.04),
+        # An ML.ENERGY-style FP8 checkpoint in the same summary still pairs by its id.
+        row(model="org/Big-FP8", precision="fp8", batch_size=16, energy_per_token_j=0.3),
+        row(model="org/Big", precision="bf16", batch_size=16, energy_per_token_j=0.2),  # +0.5
+    )
+
+
+def test_same_id_at_fp8_pairs_with_its_bf16_row():
+    pairs = pair_fp8_bf16(own_campaign(), "energy_per_token_j")
+    got = [(p.model, p.fp8_model, p.gpu, p.batch_size, p.fp8, p.bf16) for p in pairs]
+    assert got == [
+        ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct@fp8", "H100", 16, 0.09, 0.12),
+        ("org/Big", "org/Big-FP8", "H100", 16, 0.3, 0.2),
+        ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct@fp8", "H100", 64, 0.06, 0.05),
+    ]
+    assert [p.change for p in pairs] == [pytest.approx(-0.25), pytest.approx(0.5), pytest.approx(0.2)]
+    result = compare_precision(own_campaign(), BUCKETS)
+    stats = {b.label: s for b, s in result.bucket_stats()}
+    assert (stats["8-16"].wins, stats["8-16"].total) == (1, 2)  # -0.25 wins, +0.5 does not
+    assert (stats["17-64"].wins, stats["17-64"].total) == (0, 1)
+    assert "| meta-llama/Llama-3.1-8B-Instruct@fp8 |" in result.markdown()
+
+
+@pytest.mark.parametrize("spelling", ["FP8", "float8", "fp8_e4m3"])
+def test_other_fp8_spellings_pair_and_label_as_written(spelling):
+    df = frame(
+        row(model="org/M", precision=spelling, batch_size=32, energy_per_token_j=0.3),
+        row(model="org/M", precision="bfloat16", batch_size=32, energy_per_token_j=0.4),
+    )
+    (p,) = pair_fp8_bf16(df, "energy_per_token_j")
+    assert (p.model, p.fp8_model, p.change) == ("org/M", f"org/M@{spelling}", pytest.approx(-0.25))
+
+
+def test_a_row_fitting_both_rules_pairs_once_by_its_id():
+    # org/Big-FP8 at precision fp8 has a sibling by id (org/Big) and by precision (org/Big-FP8 at bf16).
+    df = frame(
+        row(model="org/Big-FP8", precision="fp8", batch_size=32, energy_per_token_j=0.8),
+        row(model="org/Big", precision="bf16", batch_size=32, energy_per_token_j=1.0),
+        row(model="org/Big-FP8", precision="bf16", batch_size=32, energy_per_token_j=0.5),
+    )
+    got = sorted((p.fp8_model, p.model, p.fp8, p.bf16) for p in pair_fp8_bf16(df, "energy_per_token_j"))
+    # The id rule as before (it ignores the row's precision: ML.ENERGY v2 labels every LLM run bf16);
+    # the fp8 row is not also paired with org/Big-FP8 at bf16 (0.8 vs 0.5).
+    assert got == [("org/Big-FP8", "org/Big", 0.5, 1.0), ("org/Big-FP8", "org/Big", 0.8, 1.0)]
+    # Without org/Big, the fp8 row falls back to its own id at bf16.
+    (p,) = pair_fp8_bf16(df.filter(df["model"] == "org/Big-FP8"), "energy_per_token_j")
+    assert (p.fp8_model, p.model, p.fp8, p.bf16) == ("org/Big-FP8@fp8", "org/Big-FP8", 0.8, 0.5)
+
+
+def test_bf16_only_campaign_has_no_pairs():
+    df = frame(*(row(model=OWN, precision="bf16", batch_size=b) for b in (8, 16, 64)))
+    with pytest.raises(
+        NoComparablePairs, match="no model whose id ends in -FP8 and no row whose precision is FP8"
+    ):
+        compare_precision(df, BUCKETS)
+
+
+def test_unpaired_fp8_rows_are_named_with_their_precision():
+    df = frame(
+        row(model=OWN, precision="fp8", batch_size=16, gpu="B200"),
+        row(model=OWN, precision="bf16", batch_size=16, gpu="H100"),
+    )
+    with pytest.raises(
+        NoComparablePairs, match=r"FP8 models meta-llama/Llama-3\.1-8B-Instruct@fp8 have no BF16"
+    ):
+        compare_precision(df, BUCKETS)
+
+
+def test_planned_bf16_and_fp8_runs_pair_under_the_run_keys_name():
+    """The rows' model and precision as the planner's job specs give them (and the run records, and
+    so the summary, carry them): one id, precision bf16 or fp8; the FP8 label is the run key's."""
+    config = {
+        "source": "measure",
+        "gpus": {"H100": {"memory_gb": 80, "tdp_w": 700, "per_node": 8}},
+        "models": {"org/small": {"total_params_b": 8, "precision": "bf16"}},
+        "tasks": {"chat": {"request_set": {"kind": "synthetic", "fixed_output_len": 128}}},
+        "sweeps": [
+            {"models": ["org/small"], "tasks": ["chat"], "gpus": ["H100"], "parallelism": ["tp1"],
+             "batch_sizes": [8], "precisions": ["bf16", "fp8"]}
+        ],
+    }  # fmt: skip
+    grid = build_grid(validate_config(config, SCHEMA))
+    energy = {"bf16": 0.2, "fp8": 0.15}  # 0.15/0.2 - 1 = -0.25
+    rows = []
+    for point in grid.points:
+        spec = grid.spec(point)
+        fields = {k: spec[k] for k in ("task", "model", "precision", "gpu", "num_gpus", "batch_size")}
+        rows.append(
+            row(**fields, parallelism=point.parallelism.label, energy_per_token_j=energy[spec["precision"]])
+        )
+    assert sorted((r["model"], r["precision"]) for r in rows) == [("org/small", "bf16"), ("org/small", "fp8")]
+    (p,) = pair_fp8_bf16(frame(*rows), "energy_per_token_j")
+    assert (p.model, p.fp8_model, p.change) == ("org/small", "org/small@fp8", pytest.approx(-0.25))
+    fp8_point = next(pt for pt in grid.points if pt.precision == "fp8")
+    assert model_slug(p.fp8_model) == fp8_point.model_slug == "org--small@fp8"

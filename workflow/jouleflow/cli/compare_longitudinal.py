@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--ignore",
         metavar="K1,K2",
-        help="pairing keys to relax: num_gpus, precision, parallelism (precision also pairs X-FP8 with X)",
+        help="pairing keys to relax: num_gpus, precision, parallelism (precision also pairs X-FP8, or X at fp8, with X)",
     )
     p.add_argument("--tasks", metavar="T1,T2", help="only these tasks (canonical names)")
     p.add_argument("--models", metavar="M1,M2", help="only these models (canonical ids)")

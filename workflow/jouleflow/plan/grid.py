@@ -36,6 +36,12 @@ def model_slug(model_id: str) -> str:
     return model_id.replace("/", "--")
 
 
+def at_precision(name: str, precision: str) -> str:
+    """`name@precision`: a model id or slug run at another precision than its checkpoint's (vLLM
+    quantizes online). The run key's model part, and `compare precision`'s label for such a run."""
+    return f"{name}@{precision}"
+
+
 def default_latency_metric(task: str, modality: str) -> str:
     """The metric analysis uses for the task (jouleflow.tasks); a config task always has a modality."""
     preferences = tasks.latency_preferences(task, modality)
@@ -60,7 +66,7 @@ class GridPoint:
     def model_slug(self) -> str:
         # A precision other than the checkpoint's own (online quantization) is a different model on disk.
         slug = model_slug(self.model)
-        return slug if self.precision == self.native_precision else f"{slug}@{self.precision}"
+        return slug if self.precision == self.native_precision else at_precision(slug, self.precision)
 
     @property
     def key(self) -> str:

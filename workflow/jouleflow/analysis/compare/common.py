@@ -40,7 +40,10 @@ METRICS: dict[str, str] = {**LATENCY_METRICS, **ENERGY_METRICS}
 CONFIG_KEYS = ("task", "model", "precision", "gpu", "num_gpus", "batch_size", "parallelism")
 
 BF16_NAMES = frozenset({"bf16", "bfloat16"})
-FP8_SUFFIX = "-fp8"
+# FP8 weights in the precision column, compared lower-case: jouleflow's own sweeps
+# (`precisions: [bf16, fp8]`, vLLM online quantization: the same model id) and ML.ENERGY v3 write `fp8`.
+FP8_NAMES = frozenset({"fp8", "float8", "fp8_e4m3", "fp8_e5m2", "float8_e4m3fn", "float8_e5m2"})
+FP8_SUFFIX = "-fp8"  # ML.ENERGY's FP8 checkpoints: `org/Name-FP8`, a model id of its own
 
 
 class CompareError(ValueError):
@@ -146,6 +149,10 @@ def require_gpu_types(df: pl.DataFrame, gpus: Sequence[str]) -> None:
 
 def is_bf16(precision: str | None) -> bool:
     return precision is not None and precision.lower() in BF16_NAMES
+
+
+def is_fp8(precision: str | None) -> bool:
+    return precision is not None and precision.lower() in FP8_NAMES
 
 
 def bf16_sibling(model: str) -> str | None:

@@ -4,7 +4,9 @@ Configurations of a baseline and a challenger campaign (e.g. ML.ENERGY Leaderboa
 0.5.4 and v3 with vLLM 0.11.1, or one's own campaign before and after an engine or driver upgrade)
 are paired at the same task, model, GPU type, GPU count, weight precision, parallelism and batch
 size, after rewriting both to canonical names (aliases.py). `ignore` relaxes GPU count, precision
-and/or parallelism; with precision ignored, an `-FP8` model id pairs with its BF16 sibling.
+and/or parallelism; with precision ignored, an `-FP8` model id pairs with its BF16 sibling, and a
+row at precision fp8 of a model id (jouleflow's online quantization) with the same id at bf16.
+Precision is otherwise a pairing key, so one campaign's fp8 and bf16 rows of one id stay apart.
 
 Per pair: energy per token, token throughput and power on both sides, and the decomposition
 J/token = power / throughput as log ratios, which add exactly:
@@ -195,6 +197,7 @@ def _prepare(df: pl.DataFrame, aliases: Aliases, ignore: Sequence[str], label: s
     df = aliases.apply(usable_rows(df, VALUES).with_columns(pl.col("model").alias("model_id")))
     if "precision" in ignore:
         # The -FP8 suffix names the precision (as in `compare precision`); ignoring one ignores both.
+        # An fp8 row of an unchanged id (online quantization) needs nothing: only its precision differs.
         df = df.with_columns(pl.col("model").map_elements(lambda m: bf16_sibling(m) or m, pl.String))
     # Integer keys of one width on both sides: a join of Int32 with Int64 columns is refused.
     df = df.with_columns(pl.col("num_gpus").cast(pl.Int64), pl.col("batch_size").cast(pl.Int64))
@@ -267,7 +270,9 @@ def compare_longitudinal(
         b, c = _filter(b, column, names), _filter(c, column, names)
 
     keys = [k for k in MATCH_KEYS if k not in ignore]
-    joined = b.join(c, on=keys, how="inner", suffix="_c").sort([*keys, "model_id", "model_id_c"])
+    # Precision ignored, one id can stand on a side at bf16 and fp8: both sides' precisions break the tie.
+    tie = ["precision", "precision_c"] if "precision" in ignore else []
+    joined = b.join(c, on=keys, how="inner", suffix="_c").sort([*keys, "model_id", "model_id_c", *tie])
     if joined.is_empty():
         raise NoComparablePairs(f"no comparable pairs: {_why_nothing_in_common(b, c, keys)}")
 

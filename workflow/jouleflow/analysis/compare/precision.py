@@ -1,8 +1,15 @@
 """FP8 vs BF16 by batch-size bucket.
 
-Each FP8 model (model id ending in `-FP8`) is paired with its BF16 sibling (the same id without
-the suffix, precision bf16/bfloat16) at the same task, GPU type, GPU count, batch size and
-parallelism. Pairs fall into batch-size buckets with inclusive bounds (e.g. 8-16, 17-64, 65-256);
+Each FP8 configuration is paired with a BF16 one (precision bf16/bfloat16) at the same task, GPU
+type, GPU count, batch size and parallelism. Two kinds of FP8 configuration:
+
+- an FP8 checkpoint, model id ending in `-FP8` (ML.ENERGY's naming): its BF16 sibling is the same
+  id without the suffix;
+- a row whose precision is FP8 (`fp8`, `float8`, ...: common.FP8_NAMES), as jouleflow's sweeps with
+  `precisions: [bf16, fp8]` write it (vLLM quantizes online; the model id is unchanged): its BF16
+  sibling is the same id at bf16. Its `fp8_model` is `<model>@fp8`, as in the run key.
+
+A row that fits both (an `-FP8` id at precision fp8) pairs once, by its id when that sibling exists. Pairs fall into batch-size buckets with inclusive bounds (e.g. 8-16, 17-64, 65-256);
 per bucket: FP8 wins (lower metric), and min / median / max of FP8 / BF16 - 1.
 """
 
@@ -17,6 +24,7 @@ import polars as pl
 
 from jouleflow.analysis.compare import output
 from jouleflow.analysis.compare.common import (
+    FP8_NAMES,
     ChangeStats,
     CompareError,
     NoComparablePairs,
@@ -25,12 +33,14 @@ from jouleflow.analysis.compare.common import (
     collapse_repeats,
     filter_tasks,
     is_bf16,
+    is_fp8,
     metric_column,
     relative_change,
     require_columns,
     usable_rows,
     with_config_keys,
 )
+from jouleflow.plan.grid import at_precision
 
 PAIR_KEYS = ("task", "gpu", "num_gpus", "batch_size", "parallelism")
 TABLE_COLUMNS = (
@@ -87,7 +97,7 @@ def parse_buckets(text: str | Sequence[str]) -> list[Bucket]:
 class PrecisionPair:
     task: str
     model: str  # the BF16 model id
-    fp8_model: str
+    fp8_model: str  # `org/Name-FP8`, or `org/Name@fp8` for the same id at an FP8 precision
     gpu: str
     num_gpus: int
     batch_size: int
@@ -154,8 +164,9 @@ class PrecisionResult:
     def markdown(self) -> str:
         lines = [
             f"# FP8 vs BF16: {self.metric_column}\n",
-            "Each FP8 model against its BF16 sibling at the same task, GPU type, GPU count, batch size and "
-            "parallelism. Change = FP8/BF16 - 1; negative means FP8 is lower. Bucket bounds are inclusive.\n",
+            "Each FP8 configuration (an `-FP8` model id, or `model@fp8`: the same id at an FP8 precision) "
+            "against its BF16 sibling at the same task, GPU type, GPU count, batch size and parallelism. "
+            "Change = FP8/BF16 - 1; negative means FP8 is lower. Bucket bounds are inclusive.\n",
         ]
         stats = [{"range": b.label, **s.as_dict()} for b, s in self.bucket_stats()]
         lines.append(
@@ -178,7 +189,18 @@ class PrecisionResult:
         lines.append(
             output.markdown_table(
                 self.rows(),
-                ["bucket", "task", "model", "gpu", "num_gpus", "batch_size", "fp8", "bf16", "change"],
+                [
+                    "bucket",
+                    "task",
+                    "model",
+                    "fp8_model",
+                    "gpu",
+                    "num_gpus",
+                    "batch_size",
+                    "fp8",
+                    "bf16",
+                    "change",
+                ],
                 {"num_gpus": "int", "batch_size": "int", "fp8": "g", "bf16": "g", "change": "pct"},
             )
         )
@@ -203,17 +225,15 @@ def pair_fp8_bf16(
     bf16 = {(r["model"], *(r[k] for k in PAIR_KEYS)): r for r in configs if is_bf16(r["precision"])}
     pairs = []
     for row in configs:
-        sibling = bf16_sibling(row["model"])
-        if sibling is None or sibling in excluded:
+        match = _bf16_base(row, bf16, excluded)
+        if match is None:
             continue
-        base = bf16.get((sibling, *(row[k] for k in PAIR_KEYS)))
-        if base is None:
-            continue
+        base, fp8_model = match
         pairs.append(
             PrecisionPair(
                 task=row["task"],
-                model=sibling,
-                fp8_model=row["model"],
+                model=base["model"],
+                fp8_model=fp8_model,
                 gpu=row["gpu"],
                 num_gpus=int(row["num_gpus"]),
                 batch_size=int(row["batch_size"]),
@@ -222,7 +242,49 @@ def pair_fp8_bf16(
                 bf16=float(base[metric]),
             )
         )
-    return sorted(pairs, key=lambda p: (p.batch_size, p.task, p.model, p.gpu, p.num_gpus, p.parallelism))
+    return sorted(
+        pairs, key=lambda p: (p.batch_size, p.task, p.model, p.gpu, p.num_gpus, p.parallelism, p.fp8_model)
+    )
+
+
+def _bf16_base(
+    row: dict[str, Any], bf16: dict[tuple, dict[str, Any]], excluded: set[str]
+) -> tuple[dict[str, Any], str] | None:
+    """The BF16 configuration an FP8 one is compared with, and the FP8 side's label; None if none.
+
+    By id first (`org/Name-FP8` -> `org/Name` at bf16), else by precision (an FP8 row -> the same id
+    at bf16): one base per row, so a row that fits both rules counts once. A BF16 row has no base
+    by precision and an id without the suffix none by id, so no row pairs with itself.
+    """
+    at = tuple(row[k] for k in PAIR_KEYS)
+    sibling = bf16_sibling(row["model"])
+    if sibling is not None and sibling not in excluded:
+        base = bf16.get((sibling, *at))
+        if base is not None:
+            return base, row["model"]
+    if is_fp8(row["precision"]):
+        base = bf16.get((row["model"], *at))
+        if base is not None:
+            return base, at_precision(row["model"], row["precision"])
+    return None
+
+
+def _fp8_candidates(df: pl.DataFrame) -> list[str]:
+    """The FP8 configurations a summary has, for the message when none pairs: `-FP8` ids and
+    `<model>@<fp8 precision>` for the rows at an FP8 precision."""
+    if "model" not in df.columns:
+        return []
+    rows = df.select([c for c in ("model", "precision") if c in df.columns]).unique().to_dicts()
+    names = set()
+    for r in rows:
+        model, precision = r["model"], r.get("precision")
+        if model is None:
+            continue
+        if bf16_sibling(model):
+            names.add(model)
+        elif is_fp8(precision):
+            names.add(at_precision(model, precision))
+    return sorted(names)
 
 
 def compare_precision(
@@ -237,15 +299,12 @@ def compare_precision(
     col = metric_column(metric)
     pairs = pair_fp8_bf16(df, col, tasks, exclude_models, min_batch)
     if not pairs:
-        fp8_models = (
-            sorted({m for m in df["model"].drop_nulls().to_list() if bf16_sibling(m)})
-            if "model" in df.columns
-            else []
-        )
+        fp8_models = _fp8_candidates(df)
         why = (
             f"FP8 models {', '.join(fp8_models)} have no BF16 sibling at the same task, GPU, count, batch and parallelism"
             if fp8_models
-            else "the summary has no model whose id ends in -FP8"
+            else "the summary has no model whose id ends in -FP8 and no row whose precision is FP8 "
+            f"({', '.join(sorted(FP8_NAMES))})"
         )
         if exclude_models or min_batch is not None or tasks:
             why += f" (after filters: tasks={tasks or 'all'}, excluded={list(exclude_models)}, min batch={min_batch})"
