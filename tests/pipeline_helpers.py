@@ -43,7 +43,9 @@ WORKFLOW_PARTS = (
 BASE_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1"
 # The default config's second sweep: the bundle's real H200 runs (copied as they are into the copy).
 H200_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H200/tp1"
-H200_BATCHES = (8, 16, 32, 64, 128, 256)
+H200_FP8_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct@fp8/H200/tp1"
+H200_KEYS = (H200_KEY, H200_FP8_KEY)
+H200_BATCHES = (8, 16, 32, 64, 128, 256, 512)
 MEASURE_RULES = {"fetch_reference", "measure"}
 
 # A second model for "add a model" tests: not in the bundle, so it is measured.
@@ -88,8 +90,9 @@ def copy_workflow(dest: Path) -> Path:
     shutil.copytree(FIXTURE / "runs", dest / "resources" / "reference" / "runs")
     # The fixture stands in for the bundle's H100 runs; the default config's H200 sweep copies the
     # bundle's own (real, thinned) H200 runs.
-    h200 = f"runs/{H200_KEY}"
-    shutil.copytree(REPO / "resources" / "reference" / h200, dest / "resources" / "reference" / h200)
+    for key in H200_KEYS:
+        h200 = f"runs/{key}"
+        shutil.copytree(REPO / "resources" / "reference" / h200, dest / "resources" / "reference" / h200)
     # The added model of the tests draws its output lengths from Llama's published histograms.
     histograms = dest / "resources" / "mlenergy-v3" / "models"
     shutil.copy2(
@@ -178,8 +181,8 @@ def run_dirs(
 
 
 def default_run_dirs(results: str = "results") -> list[str]:
-    """Every run of the default config: the fixture's H100 runs and the bundle's H200 runs."""
-    return run_dirs(results=results) + run_dirs(H200_KEY, H200_BATCHES, results)
+    """Every run of the default config: the fixture's H100 runs and the bundle's H200 runs (BF16, FP8)."""
+    return run_dirs(results=results) + [d for key in H200_KEYS for d in run_dirs(key, H200_BATCHES, results)]
 
 
 def rules_of(jobs: list[tuple[str, dict]]) -> dict[str, int]:
@@ -200,5 +203,6 @@ def points_of(jobs: list[tuple[str, dict]], rules: Iterable[str]) -> set[str]:
 
 
 def with_qwen() -> dict[str, Any]:
-    """Config overrides that add Qwen3-8B (measured) next to the bundled Llama sweep."""
-    return {"models": {QWEN: QWEN_ENTRY}, "sweeps": [BASE_SWEEP, QWEN_SWEEP]}
+    """Config overrides that add Qwen3-8B (measured) next to the default config's sweeps."""
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return {"models": {QWEN: QWEN_ENTRY}, "sweeps": [*default["sweeps"], QWEN_SWEEP]}

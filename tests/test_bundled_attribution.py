@@ -38,7 +38,7 @@ def same(stored: Any, fresh: Any, where: str = "") -> None:
 
 def test_every_bundled_run_has_its_attribution():
     # 3 H100 runs (measured by hand) and 6 H200 runs (measured by snakemake, shared server)
-    assert len(RUNS) == 9 and STORED == RUNS
+    assert len(RUNS) == 17 and STORED == RUNS
     assert sorted({run.parts[2] for run in RUNS}) == ["H100", "H200"]
 
 

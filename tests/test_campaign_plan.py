@@ -36,8 +36,8 @@ def test_plan_lists_runs_and_skipped_points(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     default = plan_cli(workdir, workdir / "config" / "config.yaml")
     assert default.returncode == 0, default.stderr
-    assert default.stdout.splitlines()[0] == "9 run(s) (9 reference); 0 skipped"
-    assert len((workdir / "jobs.tsv").read_text().splitlines()) == 1 + 9
+    assert default.stdout.splitlines()[0] == "17 run(s) (17 reference); 0 skipped"
+    assert len((workdir / "jobs.tsv").read_text().splitlines()) == 1 + 17
 
     big = {
         "models": {"org/huge": {"memory_gb": 400, "precision": "bf16"}},

@@ -287,9 +287,10 @@ def test_default_config_is_the_bundled_campaign():
     config = load_config([REPO / "config" / "config.yaml"], SCHEMA)
     grid = build_grid(config, REPO)
     assert {p.source for p in grid.points} == {"reference"}
-    key = f"lm-arena-chat/{model_slug('meta-llama/Llama-3.1-8B-Instruct')}/%s/tp1"
-    assert keys(grid) == {f"{key % 'H100'}/{b}" for b in (64, 128, 256)} | {
-        f"{key % 'H200'}/{b}" for b in (8, 16, 32, 64, 128, 256)
+    slug = model_slug("meta-llama/Llama-3.1-8B-Instruct")
+    h200 = (8, 16, 32, 64, 128, 256, 512)
+    assert keys(grid) == {f"lm-arena-chat/{slug}/H100/tp1/{b}" for b in (64, 128, 256)} | {
+        f"lm-arena-chat/{m}/H200/tp1/{b}" for m in (slug, f"{slug}@fp8") for b in h200
     }
     assert grid.latency_metric("lm-arena-chat") == "median_itl_s"
 
@@ -361,7 +362,7 @@ def test_default_config_matches_the_bundled_runs():
     from jouleflow.plan.config import load_config
 
     grid = build_grid(load_config([REPO / "config" / "config.yaml"], SCHEMA), REPO)
-    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 9
+    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 17
     for point in grid.points:
         recorded = json.loads((REPO / grid.reference_run(point) / "run.json").read_text())["config"]
         assert {k: recorded[k] for k in ("task", "model", "gpu", "num_gpus", "batch_size")} == {

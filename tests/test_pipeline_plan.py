@@ -15,7 +15,7 @@ from pipeline_helpers import (
     BASE_KEY,
     BASE_SWEEP,
     H200_BATCHES,
-    H200_KEY,
+    H200_KEYS,
     MEASURE_RULES,
     QWEN,
     QWEN_ENTRY,
@@ -30,13 +30,15 @@ from pipeline_helpers import (
     with_qwen,
 )
 
-LLAMA_POINTS = {f"{BASE_KEY}/{b}" for b in (64, 128, 256)} | {f"{H200_KEY}/{b}" for b in H200_BATCHES}
+LLAMA_POINTS = {f"{BASE_KEY}/{b}" for b in (64, 128, 256)} | {
+    f"{k}/{b}" for k in H200_KEYS for b in H200_BATCHES
+}
 QWEN_POINTS = {f"lm-arena-chat/Qwen--Qwen3-8B/H100/tp1/{b}" for b in (32, 64)}
 
 
 @pytest.fixture(scope="module")
 def measured_base(tmp_path_factory):
-    """The default config's measurement stage, really executed: its nine reference runs copied."""
+    """The default config's measurement stage, really executed: its 17 reference runs copied."""
     workdir = copy_workflow(tmp_path_factory.mktemp("base") / "wf")
     execute(workdir, targets=default_run_dirs())
     return workdir
@@ -55,15 +57,11 @@ def test_default_config_plans_reference_copies_and_analysis_only(tmp_path):
     assert "measure" not in counts
     assert points_of(jobs, ["fetch_reference"]) == LLAMA_POINTS
     assert points_of(jobs, ["energy"]) == LLAMA_POINTS
-    for aggregate in (
-        "grid_table",
-        "summary",
-        "frontier",
-        "plot_sweep",
-        "plot_frontier",
-        "plot_task_energy",
-    ):
+    for aggregate in ("grid_table", "summary", "frontier", "plot_task_energy", "compare_gpus"):
         assert counts[aggregate] == 1, aggregate
+    # One per (task, model key): BF16 and FP8 are two curves.
+    assert counts["plot_sweep"] == counts["plot_frontier"] == 2
+    assert counts["compare_precision"] == 2  # energy per token, median ITL
 
 
 def test_reference_copies_are_the_bundled_runs(measured_base):

@@ -15,7 +15,7 @@ from make_reference_fixture import power_at, step_time
 from pipeline_helpers import (
     BASE_KEY,
     H200_BATCHES,
-    H200_KEY,
+    H200_KEYS,
     MEASURE_RULES,
     copy_workflow,
     execute,
@@ -62,7 +62,9 @@ def done(completed, tmp_path):
 
 def test_summary_has_the_fixtures_energy(completed):
     summary = pl.read_parquet(completed / "results" / "summary" / "summary.parquet").sort("batch_size")
-    assert summary.filter(pl.col("gpu") == "H200").get_column("batch_size").to_list() == list(H200_BATCHES)
+    for precision in ("bf16", "fp8"):
+        h200 = summary.filter((pl.col("gpu") == "H200") & (pl.col("precision") == precision))
+        assert h200.get_column("batch_size").to_list() == list(H200_BATCHES)
     summary = summary.filter(pl.col("gpu") == "H100")  # the fixture's runs, of known physics
     assert summary.get_column("batch_size").to_list() == [64, 128, 256]
     assert summary.get_column("valid").to_list() == [True, True, True]
@@ -89,7 +91,7 @@ def test_complete_campaign_has_nothing_to_do(done):
 
 def test_adding_a_model_reruns_its_jobs_and_the_aggregates_only(done):
     qwen = {f"lm-arena-chat/{QWEN}/H100/tp1/{b}" for b in (32, 64)}
-    groups = {f"lm-arena-chat/{LLAMA}", f"lm-arena-chat/{QWEN}"}
+    groups = {f"lm-arena-chat/{LLAMA}", f"lm-arena-chat/{LLAMA}@fp8", f"lm-arena-chat/{QWEN}"}
     expected = (
         {("measure", k) for k in qwen}
         | {("energy", k) for k in qwen}
@@ -111,6 +113,7 @@ def test_adding_a_model_reruns_its_jobs_and_the_aggregates_only(done):
                 "all",
             )
         }
+        | {("compare_gpus", ""), ("compare_precision", "")}  # the comparisons read the summary
     )
     assert job_set(plan(done, with_qwen())) == expected
 
@@ -121,6 +124,7 @@ def test_changing_a_latency_target_reruns_recommendations_only(done):
         ("analysis_targets", ""),
         ("frontier", ""),
         ("plot_frontier", f"lm-arena-chat/{LLAMA}"),
+        ("plot_frontier", f"lm-arena-chat/{LLAMA}@fp8"),
         ("campaign_page", ""),  # the page shows the targets and their recommendations
         ("all", ""),
     }
@@ -130,5 +134,5 @@ def test_changing_a_validity_threshold_reruns_energy_not_measurements(done):
     jobs = job_set(plan(done, {"validity": {"min_steady_s": 30}}))
     assert {rule for rule, _ in jobs} & MEASURE_RULES == set()
     assert {k for rule, k in jobs if rule == "energy"} == {f"{BASE_KEY}/{b}" for b in (64, 128, 256)} | {
-        f"{H200_KEY}/{b}" for b in H200_BATCHES
+        f"{k}/{b}" for k in H200_KEYS for b in H200_BATCHES
     }

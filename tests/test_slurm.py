@@ -94,7 +94,9 @@ def test_reference_pipeline_on_slurm_equals_a_local_run(
     local_dir = copy_workflow(tmp_path / "repo")
     _check(snakemake(local_dir, path_prefix=local_dir / ".test-bin"), "local snakemake --cores all")
     local, on_slurm = _outputs(local_dir), _outputs(slurm_dir)
-    assert len([k for k in local if k.endswith("summary.json")]) == 9  # 3 H100 (fixture) + 6 H200 (bundle)
+    assert (
+        len([k for k in local if k.endswith("summary.json")]) == 17
+    )  # 3 H100 (fixture) + 14 H200 (bundle: BF16, FP8)
     assert local.keys() == on_slurm.keys()
     for key in local:
         assert on_slurm[key] == local[key], key
