@@ -107,3 +107,20 @@ def test_collapse_repeats_averages_one_configuration():
         (8, pytest.approx(0.5), 1),
         (64, pytest.approx(0.2), 2),
     ]
+
+
+def test_the_config_schema_accepts_exactly_the_metric_names_compare_knows():
+    """config/schema/config.schema.yaml lists the metric names so that a misspelt one fails at planning,
+    naming its key; the names themselves live in analysis.compare.common."""
+    from pathlib import Path
+
+    import yaml
+
+    defs = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "config/schema/config.schema.yaml").read_text()
+    )["$defs"]
+    latency = set(common.LATENCY_METRICS) | set(common.LATENCY_METRICS.values())
+    energy = set(common.ENERGY_METRICS) | set(common.ENERGY_METRICS.values())
+    assert set(defs["latency_metric"]["enum"]) == latency
+    assert set(defs["energy_metric"]["enum"]) == energy
+    assert set(defs["compare_metric"]["enum"]) == latency | energy

@@ -166,10 +166,12 @@ def test_infeasible_batch_stops_larger_ones_and_a_config_change_is_refused(base)
         ({"tasks": {"lm-arena-chat": {"num_requests": 100}}},
          "tasks.lm-arena-chat.num_requests: 100 requests cannot fill batch size 128 (run "
          "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1/128"),
+        ({"compare": {"precision": {"metrics": ["tokens_per_s"]}}},
+         "compare.precision.metrics[0]: 'tokens_per_s' is not one of ['median_itl'"),
     ],
     ids=["unknown-key", "unknown-nested-key", "wrong-type", "wrong-type-gpu", "empty-batches", "no-registry-entry",
          "parallelism-too-wide", "not-bundled", "results-dir-empty", "model-id-escapes",
-         "model-ids-collide", "fewer-requests-than-batch"],
+         "model-ids-collide", "fewer-requests-than-batch", "compare-unknown-metric"],
 )  # fmt: skip
 def test_bad_config_fails_naming_the_key(tmp_path, change, named):
     workdir = copy_workflow(tmp_path / "wf")
