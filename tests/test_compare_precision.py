@@ -9,7 +9,8 @@ from compare_helpers import frame, row
 from jouleflow.analysis.compare.common import CompareError, NoComparablePairs
 from jouleflow.analysis.compare.precision import Bucket, compare_precision, pair_fp8_bf16, parse_buckets
 from jouleflow.plan.config import validate_config
-from jouleflow.plan.grid import build_grid, model_slug
+from jouleflow.plan.grid import build_grid
+from jouleflow.runkey import model_slug
 
 SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema" / "config.schema.yaml"
 

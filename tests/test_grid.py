@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from jouleflow.plan.config import validate_config
-from jouleflow.plan.grid import GridError, build_grid, model_slug
+from jouleflow.plan.grid import GridError, build_grid
 from jouleflow.plan.parallelism import parse_parallelism
+from jouleflow.runkey import model_slug
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow.measure.synthetic import PROMPT_WORDS
-from jouleflow.plan.grid import model_slug
+from jouleflow.runkey import model_slug
 
 # Bundled architecture configs: resources/models/<slug>/config.json in the repository.
 RESOURCES_MODELS = Path(__file__).resolve().parents[3] / "resources" / "models"

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow.plan import jobspec
-from jouleflow.plan.grid import GridError, GridPoint, model_slug
+from jouleflow.plan.grid import GridError, GridPoint
+from jouleflow.runkey import model_slug
 
 # A model id is a Hugging Face id (`org/name`) or another name made of the same characters; it is a
 # path component of every run directory (model_slug), so nothing may climb out of `runs/`.

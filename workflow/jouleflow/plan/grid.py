@@ -20,6 +20,7 @@ from jouleflow.plan import jobspec
 from jouleflow.plan import shared as shared_mode
 from jouleflow.plan.gpurequest import GpuRequestError, gpu_request
 from jouleflow.plan.parallelism import Parallelism, parse_parallelism
+from jouleflow.runkey import at_precision, model_slug
 
 # Bytes per weight, to scale a model's memory need when it is run at another precision.
 BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
@@ -29,17 +30,6 @@ AXES = ("tasks", "gpus", "parallelism", "batch_sizes", "precisions")
 
 class GridError(ValueError):
     """The config cannot be turned into a grid; the message starts with the config key at fault."""
-
-
-def model_slug(model_id: str) -> str:
-    """Path component for a model id: `meta-llama/Llama-3.1-8B-Instruct` → `meta-llama--Llama-3.1-8B-Instruct`."""
-    return model_id.replace("/", "--")
-
-
-def at_precision(name: str, precision: str) -> str:
-    """`name@precision`: a model id or slug run at another precision than its checkpoint's (vLLM
-    quantizes online). The run key's model part, and `compare precision`'s label for such a run."""
-    return f"{name}@{precision}"
 
 
 def default_latency_metric(task: str, modality: str) -> str:
@@ -324,7 +314,7 @@ def _expand_sweep(config: Mapping[str, Any], index: int, sweep: Mapping[str, Any
 
 def build_grid(config: Mapping[str, Any], base_dir: str | Path = ".") -> Grid:
     """Expand the sweeps (a union of products), apply filters and feasibility, check bundled runs."""
-    from jouleflow.plan import config_checks  # it imports this module's GridError and model_slug
+    from jouleflow.plan import config_checks  # it imports this module's GridError
 
     base_dir = Path(base_dir)
     config_checks.check_results_dir(config)

@@ -40,7 +40,7 @@ from jouleflow.analysis.compare.common import (
     usable_rows,
     with_config_keys,
 )
-from jouleflow.plan.grid import at_precision
+from jouleflow.runkey import at_precision
 
 PAIR_KEYS = ("task", "gpu", "num_gpus", "batch_size", "parallelism")
 TABLE_COLUMNS = (
