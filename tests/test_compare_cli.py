@@ -109,6 +109,17 @@ def test_unknown_gpu_lists_present_types(capsys, summary):
     assert "A100 not in the summary; present: B200, H100" in err
 
 
+def test_a_gpu_type_not_measured_yet_is_nothing_to_compare_with_allow_empty(capsys, summary, tmp_path):
+    """The pipeline's case: a campaign whose B GPU has no run yet still gets its outputs, saying why."""
+    code, _, err = run(
+        capsys, "gpus", "--summary", summary, "--a", "H100", "--b", "H200", "--deadlines", "50ms",
+        "--allow-empty", "-o", tmp_path / "g.csv", "--markdown", tmp_path / "g.md",
+    )  # fmt: skip
+    assert code == 0 and "GPU type(s) H200 not in the summary; present: B200, H100" in err
+    assert "GPU type(s) H200 not in the summary" in (tmp_path / "g.md").read_text()
+    assert (tmp_path / "g.csv").read_text().startswith("task,")  # the header alone
+
+
 def test_missing_column_is_named(capsys, tmp_path):
     path = tmp_path / "s.parquet"
     frame(row()).drop("median_itl_s").write_parquet(path)

@@ -168,10 +168,13 @@ def test_infeasible_batch_stops_larger_ones_and_a_config_change_is_refused(base)
          "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1/128"),
         ({"compare": {"precision": {"metrics": ["tokens_per_s"]}}},
          "compare.precision.metrics[0]: 'tokens_per_s' is not one of ['median_itl'"),
+        ({"compare": {"gpus": [{"name": "typo", "a": "H100", "b": "H2000", "deadlines": ["10ms"]}]}},
+         "compare.gpus[0].b: 'H2000' is not in the config's `gpus` (A100, A100-40GB, B200, H100, H200, L40S)"),
     ],
     ids=["unknown-key", "unknown-nested-key", "wrong-type", "wrong-type-gpu", "empty-batches", "no-registry-entry",
          "parallelism-too-wide", "not-bundled", "results-dir-empty", "model-id-escapes",
-         "model-ids-collide", "fewer-requests-than-batch", "compare-unknown-metric"],
+         "model-ids-collide", "fewer-requests-than-batch", "compare-unknown-metric",
+         "compare-unknown-gpu"],
 )  # fmt: skip
 def test_bad_config_fails_naming_the_key(tmp_path, change, named):
     workdir = copy_workflow(tmp_path / "wf")

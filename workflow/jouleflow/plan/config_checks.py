@@ -2,7 +2,8 @@
 
 Split from jouleflow.plan.grid to keep both small. Stdlib only (Snakemake runs these at parse time):
 where the pipeline writes, model ids that become run-directory names, request counts that can fill
-every batch, and local model directories that can be loaded.
+every batch, local model directories that can be loaded, and the GPU types and tasks the comparisons
+of the campaign's own summary name.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ ID_HINT = (
 MODEL_DIR_FILE = {"llm": "config.json", "diffusion": "model_index.json"}
 
 
+def check_config(config: Mapping[str, Any]) -> None:
+    """The checks of the config as a whole, before any point is expanded."""
+    check_results_dir(config)
+    check_model_ids(config["models"])
+    check_compare_names(config)
+
+
 def check_results_dir(config: Mapping[str, Any]) -> None:
     """results_dir: a relative or absolute directory, but not empty (the repo root) nor `/`."""
     value = config.get("results_dir")
@@ -39,6 +47,42 @@ def check_results_dir(config: Mapping[str, Any]) -> None:
         raise GridError(
             f"results_dir: {value!r} is the filesystem root; give a directory of its own (default results)"
         )
+
+
+def check_compare_names(config: Mapping[str, Any]) -> None:
+    """compare.gpus[i].a/b and the comparisons' `tasks`: names the campaign knows (`gpus`, `tasks`).
+
+    A name the summary lacks is, at run time, "nothing to compare" (a partial campaign must not stop the
+    report), so a misspelt one is caught here. Not checked when the comparisons read another summary
+    (compare.summary, compare.published), whose GPU types and tasks the config need not list."""
+    compare = config.get("compare") or {}
+    if compare.get("summary") or compare.get("published"):
+        return
+    known = {"gpus": set(config.get("gpus") or {}), "tasks": set(config.get("tasks") or {})}
+
+    def check(where: str, kind: str, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in known[kind]:
+                raise GridError(
+                    f"{where}: {name!r} is not in the config's `{kind}` ({', '.join(sorted(known[kind]))})"
+                )
+
+    for section, entries in compare.items():
+        items = entries if isinstance(entries, list) else [entries] if isinstance(entries, dict) else []
+        for i, item in enumerate(items):
+            where = f"compare.{section}[{i}]" if isinstance(entries, list) else f"compare.{section}"
+            if section == "gpus":
+                check(f"{where}.a", "gpus", [item["a"]])
+                check(f"{where}.b", "gpus", [item["b"]])
+            check(f"{where}.tasks", "tasks", item.get("tasks") or [])
+            check(f"{where}.modality_tasks", "tasks", item.get("modality_tasks") or [])
+            for key in ("reference", "text_task"):
+                if item.get(key):
+                    check(f"{where}.{key}", "tasks", [item[key]])
+            if section in ("tasks", "modality", "task_aggregates", "memory_batch", "spread") and item.get(
+                "gpu"
+            ):
+                check(f"{where}.gpu", "gpus", [item["gpu"]])
 
 
 def model_id_problem(model_id: str) -> str | None:

@@ -317,8 +317,7 @@ def build_grid(config: Mapping[str, Any], base_dir: str | Path = ".") -> Grid:
     from jouleflow.plan import config_checks  # it imports this module's GridError
 
     base_dir = Path(base_dir)
-    config_checks.check_results_dir(config)
-    config_checks.check_model_ids(config["models"])
+    config_checks.check_config(config)
     _check_registry(config)
     _check_slurm(config)
     grid = Grid(config=config, base_dir=base_dir)
