@@ -80,7 +80,10 @@ def test_reference_pipeline_jobs_went_through_sbatch(reference_on_slurm: tuple[P
     # One energy job per bundled run, each its own SLURM job; the summary too.
     # (GPU, batch) of each: the wildcards' values joined with "_" (task, model, gpu, parallelism, batch)
     points = sorted((j.wildcards.split("_")[-3], int(j.wildcards.split("_")[-1])) for j in by_rule["energy"])
-    assert points == [("H100", b) for b in (64, 128, 256)] + [("H200", b) for b in (8, 16, 32, 64, 128, 256)]
+    h200 = (8, 16, 32, 64, 128, 256, 512)
+    assert points == [("H100", b) for b in (64, 128, 256)] + sorted(
+        ("H200", b) for b in h200 for _ in ("bf16", "fp8")
+    )
     assert len(by_rule["summary"]) == 1
     # Analysis jobs are small CPU jobs: no GPU asked for.
     for job in jobs:
