@@ -9,8 +9,9 @@ type, GPU count, batch size and parallelism. Two kinds of FP8 configuration:
   `precisions: [bf16, fp8]` write it (vLLM quantizes online; the model id is unchanged): its BF16
   sibling is the same id at bf16. Its `fp8_model` is `<model>@fp8`, as in the run key.
 
-A row that fits both (an `-FP8` id at precision fp8) pairs once, by its id when that sibling exists. Pairs fall into batch-size buckets with inclusive bounds (e.g. 8-16, 17-64, 65-256);
-per bucket: FP8 wins (lower metric), and min / median / max of FP8 / BF16 - 1.
+A row that fits both (an `-FP8` id at precision fp8) pairs once, by its id when that sibling
+exists. Pairs fall into batch-size buckets with inclusive bounds (e.g. 8-16, 17-64, 65-256); per
+bucket: FP8 wins (lower metric), and min / median / max of FP8 / BF16 - 1.
 """
 
 from __future__ import annotations
