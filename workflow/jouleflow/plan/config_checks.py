@@ -79,9 +79,7 @@ def check_compare_names(config: Mapping[str, Any]) -> None:
             for key in ("reference", "text_task"):
                 if item.get(key):
                     check(f"{where}.{key}", "tasks", [item[key]])
-            if section in ("tasks", "modality", "task_aggregates", "memory_batch", "spread") and item.get(
-                "gpu"
-            ):
+            if item.get("gpu"):  # one GPU type an analysis keeps to (tasks, modality, aggregates)
                 check(f"{where}.gpu", "gpus", [item["gpu"]])
 
 
