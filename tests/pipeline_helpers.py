@@ -41,11 +41,15 @@ WORKFLOW_PARTS = (
     "resources/mlenergy-v3",
 )
 BASE_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1"
-# The default config's second sweep: the bundle's real H200 runs (copied as they are into the copy).
+# The default config's H200 sweeps: the bundle's real H200 runs (copied as they are into the copy).
 H200_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H200/tp1"
 H200_FP8_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct@fp8/H200/tp1"
-H200_KEYS = (H200_KEY, H200_FP8_KEY)
+QWEN_H200_KEY = "lm-arena-chat/Qwen--Qwen3-8B/H200/tp1"
+VL_H200_KEY = "image-chat/Qwen--Qwen3-VL-8B-Instruct/H200/tp1"
 H200_BATCHES = (8, 16, 32, 64, 128, 256, 512)
+H200_RUNS = {H200_KEY: H200_BATCHES, H200_FP8_KEY: H200_BATCHES, QWEN_H200_KEY: (16, 64, 256), VL_H200_KEY: (16,)}
+H200_KEYS = tuple(H200_RUNS)
+H200_POINTS = {f"{key}/{b}" for key, batches in H200_RUNS.items() for b in batches}
 MEASURE_RULES = {"fetch_reference", "measure"}
 
 # A second model for "add a model" tests: not in the bundle, so it is measured.
@@ -181,8 +185,8 @@ def run_dirs(
 
 
 def default_run_dirs(results: str = "results") -> list[str]:
-    """Every run of the default config: the fixture's H100 runs and the bundle's H200 runs (BF16, FP8)."""
-    return run_dirs(results=results) + [d for key in H200_KEYS for d in run_dirs(key, H200_BATCHES, results)]
+    """Every run of the default config: the fixture's H100 runs and the bundle's H200 runs."""
+    return run_dirs(results=results) + [d for key, bs in H200_RUNS.items() for d in run_dirs(key, bs, results)]
 
 
 def rules_of(jobs: list[tuple[str, dict]]) -> dict[str, int]:

@@ -14,8 +14,7 @@ from jouleflow.plan.runguard import write_skipped_infeasible
 from pipeline_helpers import (
     BASE_KEY,
     BASE_SWEEP,
-    H200_BATCHES,
-    H200_KEYS,
+    H200_POINTS,
     MEASURE_RULES,
     QWEN,
     QWEN_ENTRY,
@@ -30,9 +29,7 @@ from pipeline_helpers import (
     with_qwen,
 )
 
-LLAMA_POINTS = {f"{BASE_KEY}/{b}" for b in (64, 128, 256)} | {
-    f"{k}/{b}" for k in H200_KEYS for b in H200_BATCHES
-}
+DEFAULT_POINTS = {f"{BASE_KEY}/{b}" for b in (64, 128, 256)} | H200_POINTS
 QWEN_POINTS = {f"lm-arena-chat/Qwen--Qwen3-8B/H100/tp1/{b}" for b in (32, 64)}
 
 
@@ -55,8 +52,8 @@ def test_default_config_plans_reference_copies_and_analysis_only(tmp_path):
     jobs = plan(workdir)
     counts = rules_of(jobs)
     assert "measure" not in counts
-    assert points_of(jobs, ["fetch_reference"]) == LLAMA_POINTS
-    assert points_of(jobs, ["energy"]) == LLAMA_POINTS
+    assert points_of(jobs, ["fetch_reference"]) == DEFAULT_POINTS
+    assert points_of(jobs, ["energy"]) == DEFAULT_POINTS
     for aggregate in ("grid_table", "summary", "frontier", "plot_task_energy", "compare_gpus"):
         assert counts[aggregate] == 1, aggregate
     # One per (task, model key): BF16 and FP8 are two curves.
