@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
-from jouleflow.plan.config import load_config
+from jouleflow.plan.config import ConfigSchemaError, load_config
 from jouleflow.plan.grid import build_grid
 from jouleflow.plan.gridtable import sync_planned_config, write_grid_tables
 from jouleflow.plan.localgpu import resolve_local
@@ -207,3 +208,64 @@ def test_grid_table_and_targets_commands_rebuild_the_planned_grid(tmp_path, monk
 
     missing = campaign_cli(workdir, "grid-table", "nope.json", "--jobs", "j.tsv", "--skipped", "s.tsv")
     assert missing.returncode == 2 and "nope.json: planned config not found" in missing.stderr
+
+
+def _h200_specs(tmp_path: Path, override: dict | None = None) -> dict[tuple, dict]:
+    """(task, batch size) -> spec of config/campaigns/h200.yaml's Qwen3-8B points, with `override`
+    merged over it from a file of its own, as `--configfile` does."""
+    files = [REPO / "config" / "config.yaml", REPO / "config/campaigns/h200.yaml"]
+    if override is not None:
+        files.append(tmp_path / "override.yaml")
+        files[-1].write_text(yaml.safe_dump(override))
+    grid = build_grid(load_config(files, SCHEMA), REPO)
+    return {
+        (p.task, p.batch_size): grid.spec(p)
+        for p in grid.points
+        if p.model == "Qwen/Qwen3-8B" and p.precision == "bf16"
+    }
+
+
+def test_a_task_load_overrides_measurement_load_for_that_task_only(tmp_path):
+    """tasks.<name>.load: its keys win over measurement.load for that task's points; the other
+    tasks' specs stay byte for byte those of the config without it."""
+    from jouleflow.plan.jobspec import effective_load
+
+    before = _h200_specs(tmp_path)
+    after = _h200_specs(tmp_path, {"tasks": {"gpqa-lengths": {"load": {"max_load_s": 600}}}})
+    assert set(after) == set(before) and {t for t, _ in after} == {"lm-arena-chat", "gpqa-lengths"}
+    for key, spec in after.items():
+        if key[0] != "gpqa-lengths":
+            assert json.dumps(spec) == json.dumps(before[key])
+            continue
+        # Only max_load_s changes: the campaign's other saturate keys still reach the spec.
+        assert spec["saturate"] == {**before[key]["saturate"], "max_load_s": 600}
+        assert {k: v for k, v in spec.items() if k != "saturate"} == {
+            k: v for k, v in before[key].items() if k != "saturate"
+        }
+    config = load_config(
+        [REPO / "config" / "config.yaml", REPO / "config/campaigns/h200.yaml", tmp_path / "override.yaml"],
+        SCHEMA,
+    )
+    assert config["tasks"]["gpqa-lengths"]["load"] == {"max_load_s": 600}  # no schema defaults filled in
+    assert "load" not in config["tasks"]["lm-arena-chat"]
+    assert effective_load(config, "gpqa-lengths")["max_load_s"] == 600
+    assert effective_load(config, "lm-arena-chat") == config["measurement"]["load"]
+
+    # arrival per task: chat points burst (no saturate section) in a saturating campaign.
+    burst = _h200_specs(tmp_path, {"tasks": {"lm-arena-chat": {"load": {"arrival": "burst"}}}})
+    for key, spec in burst.items():
+        if key[0] == "lm-arena-chat":
+            assert "arrival" not in spec and "saturate" not in spec
+        else:
+            assert json.dumps(spec) == json.dumps(before[key])
+
+
+def test_an_invalid_task_load_fails_naming_its_key(tmp_path):
+    for load, key in [
+        ({"max_load_s": -1}, "tasks.gpqa-lengths.load.max_load_s: -1"),
+        ({"arrival": "poisson"}, "tasks.gpqa-lengths.load.arrival: 'poisson'"),
+        ({"max_load": 600}, "did you mean tasks.gpqa-lengths.load.max_load_s?"),
+    ]:
+        with pytest.raises(ConfigSchemaError) as err:
+            _h200_specs(tmp_path, {"tasks": {"gpqa-lengths": {"load": load}}})
+        assert key in str(err.value), str(err.value)

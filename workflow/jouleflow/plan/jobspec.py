@@ -107,11 +107,18 @@ def llm_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any]:
             **{key: rs.get(key) for key in HF_SPEC_KEYS},
             "output_lengths": _fill(rs.get("output_lengths"), fields),
         }
-    load = dict(meas.get("load") or {})
+    load = effective_load(config, point.task)
     if load.pop("arrival", "burst") == "saturate":
         # Only then: specs (and the run rules' params) of burst campaigns stay as they were.
         spec.update(arrival="saturate", saturate=load)
     return spec
+
+
+def effective_load(config: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """How a task's LLM requests arrive: measurement.load with tasks.<task>.load's keys over it
+    (the task's win), a new dict. The one home of the merge: a task without a load of its own gets
+    measurement.load as it is, so its specs stay as they were."""
+    return {**(config["measurement"].get("load") or {}), **(config["tasks"][task].get("load") or {})}
 
 
 # models.<id>.multimodal keys -> vLLM's flag (each value passed as JSON).
