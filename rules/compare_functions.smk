@@ -213,6 +213,7 @@ def compare_modality_opts(wildcards):
         ("--modality-tasks", e.get("modality_tasks")),
         ("--text-task", e.get("text_task")),
         ("--gpu", e.get("gpu")),
+        ("--batch-sizes", e.get("batch_sizes")),
     )
 
 

@@ -120,6 +120,29 @@ def test_modality_by_hand():
     )
 
 
+def test_modality_common_batch_sizes_compare_a_partial_sweep_at_equal_batch():
+    # org/VL has image-chat at B = 64 and 128, org/T chat at 64 and 256 (the text sweep reaches further).
+    df = frame(
+        row(task="image-chat", model="org/VL", energy_per_token_j=0.3, energy_per_response_j=300.0),
+        row(task="image-chat", model="org/VL", batch_size=128, energy_per_token_j=0.2, energy_per_response_j=400.0),
+        row(task="lm-arena-chat", model="org/T", energy_per_token_j=0.1, energy_per_response_j=100.0),
+        row(task="lm-arena-chat", model="org/T", batch_size=256, energy_per_token_j=0.04, energy_per_response_j=30.0),
+    )  # fmt: skip
+    every = compare_modality(df, {"org/VL": "org/T"}, modality_tasks=["image-chat"]).rows()[0]
+    assert every["jpt_ratio"] == pytest.approx(0.2 / 0.04) and every["text_config_jpt"] == "1x H100 b256 tp1"
+    common = compare_modality(df, {"org/VL": "org/T"}, modality_tasks=["image-chat"], batch_sizes="common")
+    (pair,) = common.rows()
+    assert pair["jpt_ratio"] == pytest.approx(0.3 / 0.1) and pair["jpr_ratio"] == pytest.approx(3.0)
+    assert pair["config_jpt"] == pair["text_config_jpt"] == "1x H100 b64 tp1"
+    assert common.summary()["batch_sizes"] == "common"
+    assert "both models were run at" in common.markdown()
+    disjoint = df.filter(df["batch_size"] != 64)
+    with pytest.raises(NoComparablePairs, match="no batch size in common on H100"):
+        compare_modality(disjoint, {"org/VL": "org/T"}, modality_tasks=["image-chat"], batch_sizes="common")
+    with pytest.raises(CompareError, match="batch_sizes must be one of all, common"):
+        compare_modality(df, {"org/VL": "org/T"}, batch_sizes="same")
+
+
 def test_modality_bad_input():
     with pytest.raises(CompareError, match="not in the summary: org/Nope"):
         compare_modality(modality_frame(), {"org/VL": "org/Nope"})

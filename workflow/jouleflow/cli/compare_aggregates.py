@@ -46,6 +46,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--text-task", default="lm-arena-chat", help="the text sibling's task (default lm-arena-chat)"
     )
     p.add_argument("--gpu", help="only this GPU type")
+    p.add_argument(
+        "--batch-sizes",
+        choices=["all", "common"],
+        default="all",
+        help="minimise each side over all its runs (default), or only over the batch sizes both were run at",
+    )
     p.set_defaults(func=_modality)
 
     p = sub.add_parser(
@@ -108,7 +114,12 @@ def _modality(args: argparse.Namespace) -> int:
 
     def analyse(df):
         return modality.compare_modality(
-            df, pairs, modality_tasks=tasks, text_task=args.text_task, gpu=args.gpu
+            df,
+            pairs,
+            modality_tasks=tasks,
+            text_task=args.text_task,
+            gpu=args.gpu,
+            batch_sizes=args.batch_sizes,
         )
 
     return _run(args, analyse, modality.TABLE_COLUMNS, "Multimodal vs text sibling")

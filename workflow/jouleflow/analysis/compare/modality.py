@@ -4,6 +4,9 @@ Pairings (multimodal model -> text model; the same id when one model serves both
 caller. Per pairing, modality task and GPU type, the multimodal model's minimum energy on the
 modality task is divided by the text model's minimum on the text task, both per token and per
 response (each metric minimised on its own, over GPU count, batch size and parallelism).
+With batch_sizes="common" each pair is minimised only over the (GPU count, batch size) both of its
+models were run at on that GPU type: a sweep measured at fewer batch sizes on one side (a partial
+campaign) is then compared at equal batch, not against the other side's largest batch.
 """
 
 from __future__ import annotations
@@ -84,11 +87,15 @@ def load_pairs_file(path: str) -> dict[str, str]:
     return parse_pairs(doc)
 
 
+BATCH_SIZES = ("all", "common")
+
+
 @dataclass
 class ModalityResult:
     text_task: str
     rows_: list[dict[str, Any]]
     unmatched: list[dict[str, str]] = field(default_factory=list)
+    batch_sizes: str = "all"
 
     def rows(self) -> list[dict[str, Any]]:
         return self.rows_
@@ -111,6 +118,7 @@ class ModalityResult:
     def summary(self) -> dict[str, Any]:
         return {
             "text_task": self.text_task,
+            "batch_sizes": self.batch_sizes,
             "by_task": self.by_task(),
             "pairs": self.rows_,
             "unmatched": self.unmatched,
@@ -120,7 +128,9 @@ class ModalityResult:
         lines = [
             "# Multimodal vs text sibling\n",
             f"Minimum energy of the multimodal model on its task / its text sibling's on {self.text_task}, "
-            "per GPU type (each metric minimised on its own).\n",
+            "per GPU type (each metric minimised on its own"
+            + ("; over the batch sizes both models were run at" if self.batch_sizes == "common" else "")
+            + ").\n",
             output.markdown_table(
                 self.by_task(),
                 ["task", "gpu", "pairs", "min_jpt_ratio", "median_jpt_ratio", "max_jpt_ratio",
@@ -157,16 +167,29 @@ def _minima(df: pl.DataFrame, tasks: Sequence[str], gpu: str | None) -> dict[str
     return out
 
 
+def _common_batches(df: pl.DataFrame, mllm: str, task: str, text: str, text_task: str) -> pl.DataFrame:
+    """The pair's rows at the (GPU type, GPU count, batch size) both models were run at."""
+    keys = ["gpu", "num_gpus", "batch_size"]
+    mm = df.filter((pl.col("model") == mllm) & (pl.col("task") == task))
+    tx = df.filter((pl.col("model") == text) & (pl.col("task") == text_task))
+    both = mm.select(keys).unique().join(tx.select(keys).unique(), on=keys)
+    return pl.concat([mm, tx]).join(both, on=keys, how="semi")
+
+
 def compare_modality(
     df: pl.DataFrame,
     pairs: Mapping[str, str],
     modality_tasks: Sequence[str] = ("image-chat", "video-chat"),
     text_task: str = "lm-arena-chat",
     gpu: str | None = None,
+    batch_sizes: str = "all",
 ) -> ModalityResult:
-    """Multimodal / text minimum energy per pairing, modality task and GPU type."""
+    """Multimodal / text minimum energy per pairing, modality task and GPU type (batch_sizes:
+    "all" = each side's minimum over all its runs; "common" = over the batch sizes both have)."""
     if not pairs:
         raise CompareError("compare modality needs at least one pairing MULTIMODAL_MODEL=TEXT_MODEL")
+    if batch_sizes not in BATCH_SIZES:
+        raise CompareError(f"batch_sizes must be one of {', '.join(BATCH_SIZES)}, got {batch_sizes!r}")
     require_columns(df, ["task", "model", *METRICS.values()], "modality")
     require_models(df, [*pairs, *pairs.values()], "the modality pairing")
     present = set(df["task"].drop_nulls().to_list())
@@ -184,6 +207,17 @@ def compare_modality(
                 }
                 if not all(a and b for a, b in picks.values()):
                     continue
+                if batch_sizes == "common":
+                    both = _common_batches(df, mllm, task, text, text_task)
+                    common = _minima(both, [task, text_task], g) if both.height else {m: {} for m in METRICS}
+                    picks = {
+                        m: (common[m].get((task, mllm, g)), common[m].get((text_task, text, g)))
+                        for m in METRICS
+                    }
+                    if not all(a and b for a, b in picks.values()):
+                        why = f"no batch size in common on {g} ({task})"
+                        unmatched.append({"model": mllm, "text_model": text, "why": why})
+                        continue
                 found = True
                 row: dict[str, Any] = {
                     "task": task,
@@ -197,7 +231,7 @@ def compare_modality(
                     row.update({f"config_{m}": config_label(a), m: a[col], f"text_config_{m}": config_label(b),
                                 f"text_{m}": b[col], f"{m}_ratio": a[col] / b[col]})  # fmt: skip
                 rows.append(row)
-        if not found:
+        if not found and not any(u["model"] == mllm and u["text_model"] == text for u in unmatched):
             has_mm = sorted({k[2] for k in minima["jpr"] if k[1] == mllm and k[0] in modality_tasks})
             has_text = sorted({k[2] for k in minima["jpr"] if k[1] == text and k[0] == text_task})
             on = f" on {gpu}" if gpu else ""
@@ -211,4 +245,4 @@ def compare_modality(
         reasons = "; ".join(u["why"] for u in unmatched)
         raise NoComparablePairs(f"no comparable pairs: {reasons}")
     rows.sort(key=lambda r: (r["task"], r["gpu"], r["model"]))
-    return ModalityResult(text_task, rows, unmatched)
+    return ModalityResult(text_task, rows, unmatched, batch_sizes)
