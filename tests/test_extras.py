@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from pipeline_helpers import REPO, copy_workflow
+from pipeline_helpers import H200_POINTS, REPO, copy_workflow
 
 try:
     import tomllib
@@ -180,9 +180,9 @@ def test_the_bundled_campaign_runs_without_the_extras(tmp_path):
     logs = "\n".join(f"{p}:\n{p.read_text()}" for p in sorted((work / "logs").rglob("*.log")))
     assert out.returncode == 0, out.stdout + out.stderr + logs
     results = work / "results"
-    assert (
-        len(list((results / "energy").rglob("summary.json"))) == 17
-    )  # 3 H100 (fixture) + 14 H200 (bundle: BF16, FP8)
+    assert len(list((results / "energy").rglob("summary.json"))) == 3 + len(
+        H200_POINTS
+    )  # 3 H100 (fixture) + the bundle's H200 runs
     for made in ("summary/summary.parquet", "summary/summary.csv", "tables/provenance.csv"):
         assert (results / made).stat().st_size > 0, made
     assert list((results / "figures").rglob("*.png"))

@@ -35,7 +35,7 @@ QWEN_POINTS = {f"lm-arena-chat/Qwen--Qwen3-8B/H100/tp1/{b}" for b in (32, 64)}
 
 @pytest.fixture(scope="module")
 def measured_base(tmp_path_factory):
-    """The default config's measurement stage, really executed: its 17 reference runs copied."""
+    """The default config's measurement stage, really executed: its reference runs copied."""
     workdir = copy_workflow(tmp_path_factory.mktemp("base") / "wf")
     execute(workdir, targets=default_run_dirs())
     return workdir
@@ -54,10 +54,17 @@ def test_default_config_plans_reference_copies_and_analysis_only(tmp_path):
     assert "measure" not in counts
     assert points_of(jobs, ["fetch_reference"]) == DEFAULT_POINTS
     assert points_of(jobs, ["energy"]) == DEFAULT_POINTS
-    for aggregate in ("grid_table", "summary", "frontier", "plot_task_energy", "compare_gpus"):
+    for aggregate in (
+        "grid_table",
+        "summary",
+        "frontier",
+        "plot_task_energy",
+        "compare_gpus",
+        "compare_modality",
+    ):
         assert counts[aggregate] == 1, aggregate
-    # One per (task, model key): BF16 and FP8 are two curves.
-    assert counts["plot_sweep"] == counts["plot_frontier"] == 2
+    # One per (task, model key): Llama BF16 and FP8 are two curves, Qwen3-8B chat and Qwen3-VL-8B image-chat two more.
+    assert counts["plot_sweep"] == counts["plot_frontier"] == 4
     assert counts["compare_precision"] == 2  # energy per token, median ITL
 
 

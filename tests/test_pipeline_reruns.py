@@ -63,7 +63,11 @@ def done(completed, tmp_path):
 def test_summary_has_the_fixtures_energy(completed):
     summary = pl.read_parquet(completed / "results" / "summary" / "summary.parquet").sort("batch_size")
     for precision in ("bf16", "fp8"):
-        llama = (pl.col("gpu") == "H200") & (pl.col("precision") == precision) & pl.col("model").str.starts_with("meta-llama")
+        llama = (
+            (pl.col("gpu") == "H200")
+            & (pl.col("precision") == precision)
+            & pl.col("model").str.starts_with("meta-llama")
+        )
         assert summary.filter(llama).get_column("batch_size").to_list() == list(H200_BATCHES)
     summary = summary.filter(pl.col("gpu") == "H100")  # the fixture's runs, of known physics
     assert summary.get_column("batch_size").to_list() == [64, 128, 256]
@@ -113,7 +117,8 @@ def test_adding_a_model_reruns_its_jobs_and_the_aggregates_only(done):
                 "all",
             )
         }
-        | {("compare_gpus", ""), ("compare_precision", "")}  # the comparisons read the summary
+        # the comparisons read the summary
+        | {("compare_gpus", ""), ("compare_precision", ""), ("compare_modality", "")}
     )
     assert job_set(plan(done, with_qwen())) == expected
 
@@ -134,4 +139,6 @@ def test_changing_a_latency_target_reruns_recommendations_only(done):
 def test_changing_a_validity_threshold_reruns_energy_not_measurements(done):
     jobs = job_set(plan(done, {"validity": {"min_steady_s": 30}}))
     assert {rule for rule, _ in jobs} & MEASURE_RULES == set()
-    assert {k for rule, k in jobs if rule == "energy"} == {f"{BASE_KEY}/{b}" for b in (64, 128, 256)} | H200_POINTS
+    assert {k for rule, k in jobs if rule == "energy"} == {
+        f"{BASE_KEY}/{b}" for b in (64, 128, 256)
+    } | H200_POINTS

@@ -19,7 +19,7 @@ from slurm_helpers import SubmittedJob, add_profile, jobcomp_states, require_slu
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # The pipeline's own test helpers (workflow copy with the reference fixture, the added model).
-from pipeline_helpers import QWEN, copy_workflow, with_qwen  # noqa: E402
+from pipeline_helpers import H200_POINTS, QWEN, copy_workflow, with_qwen  # noqa: E402
 
 LLAMA_SLUG = "meta-llama--Llama-3.1-8B-Instruct"
 QWEN_SLUG = QWEN.replace("/", "--")
@@ -80,10 +80,8 @@ def test_reference_pipeline_jobs_went_through_sbatch(reference_on_slurm: tuple[P
     # One energy job per bundled run, each its own SLURM job; the summary too.
     # (GPU, batch) of each: the wildcards' values joined with "_" (task, model, gpu, parallelism, batch)
     points = sorted((j.wildcards.split("_")[-3], int(j.wildcards.split("_")[-1])) for j in by_rule["energy"])
-    h200 = (8, 16, 32, 64, 128, 256, 512)
-    assert points == [("H100", b) for b in (64, 128, 256)] + sorted(
-        ("H200", b) for b in h200 for _ in ("bf16", "fp8")
-    )
+    h200 = [int(point.rsplit("/", 1)[1]) for point in H200_POINTS]
+    assert points == [("H100", b) for b in (64, 128, 256)] + sorted(("H200", b) for b in h200)
     assert len(by_rule["summary"]) == 1
     # Analysis jobs are small CPU jobs: no GPU asked for.
     for job in jobs:
@@ -97,9 +95,9 @@ def test_reference_pipeline_on_slurm_equals_a_local_run(
     local_dir = copy_workflow(tmp_path / "repo")
     _check(snakemake(local_dir, path_prefix=local_dir / ".test-bin"), "local snakemake --cores all")
     local, on_slurm = _outputs(local_dir), _outputs(slurm_dir)
-    assert (
-        len([k for k in local if k.endswith("summary.json")]) == 17
-    )  # 3 H100 (fixture) + 14 H200 (bundle: BF16, FP8)
+    assert len([k for k in local if k.endswith("summary.json")]) == 3 + len(
+        H200_POINTS
+    )  # 3 H100 (fixture) + the bundle's H200 runs
     assert local.keys() == on_slurm.keys()
     for key in local:
         assert on_slurm[key] == local[key], key
