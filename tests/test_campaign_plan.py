@@ -14,7 +14,7 @@ from jouleflow.plan.config import ConfigSchemaError, load_config
 from jouleflow.plan.grid import build_grid
 from jouleflow.plan.gridtable import sync_planned_config, write_grid_tables
 from jouleflow.plan.localgpu import resolve_local
-from pipeline_helpers import copy_workflow
+from pipeline_helpers import H200_POINTS, copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
@@ -37,8 +37,9 @@ def test_plan_lists_runs_and_skipped_points(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     default = plan_cli(workdir, workdir / "config" / "config.yaml")
     assert default.returncode == 0, default.stderr
-    assert default.stdout.splitlines()[0] == "17 run(s) (17 reference); 0 skipped"
-    assert len((workdir / "jobs.tsv").read_text().splitlines()) == 1 + 17
+    runs = 3 + len(H200_POINTS)  # the fixture's H100 runs and the bundle's H200 runs
+    assert default.stdout.splitlines()[0] == f"{runs} run(s) ({runs} reference); 0 skipped"
+    assert len((workdir / "jobs.tsv").read_text().splitlines()) == 1 + runs
 
     big = {
         "models": {"org/huge": {"memory_gb": 400, "precision": "bf16"}},

@@ -292,6 +292,8 @@ def test_default_config_is_the_bundled_campaign():
     h200 = (8, 16, 32, 64, 128, 256, 512)
     assert keys(grid) == {f"lm-arena-chat/{slug}/H100/tp1/{b}" for b in (64, 128, 256)} | {
         f"lm-arena-chat/{m}/H200/tp1/{b}" for m in (slug, f"{slug}@fp8") for b in h200
+    } | {f"lm-arena-chat/Qwen--Qwen3-8B/H200/tp1/{b}" for b in (16, 64, 256)} | {
+        "image-chat/Qwen--Qwen3-VL-8B-Instruct/H200/tp1/16"
     }
     assert grid.latency_metric("lm-arena-chat") == "median_itl_s"
 
@@ -363,7 +365,7 @@ def test_default_config_matches_the_bundled_runs():
     from jouleflow.plan.config import load_config
 
     grid = build_grid(load_config([REPO / "config" / "config.yaml"], SCHEMA), REPO)
-    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 17
+    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 21
     for point in grid.points:
         recorded = json.loads((REPO / grid.reference_run(point) / "run.json").read_text())["config"]
         assert {k: recorded[k] for k in ("task", "model", "gpu", "num_gpus", "batch_size")} == {

@@ -174,11 +174,13 @@ def test_infeasible_batch_stops_larger_ones_and_a_config_change_is_refused(base)
          "compare.precision.metrics[0]: 'tokens_per_s' is not one of ['median_itl'"),
         ({"compare": {"gpus": [{"name": "typo", "a": "H100", "b": "H2000", "deadlines": ["10ms"]}]}},
          "compare.gpus[0].b: 'H2000' is not in the config's `gpus` (A100, A100-40GB, B200, H100, H200, L40S)"),
+        ({"compare": {"modality": [{"name": "typo", "pairs": {"Qwen/Qwen3-VL-8B-Instruct": "Qwen/Qwen3-8b"}}]}},
+         "compare.modality[0].pairs: 'Qwen/Qwen3-8b' is not in the config's `models` (Qwen/Qwen3-8B, "),
     ],
     ids=["unknown-key", "unknown-nested-key", "wrong-type", "wrong-type-gpu", "empty-batches", "no-registry-entry",
          "parallelism-too-wide", "not-bundled", "results-dir-empty", "model-id-escapes",
          "model-ids-collide", "fewer-requests-than-batch", "compare-unknown-metric",
-         "compare-unknown-gpu"],
+         "compare-unknown-gpu", "compare-unknown-model"],
 )  # fmt: skip
 def test_bad_config_fails_naming_the_key(tmp_path, change, named):
     workdir = copy_workflow(tmp_path / "wf")

@@ -41,7 +41,7 @@ def specs(tmp_path_factory) -> list[Path]:
     work = tmp_path_factory.mktemp("plan")
     grid = build_grid(load_config([REPO / "config" / "config.yaml"]), REPO)
     grid.config["results_dir"] = str(work / "results")  # after planning: where the specs go
-    assert gridtable.sync_job_specs(grid) == len(grid.points) == 17
+    assert gridtable.sync_job_specs(grid) == len(grid.points) == 21  # 3 H100 + 18 H200 runs
     return sorted((work / "results" / "specs").rglob("*.json"))
 
 
@@ -84,13 +84,19 @@ def test_job_specs_round_trip_and_are_version_1_without_a_key(specs):
         # The run key names the precision when it is not the model's own (`<model>@fp8`).
         precision = "fp8" if path.parts[-4].endswith("@fp8") else "bf16"
         assert (spec.task, spec.gpu, spec.num_gpus, spec.precision) == (
-            "lm-arena-chat",
+            path.parts[-5],
             path.parts[-3],
             1,
             precision,
         )
         assert spec.gpu in ("H100", "H200")
-        assert spec.model == "meta-llama/Llama-3.1-8B-Instruct" and str(spec.batch_size) == path.stem
+        assert spec.model.replace("/", "--") == path.parts[-4].removesuffix("@fp8")
+        assert spec.model in (
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "Qwen/Qwen3-8B",
+            "Qwen/Qwen3-VL-8B-Instruct",
+        )
+        assert str(spec.batch_size) == path.stem
         assert spec.load_format == "dummy" and spec.after is None
         assert load_job_spec(path) == spec.to_dict()  # what `jouleflow measure --config` builds on
 

@@ -50,7 +50,8 @@ def check_results_dir(config: Mapping[str, Any]) -> None:
 
 
 def check_compare_names(config: Mapping[str, Any]) -> None:
-    """compare.gpus[i].a/b and the comparisons' `tasks`: names the campaign knows (`gpus`, `tasks`).
+    """compare.gpus[i].a/b, the comparisons' `tasks` and models: names the campaign knows (`gpus`,
+    `tasks`, `models`).
 
     A name the summary lacks is, at run time, "nothing to compare" (a partial campaign must not stop the
     report), so a misspelt one is caught here. Not checked when the comparisons read another summary
@@ -58,7 +59,7 @@ def check_compare_names(config: Mapping[str, Any]) -> None:
     compare = config.get("compare") or {}
     if compare.get("summary") or compare.get("published"):
         return
-    known = {"gpus": set(config.get("gpus") or {}), "tasks": set(config.get("tasks") or {})}
+    known = {kind: set(config.get(kind) or {}) for kind in ("gpus", "tasks", "models")}
 
     def check(where: str, kind: str, names: Iterable[str]) -> None:
         for name in names:
@@ -81,6 +82,10 @@ def check_compare_names(config: Mapping[str, Any]) -> None:
                     check(f"{where}.{key}", "tasks", [item[key]])
             if item.get("gpu"):  # one GPU type an analysis keeps to (tasks, modality, aggregates)
                 check(f"{where}.gpu", "gpus", [item["gpu"]])
+            if isinstance(item.get("pairs"), dict):  # modality: multimodal model -> its text sibling
+                check(f"{where}.pairs", "models", [*item["pairs"], *item["pairs"].values()])
+            if item.get("model"):  # tasks: the model compared across tasks
+                check(f"{where}.model", "models", [item["model"]])
 
 
 def model_id_problem(model_id: str) -> str | None:

@@ -17,7 +17,7 @@ import polars as pl
 
 from jouleflow.analysis.compare.common import (
     CONFIG_KEYS,
-    CompareError,
+    NotInSummary,
     collapse_repeats,
     filter_tasks,
     require_columns,
@@ -96,7 +96,9 @@ def require_models(df: pl.DataFrame, models: Sequence[str], what: str) -> None:
     present = set(df["model"].drop_nulls().to_list())
     unknown = sorted({m for m in models if m not in present})
     if unknown:
-        raise CompareError(
+        # Nothing to compare on them (a campaign whose runs of the model are not measured yet); the
+        # planner checks the ids against the config's models.
+        raise NotInSummary(
             f"{what} names model(s) not in the summary: {', '.join(unknown)} "
             f"({len(present)} model(s) present)"
         )
