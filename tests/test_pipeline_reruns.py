@@ -25,6 +25,7 @@ from pipeline_helpers import (
 
 LLAMA = "meta-llama--Llama-3.1-8B-Instruct"
 QWEN = "Qwen--Qwen3-8B"
+VL = "Qwen--Qwen3-VL-8B-Instruct"
 
 
 def job_set(jobs):
@@ -95,7 +96,12 @@ def test_complete_campaign_has_nothing_to_do(done):
 
 def test_adding_a_model_reruns_its_jobs_and_the_aggregates_only(done):
     qwen = {f"lm-arena-chat/{QWEN}/H100/tp1/{b}" for b in (32, 64)}
-    groups = {f"lm-arena-chat/{LLAMA}", f"lm-arena-chat/{LLAMA}@fp8", f"lm-arena-chat/{QWEN}"}
+    groups = {
+        f"lm-arena-chat/{LLAMA}",
+        f"lm-arena-chat/{LLAMA}@fp8",
+        f"lm-arena-chat/{QWEN}",
+        f"image-chat/{VL}",
+    }
     expected = (
         {("measure", k) for k in qwen}
         | {("energy", k) for k in qwen}
@@ -131,6 +137,7 @@ def test_changing_a_latency_target_reruns_recommendations_only(done):
         ("plot_frontier", f"lm-arena-chat/{LLAMA}"),
         ("plot_frontier", f"lm-arena-chat/{LLAMA}@fp8"),
         ("plot_frontier", f"lm-arena-chat/{QWEN}"),
+        ("plot_frontier", f"image-chat/{VL}"),  # the frontier table is one file for every group
         ("campaign_page", ""),  # the page shows the targets and their recommendations
         ("all", ""),
     }
