@@ -26,7 +26,8 @@ LLM_RUNS = sorted(p.parent for p in (REPO / "resources" / "reference" / "runs").
 DIFFUSION_RUNS = sorted(
     p.parent for p in (REPO / "resources" / "diffusion-verification" / "runs").rglob("run.json")
 )
-LLM_RUN = next(r for r in LLM_RUNS if r.name == "64")  # B = 64, 1,024 requests, 400k chunks, 1 GPU
+# Llama-3.1-8B on the H100, B = 64: 1,024 requests, 400k chunks, 1 GPU
+LLM_RUN = REPO / "resources/reference/runs/lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H100/tp1/64"
 DIFFUSION_RUN = DIFFUSION_RUNS[0]  # 2 GPUs, 6 batches
 FIGURES = ("energy_per_token_j", "energy_per_request_j", "steady_energy_j", "steady_tokens")
 
