@@ -46,12 +46,18 @@ H200_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct/H200/tp1"
 H200_FP8_KEY = "lm-arena-chat/meta-llama--Llama-3.1-8B-Instruct@fp8/H200/tp1"
 QWEN_H200_KEY = "lm-arena-chat/Qwen--Qwen3-8B/H200/tp1"
 VL_H200_KEY = "image-chat/Qwen--Qwen3-VL-8B-Instruct/H200/tp1"
+GPQA_H200_KEY = "gpqa-lengths/Qwen--Qwen3-8B/H200/tp1"
+MOE_H200_KEY = "lm-arena-chat/Qwen--Qwen3-30B-A3B-Instruct-2507/H200/tp1"
+DENSE32_H200_KEY = "lm-arena-chat/Qwen--Qwen3-32B/H200/tp1"
 H200_BATCHES = (8, 16, 32, 64, 128, 256, 512)
 H200_RUNS = {
     H200_KEY: H200_BATCHES,
     H200_FP8_KEY: H200_BATCHES,
     QWEN_H200_KEY: (16, 64, 256),
     VL_H200_KEY: (16,),
+    GPQA_H200_KEY: (16, 64),
+    MOE_H200_KEY: (16, 64, 256),
+    DENSE32_H200_KEY: (16, 64, 256),
 }
 H200_KEYS = tuple(H200_RUNS)
 H200_POINTS = {f"{key}/{b}" for key, batches in H200_RUNS.items() for b in batches}

@@ -37,9 +37,10 @@ def same(stored: Any, fresh: Any, where: str = "") -> None:
 
 
 def test_every_bundled_run_has_its_attribution():
-    # 3 H100 runs (measured by hand) and 18 H200 runs (measured by snakemake, shared servers): Llama-3.1-8B
-    # BF16 and FP8 at 7 batch sizes each, Qwen3-8B chat at 3, Qwen3-VL-8B image-chat at 1
-    assert len(RUNS) == 21 and STORED == RUNS
+    # 3 H100 runs (measured by hand) and 26 H200 runs (measured by snakemake, shared servers): Llama-3.1-8B
+    # BF16 and FP8 at 7 batch sizes each, Qwen3-8B chat at 3 and gpqa-lengths at 2, Qwen3-VL-8B image-chat
+    # at 1, Qwen3-30B-A3B and Qwen3-32B chat at 3 each
+    assert len(RUNS) == 29 and STORED == RUNS
     assert sorted({run.parts[2] for run in RUNS}) == ["H100", "H200"]
 
 

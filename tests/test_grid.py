@@ -365,7 +365,7 @@ def test_default_config_matches_the_bundled_runs():
     from jouleflow.plan.config import load_config
 
     grid = build_grid(load_config([REPO / "config" / "config.yaml"], SCHEMA), REPO)
-    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 21
+    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 29
     for point in grid.points:
         recorded = json.loads((REPO / grid.reference_run(point) / "run.json").read_text())["config"]
         assert {k: recorded[k] for k in ("task", "model", "gpu", "num_gpus", "batch_size")} == {

@@ -41,7 +41,7 @@ def specs(tmp_path_factory) -> list[Path]:
     work = tmp_path_factory.mktemp("plan")
     grid = build_grid(load_config([REPO / "config" / "config.yaml"]), REPO)
     grid.config["results_dir"] = str(work / "results")  # after planning: where the specs go
-    assert gridtable.sync_job_specs(grid) == len(grid.points) == 21  # 3 H100 + 18 H200 runs
+    assert gridtable.sync_job_specs(grid) == len(grid.points) == 29  # 3 H100 + 26 H200 runs
     return sorted((work / "results" / "specs").rglob("*.json"))
 
 
