@@ -292,7 +292,11 @@ def test_default_config_is_the_bundled_campaign():
     h200 = (8, 16, 32, 64, 128, 256, 512)
     assert keys(grid) == {f"lm-arena-chat/{slug}/H100/tp1/{b}" for b in (64, 128, 256)} | {
         f"lm-arena-chat/{m}/H200/tp1/{b}" for m in (slug, f"{slug}@fp8") for b in h200
-    } | {f"lm-arena-chat/Qwen--Qwen3-8B/H200/tp1/{b}" for b in (16, 64, 256)} | {
+    } | {
+        f"lm-arena-chat/{m}/H200/tp1/{b}"
+        for m in ("Qwen--Qwen3-8B", "Qwen--Qwen3-30B-A3B-Instruct-2507", "Qwen--Qwen3-32B")
+        for b in (16, 64, 256)
+    } | {f"gpqa-lengths/Qwen--Qwen3-8B/H200/tp1/{b}" for b in (16, 64)} | {
         "image-chat/Qwen--Qwen3-VL-8B-Instruct/H200/tp1/16"
     }
     assert grid.latency_metric("lm-arena-chat") == "median_itl_s"

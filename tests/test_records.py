@@ -95,6 +95,8 @@ def test_job_specs_round_trip_and_are_version_1_without_a_key(specs):
             "meta-llama/Llama-3.1-8B-Instruct",
             "Qwen/Qwen3-8B",
             "Qwen/Qwen3-VL-8B-Instruct",
+            "Qwen/Qwen3-30B-A3B-Instruct-2507",
+            "Qwen/Qwen3-32B",
         )
         assert str(spec.batch_size) == path.stem
         assert spec.load_format == "dummy" and spec.after is None
