@@ -28,6 +28,7 @@ DEFAULTS = {
     "gpu_tdp_w": None,
     "median_itl_s": 0.05,
     "batch_latency_s": None,
+    "gpu_uuids": None,
 }
 
 SCHEMA = {
@@ -54,6 +55,7 @@ SCHEMA = {
     "gpu_tdp_w": pl.Float64,
     "median_itl_s": pl.Float64,
     "batch_latency_s": pl.Float64,
+    "gpu_uuids": pl.String,
 }
 
 

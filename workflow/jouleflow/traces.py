@@ -203,6 +203,10 @@ SUMMARY = pa.schema(
         ("token_cost_fit", pa.string()),
         ("token_cost_note", pa.string()),
         ("diagnosis", pa.string()),
+        # The physical GPUs behind the row: their NVML UUIDs, comma-separated (run.json provenance.gpus);
+        # null for published data. GPUs of one type on different hosts differ by several percent in
+        # power at the same point: the comparisons say when a pair's rows ran on different GPUs.
+        ("gpu_uuids", pa.string()),
     ]
 )
 

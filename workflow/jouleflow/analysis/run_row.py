@@ -92,5 +92,6 @@ def summary_row(run_dir: str | Path, summary_path: str | Path | None = None) -> 
         "output_lengths_from": _output_lengths_from(run),
         "output_tokens_from": None if diffusion else summary.output_tokens_from,
         **attribution_columns(summary_path, diffusion),
+        "gpu_uuids": ",".join(sorted(str(g["uuid"]) for g in run.gpus if g.get("uuid"))) or None,
     }
     return {name: row.get(name) for name in traces.SUMMARY.names}

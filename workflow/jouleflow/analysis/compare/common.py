@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -38,6 +39,8 @@ METRICS: dict[str, str] = {**LATENCY_METRICS, **ENERGY_METRICS}
 
 # Columns that identify one configuration (one point of a campaign grid).
 CONFIG_KEYS = ("task", "model", "precision", "gpu", "num_gpus", "batch_size", "parallelism")
+# The physical GPUs behind a row (traces.SUMMARY; null for published data).
+GPU_IDS = "gpu_uuids"
 
 BF16_NAMES = frozenset({"bf16", "bfloat16"})
 # FP8 weights in the precision column, compared lower-case: jouleflow's own sweeps
@@ -123,12 +126,36 @@ def collapse_repeats(df: pl.DataFrame, keys: Sequence[str], values: Sequence[str
     """One row per configuration: repeated measurements of the same key are averaged.
 
     Pairing analyses (precision, scaling, tasks) compare configurations, so a configuration
-    measured twice must count once. The `runs` column says how many rows were averaged.
+    measured twice must count once. The `runs` column says how many rows were averaged; `gpu_uuids`,
+    where the summary has it, joins the GPUs of every repeat (" + ").
     """
+    aggs = [pl.col(v).mean() for v in values] + [pl.len().alias("runs")]
+    if GPU_IDS in df.columns and GPU_IDS not in keys:
+        aggs.append(pl.col(GPU_IDS).drop_nulls().unique().sort().str.join(" + "))
+    out = df.group_by(list(keys), maintain_order=True).agg(aggs).sort(list(keys))
+    if GPU_IDS in out.columns:
+        out = out.with_columns(pl.when(pl.col(GPU_IDS) != "").then(pl.col(GPU_IDS)).alias(GPU_IDS))
+    return out
+
+
+def same_gpus(*rows: Mapping[str, Any]) -> bool | None:
+    """Whether the rows were measured on the same physical GPUs; None when any row's are unknown."""
+    ids = [row.get(GPU_IDS) for row in rows]
+    if not ids or any(not i for i in ids):
+        return None
+    return len(set(ids)) == 1
+
+
+def gpus_note(flags: Sequence[bool | None], what: str = "pairs") -> str | None:
+    """A Markdown note when some compared rows ran on different physical GPUs of one type."""
+    differ = sum(1 for f in flags if f is False)
+    if not differ:
+        return None
     return (
-        df.group_by(list(keys), maintain_order=True)
-        .agg([pl.col(v).mean() for v in values] + [pl.len().alias("runs")])
-        .sort(list(keys))
+        f"{differ} of {len(flags)} {what} compare runs on different physical GPUs of one type (same GPUs: "
+        "no; the summary's gpu_uuids differ). GPUs of one kind on different hosts draw several percent "
+        'more or less power at the same point (docs/method.md, "Hosts"): read such differences with '
+        "that margin.\n"
     )
 
 

@@ -19,7 +19,13 @@ import polars as pl
 import yaml
 
 from jouleflow.analysis.compare import output
-from jouleflow.analysis.compare.common import CompareError, NoComparablePairs, require_columns
+from jouleflow.analysis.compare.common import (
+    CompareError,
+    NoComparablePairs,
+    gpus_note,
+    require_columns,
+    same_gpus,
+)
 from jouleflow.analysis.compare.minimum import (
     config_label,
     minimum_per,
@@ -45,6 +51,7 @@ TABLE_COLUMNS = (
     "text_config_jpr",
     "text_jpr",
     "jpr_ratio",
+    "same_gpus",
 )
 FORMATS = {
     "jpt": "g", "text_jpt": "g", "jpr": "g", "text_jpr": "g", "jpt_ratio": "ratio", "jpr_ratio": "ratio",
@@ -125,6 +132,8 @@ class ModalityResult:
         }
 
     def markdown(self) -> str:
+        flags = [r["same_gpus"] for r in self.rows_]
+        gpus_column = ["same_gpus"] if any(f is not None for f in flags) else []
         lines = [
             "# Multimodal vs text sibling\n",
             f"Minimum energy of the multimodal model on its task / its text sibling's on {self.text_task}, "
@@ -140,13 +149,15 @@ class ModalityResult:
                  "min_jpr_ratio": "J/response min", "median_jpr_ratio": "median", "max_jpr_ratio": "max"},
             ),
             "\n## Pairs\n",
+            *([note] if (note := gpus_note(flags)) else []),
             output.markdown_table(
                 self.rows_,
                 ["task", "gpu", "model", "text_model", "config_jpt", "jpt", "text_jpt", "jpt_ratio",
-                 "jpr", "text_jpr", "jpr_ratio"],
+                 "jpr", "text_jpr", "jpr_ratio", *gpus_column],
                 FORMATS,
                 {"jpt": "J/token", "text_jpt": "text J/token", "jpt_ratio": "J/token ratio",
-                 "jpr": "J/response", "text_jpr": "text J/response", "jpr_ratio": "J/response ratio"},
+                 "jpr": "J/response", "text_jpr": "text J/response", "jpr_ratio": "J/response ratio",
+                 "same_gpus": "same GPUs"},
             ),
         ]  # fmt: skip
         if self.unmatched:
@@ -230,6 +241,7 @@ def compare_modality(
                     a, b = picks[m]
                     row.update({f"config_{m}": config_label(a), m: a[col], f"text_config_{m}": config_label(b),
                                 f"text_{m}": b[col], f"{m}_ratio": a[col] / b[col]})  # fmt: skip
+                row["same_gpus"] = same_gpus(*(r for pick in picks.values() for r in pick))
                 rows.append(row)
         if not found and not any(u["model"] == mllm and u["text_model"] == text for u in unmatched):
             has_mm = sorted({k[2] for k in minima["jpr"] if k[1] == mllm and k[0] in modality_tasks})

@@ -21,9 +21,11 @@ from jouleflow.analysis.compare.common import (
     NoComparablePairs,
     change_stats,
     filter_tasks,
+    gpus_note,
     metric_column,
     relative_change,
     require_columns,
+    same_gpus,
     usable_rows,
     with_config_keys,
 )
@@ -45,6 +47,7 @@ TABLE_COLUMNS = (
     "change",
     "dense_over_moe",
     "moe_wins",
+    "same_gpus",
 )
 
 
@@ -88,6 +91,7 @@ class MoePair:
             "dense_total_params_b": self.dense["total_params_b"], "dense_config": _config(self.dense),
             "dense_energy": self.dense[e], "change": self.change,
             "dense_over_moe": self.dense[e] / self.moe[e], "moe_wins": self.change < 0,
+            "same_gpus": same_gpus(self.moe, self.dense),
         }  # fmt: skip
 
 
@@ -114,6 +118,9 @@ class MoeResult:
 
     def markdown(self) -> str:
         s = self.stats
+        rows = self.rows()
+        flags = [r["same_gpus"] for r in rows]
+        gpus_column = ["same_gpus"] if any(f is not None for f in flags) else []
         return "\n".join(
             [
                 "# MoE vs dense at similar total parameters\n",
@@ -132,8 +139,9 @@ class MoeResult:
                     {"wins": "MoE wins", **output.CHANGE_HEADERS},
                 ),
                 "\n## Pairs\n",
+                *([note] if (note := gpus_note(flags)) else []),
                 output.markdown_table(
-                    self.rows(),
+                    rows,
                     [
                         "task",
                         "gpu",
@@ -144,9 +152,10 @@ class MoeResult:
                         "dense_config",
                         "dense_energy",
                         "dense_over_moe",
+                        *gpus_column,
                     ],
                     {"moe_energy": "g", "dense_energy": "g", "dense_over_moe": "ratio"},
-                    {"dense_over_moe": "dense / MoE"},
+                    {"dense_over_moe": "dense / MoE", "same_gpus": "same GPUs"},
                 ),
             ]
         )

@@ -33,11 +33,13 @@ from jouleflow.analysis.compare.common import (
     change_stats,
     collapse_repeats,
     filter_tasks,
+    gpus_note,
     is_bf16,
     is_fp8,
     metric_column,
     relative_change,
     require_columns,
+    same_gpus,
     usable_rows,
     with_config_keys,
 )
@@ -57,6 +59,7 @@ TABLE_COLUMNS = (
     "bf16",
     "change",
     "fp8_wins",
+    "same_gpus",
 )
 
 
@@ -105,6 +108,7 @@ class PrecisionPair:
     parallelism: str
     fp8: float
     bf16: float
+    same_gpus: bool | None = None  # both measured on the same physical GPUs (None: unknown)
 
     @property
     def change(self) -> float:
@@ -123,6 +127,7 @@ class PrecisionPair:
             "bf16": self.bf16,
             "change": self.change,
             "fp8_wins": self.change < 0,
+            "same_gpus": self.same_gpus,
         }
 
 
@@ -187,11 +192,17 @@ class PrecisionResult:
         if self.outside:
             lines.append(f"\n{self.outside} pair(s) have a batch size outside every bucket.\n")
         lines.append("\n## Pairs\n")
+        rows = self.rows()
+        flags = [r["same_gpus"] for r in rows]
+        if note := gpus_note(flags):
+            lines.append(note)
+        hidden = ("parallelism", "fp8_wins", *(() if any(f is not None for f in flags) else ("same_gpus",)))
         lines.append(
             output.markdown_table(
-                self.rows(),
-                [c for c in TABLE_COLUMNS if c not in ("parallelism", "fp8_wins")],  # the CSV's, less two
+                rows,
+                [c for c in TABLE_COLUMNS if c not in hidden],  # the CSV's, less parallelism and wins
                 {"num_gpus": "int", "batch_size": "int", "fp8": "g", "bf16": "g", "change": "pct"},
+                {"same_gpus": "same GPUs"},
             )
         )
         return "\n".join(lines)
@@ -230,6 +241,7 @@ def pair_fp8_bf16(
                 parallelism=row["parallelism"],
                 fp8=float(row[metric]),
                 bf16=float(base[metric]),
+                same_gpus=same_gpus(row, base),
             )
         )
     return sorted(

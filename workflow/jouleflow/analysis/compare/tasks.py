@@ -20,7 +20,9 @@ from jouleflow.analysis.compare.common import (
     NoComparablePairs,
     collapse_repeats,
     filter_tasks,
+    gpus_note,
     require_columns,
+    same_gpus,
     usable_rows,
     with_config_keys,
 )
@@ -50,6 +52,7 @@ TABLE_COLUMNS = (
     "jpr",
     "reference",
     *(f"{c}_ratio" for c in RATIO_OF),
+    "same_gpus",
 )
 HEADERS = {
     "max_batch": "max batch",
@@ -70,6 +73,7 @@ class TaskGroup:
     shared_batch: int | None
     reference: str
     rows: list[dict[str, Any]]  # one per task, TABLE_COLUMNS
+    same_gpus: bool | None = None  # every row compared ran on the same physical GPUs (None: unknown)
 
 
 @dataclass
@@ -89,6 +93,7 @@ class TasksResult:
                     "num_gpus": g.num_gpus,
                     "shared_batch": g.shared_batch,
                     "reference": g.reference,
+                    "same_gpus": g.same_gpus,
                     "tasks": g.rows,
                 }
                 for g in self.groups
@@ -113,6 +118,8 @@ class TasksResult:
             lines.append(
                 f"\n## {g.num_gpus}x {g.gpu} (shared batch {g.shared_batch or '—'}, reference {g.reference})\n"
             )
+            if note := gpus_note([g.same_gpus], "task groups"):
+                lines.append(note)
             lines.append(
                 output.markdown_table(
                     g.rows,
@@ -135,19 +142,20 @@ class TasksResult:
 
 def _task_rows(
     configs: pl.DataFrame, reference: str | None
-) -> tuple[int | None, str, list[dict[str, Any]]] | None:
+) -> tuple[int | None, str, list[dict[str, Any]], bool | None] | None:
     tasks = sorted(set(configs["task"].to_list()))
     if len(tasks) < 2:
         return None
     batches = [set(configs.filter(pl.col("task") == t)["batch_size"].to_list()) for t in tasks]
     shared = set.intersection(*batches)
     shared_batch = max(shared) if shared else None
-    rows = []
+    rows, compared = [], []
     for task in tasks:
         runs = configs.filter(pl.col("task") == task)
         max_batch = int(runs["batch_size"].max())
         at_max = runs.filter(pl.col("batch_size") == max_batch).to_dicts()[0]
         at_shared = runs.filter(pl.col("batch_size") == shared_batch).to_dicts()[0] if shared_batch else None
+        compared += [at_max, *([at_shared] if at_shared else [])]
         rows.append(
             {
                 "task": task,
@@ -163,11 +171,13 @@ def _task_rows(
         return None
     ref_task = reference or min(rows, key=lambda r: (r["jpr"], r["task"]))["task"]
     ref = next(r for r in rows if r["task"] == ref_task)
+    same = same_gpus(*compared)
     for row in rows:
         row["reference"] = ref_task
         for c in RATIO_OF:
             row[f"{c}_ratio"] = row[c] / ref[c] if row[c] is not None and ref[c] else None
-    return shared_batch, ref_task, rows
+        row["same_gpus"] = same
+    return shared_batch, ref_task, rows, same
 
 
 def compare_tasks(
@@ -208,9 +218,9 @@ def compare_tasks(
         built = _task_rows(part, reference)
         if built is None:
             continue
-        shared_batch, ref_task, rows = built
+        shared_batch, ref_task, rows, same = built
         rows = [{"model": model, "gpu": g, "num_gpus": int(n), **r} for r in rows]
-        groups.append(TaskGroup(str(g), int(n), shared_batch, ref_task, rows))
+        groups.append(TaskGroup(str(g), int(n), shared_batch, ref_task, rows, same))
     if not groups:
         where = (
             ""
