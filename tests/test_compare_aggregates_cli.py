@@ -129,8 +129,10 @@ def test_outputs_are_written_and_reproducible(capsys, summary, tmp_path, argv):
         # The pipeline's case: a campaign whose VL model has no run yet still gets its outputs, saying why.
         (["modality", "--pair", "org/NotYet=org/T"], "names model(s) not in the summary: org/NotYet",
          "task,gpu,model,text_model"),
+        # The same for one model across tasks (the default config's Qwen3-8B in a campaign without it).
+        (["tasks", "--model", "org/NotYet"], "model 'org/NotYet' not in the summary", "model,gpu,num_gpus,task"),
     ],
-    ids=["task-aggregates", "modality-model-not-measured-yet"],
+    ids=["task-aggregates", "modality-model-not-measured-yet", "tasks-model-not-measured-yet"],
 )  # fmt: skip
 def test_nothing_comparable_exits_2_or_writes_why(capsys, summary, tmp_path, argv, why, header):
     argv = [*argv, "--summary", summary]

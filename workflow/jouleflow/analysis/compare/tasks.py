@@ -18,6 +18,7 @@ from jouleflow.analysis.compare import output
 from jouleflow.analysis.compare.common import (
     CompareError,
     NoComparablePairs,
+    NotInSummary,
     collapse_repeats,
     filter_tasks,
     gpus_note,
@@ -191,8 +192,8 @@ def compare_tasks(
     """The model's energy across tasks, per GPU type and count. See the module docstring."""
     require_columns(df, NEEDED, "tasks")
     models = sorted(set(df["model"].drop_nulls().to_list()))
-    if model not in models:
-        raise CompareError(f"model {model!r} not in the summary; present: {', '.join(models) or '(none)'}")
+    if model not in models:  # not measured yet: nothing to compare (the planner checks the id itself)
+        raise NotInSummary(f"model {model!r} not in the summary; present: {', '.join(models) or '(none)'}")
     df = with_config_keys(df.filter(pl.col("model") == model))
     df = usable_rows(
         filter_tasks(df, tasks), ["energy_per_token_j", "energy_per_response_j", "mean_output_tokens"]
