@@ -62,6 +62,8 @@ H200_RUNS = {
 H200_KEYS = tuple(H200_RUNS)
 H200_POINTS = {f"{key}/{b}" for key, batches in H200_RUNS.items() for b in batches}
 MEASURE_RULES = {"fetch_reference", "measure"}
+# What `snakemake --cores all` uses: every core this process may run on.
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 # A second model for "add a model" tests: the default config's Qwen3-8B (bundled on the H200 only),
 # measured on the H100 by the tests' added sweep.
@@ -144,7 +146,7 @@ def _api_run(
     configfiles = [_overrides_file(workdir, config)] if config else []
     with _on_path(workdir), SnakemakeApi(OutputSettings(quiet=quiet, dryrun=executor == "dryrun")) as api:
         wf = api.workflow(
-            resource_settings=ResourceSettings(cores=1),
+            resource_settings=ResourceSettings(cores=1 if executor == "dryrun" else CORES),
             config_settings=ConfigSettings(configfiles=configfiles),
             storage_settings=StorageSettings(),
             snakefile=workdir / "Snakefile",
@@ -179,7 +181,7 @@ def execute(
     targets: Iterable[str] = (),
     forcerun: Iterable[str] = (),
 ) -> None:
-    """Really run the workflow (local executor, one core)."""
+    """Really run the workflow (local executor, every core, as `--cores all`)."""
     _api_run(workdir, "local", config, targets, forcerun)
 
 
