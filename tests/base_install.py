@@ -1,6 +1,8 @@
 """A base install (`pip install -e .`, no extras) imitated in subprocesses: every package of the
-`[measure]` and engine extras made unimportable through a sitecustomize.py on PYTHONPATH
-(test_extras.py)."""
+`[measure]` and engine extras made unimportable through a sitecustomize.py on PYTHONPATH.
+
+Used by test_extras.py and by the session's shared run of the bundled campaign (conftest.py's
+`bundled_campaign`), which runs as a base install runs it."""
 
 from __future__ import annotations
 
