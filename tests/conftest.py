@@ -20,5 +20,14 @@ def test_data() -> Path:
     return TEST_DATA
 
 
+@pytest.fixture(scope="session")
+def bundled_campaign(tmp_path_factory):
+    """The whole default campaign, run once for the session by `snakemake --cores all` as a base
+    install runs it (pipeline_helpers.run_bundled_campaign). Read-only: copy it to change it."""
+    from pipeline_helpers import run_bundled_campaign
+
+    return run_bundled_campaign(tmp_path_factory.mktemp("bundled-campaign"))
+
+
 # The test-only fake GPU (patched pynvml functions under Zeus's real code): `fake_gpu` fixture.
 pytest_plugins = ["fakegpu.plugin"]

@@ -4,6 +4,10 @@ Tests copy the workflow (Snakefile, rules, config, envs, report, the jouleflow p
 small resources it needs) into a tmp dir, with tests/data/reference-fixture as the bundled
 reference campaign, so nothing in the repository is written. Planned jobs are read from the DAG
 of a dry run (rule name + wildcards), not from logs.
+
+The whole default campaign, run once per session with the user's command (`snakemake --cores all`,
+as a base install runs it), is conftest.py's `bundled_campaign`: tests read it, or copy it
+(`copy_campaign`) before changing anything in it.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import hashlib
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +68,8 @@ H200_RUNS = {
 H200_KEYS = tuple(H200_RUNS)
 H200_POINTS = {f"{key}/{b}" for key, batches in H200_RUNS.items() for b in batches}
 MEASURE_RULES = {"fetch_reference", "measure"}
+# What `snakemake --cores all` uses: every core this process may run on.
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 # A second model for "add a model" tests: the default config's Qwen3-8B (bundled on the H200 only),
 # measured on the H100 by the tests' added sweep.
@@ -144,7 +152,7 @@ def _api_run(
     configfiles = [_overrides_file(workdir, config)] if config else []
     with _on_path(workdir), SnakemakeApi(OutputSettings(quiet=quiet, dryrun=executor == "dryrun")) as api:
         wf = api.workflow(
-            resource_settings=ResourceSettings(cores=1),
+            resource_settings=ResourceSettings(cores=1 if executor == "dryrun" else CORES),
             config_settings=ConfigSettings(configfiles=configfiles),
             storage_settings=StorageSettings(),
             snakefile=workdir / "Snakefile",
@@ -179,7 +187,7 @@ def execute(
     targets: Iterable[str] = (),
     forcerun: Iterable[str] = (),
 ) -> None:
-    """Really run the workflow (local executor, one core)."""
+    """Really run the workflow (local executor, every core, as `--cores all`)."""
     _api_run(workdir, "local", config, targets, forcerun)
 
 
@@ -217,3 +225,35 @@ def with_qwen() -> dict[str, Any]:
     """Config overrides that add Qwen3-8B (measured) next to the default config's sweeps."""
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     return {"models": {QWEN: QWEN_ENTRY}, "sweeps": [*default["sweeps"], QWEN_SWEEP]}
+
+
+@dataclass(frozen=True)
+class BundledCampaign:
+    """The default campaign of a fresh copy of the workflow, run by `snakemake --cores all`."""
+
+    workdir: Path
+    env: dict[str, str]  # the base install's environment it ran in (tests/base_install.py)
+    result: subprocess.CompletedProcess  # Snakemake's exit status and output
+
+    def check(self) -> None:
+        """It ran to the end; else Snakemake's output and every rule's log."""
+        logs = "\n".join(f"{p}:\n{p.read_text()}" for p in sorted((self.workdir / "logs").rglob("*.log")))
+        assert self.result.returncode == 0, self.result.stdout + self.result.stderr + logs
+
+
+def run_bundled_campaign(root: Path) -> BundledCampaign:
+    """Copy the workflow under root and run its default campaign as a user with a base install does:
+    `snakemake --cores all`, every package of the extras blocked (tests/base_install.py)."""
+    from base_install import blocked_env
+
+    workdir = copy_workflow(root / "wf")
+    env = blocked_env(root, workdir / "workflow")
+    env["PATH"] = f"{workdir / '.test-bin'}{os.pathsep}{env['PATH']}"
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "all", "--nocolor"]
+    result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
+    return BundledCampaign(workdir, env, result)
+
+
+def copy_campaign(campaign: BundledCampaign, dest: Path) -> Path:
+    """A private copy of the campaign's workflow (files, mtimes and Snakemake's metadata)."""
+    return shutil.copytree(campaign.workdir, dest, symlinks=True)

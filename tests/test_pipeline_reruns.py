@@ -50,10 +50,10 @@ def results_files(workdir):
 
 
 @pytest.fixture(scope="module")
-def completed(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("full") / "wf")
-    execute(workdir)
-    return workdir
+def completed(bundled_campaign):
+    """The default campaign run by `snakemake --cores all` (the session's, read-only)."""
+    bundled_campaign.check()
+    return bundled_campaign.workdir
 
 
 @pytest.fixture
@@ -83,6 +83,8 @@ def test_summary_has_the_fixtures_energy(completed):
 
 
 def test_a_fresh_clone_regenerates_every_result_byte_for_byte(completed, tmp_path):
+    """A second run of its own, through Snakemake's API in this process (all extras installed):
+    the same bytes as the session's `snakemake --cores all` run."""
     fresh = copy_workflow(tmp_path / "fresh")
     jobs = plan(fresh)
     assert {rule for rule, _ in jobs} & MEASURE_RULES == {"fetch_reference"}

@@ -19,7 +19,7 @@ from slurm_helpers import SubmittedJob, add_profile, jobcomp_states, require_slu
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # The pipeline's own test helpers (workflow copy with the reference fixture, the added model).
-from pipeline_helpers import H200_POINTS, QWEN, copy_workflow, with_qwen  # noqa: E402
+from pipeline_helpers import H200_POINTS, QWEN, BundledCampaign, copy_workflow, with_qwen  # noqa: E402
 
 LLAMA_SLUG = "meta-llama--Llama-3.1-8B-Instruct"
 QWEN_SLUG = QWEN.replace("/", "--")
@@ -89,11 +89,12 @@ def test_reference_pipeline_jobs_went_through_sbatch(reference_on_slurm: tuple[P
 
 
 def test_reference_pipeline_on_slurm_equals_a_local_run(
-    reference_on_slurm: tuple[Path, str], tmp_path: Path
+    reference_on_slurm: tuple[Path, str], bundled_campaign: BundledCampaign
 ) -> None:
     slurm_dir, _ = reference_on_slurm
-    local_dir = copy_workflow(tmp_path / "repo")
-    _check(snakemake(local_dir, path_prefix=local_dir / ".test-bin"), "local snakemake --cores all")
+    # The same campaign run locally by `snakemake --cores all` on a fresh copy: the session's run.
+    local_dir = bundled_campaign.workdir
+    _check(bundled_campaign.result, "local snakemake --cores all")
     local, on_slurm = _outputs(local_dir), _outputs(slurm_dir)
     assert len([k for k in local if k.endswith("summary.json")]) == 3 + len(
         H200_POINTS
