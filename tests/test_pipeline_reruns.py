@@ -26,6 +26,16 @@ from pipeline_helpers import (
 LLAMA = "meta-llama--Llama-3.1-8B-Instruct"
 QWEN = "Qwen--Qwen3-8B"
 VL = "Qwen--Qwen3-VL-8B-Instruct"
+# The default config's curves (task, model key): one plot each.
+GROUPS = {
+    f"lm-arena-chat/{LLAMA}",
+    f"lm-arena-chat/{LLAMA}@fp8",
+    f"lm-arena-chat/{QWEN}",
+    f"gpqa-lengths/{QWEN}",
+    f"image-chat/{VL}",
+    "lm-arena-chat/Qwen--Qwen3-30B-A3B-Instruct-2507",
+    "lm-arena-chat/Qwen--Qwen3-32B",
+}
 
 
 def job_set(jobs):
@@ -98,12 +108,7 @@ def test_complete_campaign_has_nothing_to_do(done):
 
 def test_adding_a_model_reruns_its_jobs_and_the_aggregates_only(done):
     qwen = {f"lm-arena-chat/{QWEN}/H100/tp1/{b}" for b in (32, 64)}
-    groups = {
-        f"lm-arena-chat/{LLAMA}",
-        f"lm-arena-chat/{LLAMA}@fp8",
-        f"lm-arena-chat/{QWEN}",
-        f"image-chat/{VL}",
-    }
+    groups = GROUPS
     expected = (
         {("measure", k) for k in qwen}
         | {("energy", k) for k in qwen}
@@ -126,7 +131,7 @@ def test_adding_a_model_reruns_its_jobs_and_the_aggregates_only(done):
             )
         }
         # the comparisons read the summary
-        | {("compare_gpus", ""), ("compare_precision", ""), ("compare_modality", "")}
+        | {(f"compare_{c}", "") for c in ("gpus", "precision", "modality", "moe", "tasks")}
     )
     assert job_set(plan(done, with_qwen())) == expected
 
@@ -136,10 +141,7 @@ def test_changing_a_latency_target_reruns_recommendations_only(done):
     assert job_set(jobs) == {
         ("analysis_targets", ""),
         ("frontier", ""),
-        ("plot_frontier", f"lm-arena-chat/{LLAMA}"),
-        ("plot_frontier", f"lm-arena-chat/{LLAMA}@fp8"),
-        ("plot_frontier", f"lm-arena-chat/{QWEN}"),
-        ("plot_frontier", f"image-chat/{VL}"),  # the frontier table is one file for every group
+        *(("plot_frontier", g) for g in GROUPS),  # the frontier table is one file for every group
         ("campaign_page", ""),  # the page shows the targets and their recommendations
         ("all", ""),
     }
