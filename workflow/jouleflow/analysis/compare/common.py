@@ -39,8 +39,10 @@ METRICS: dict[str, str] = {**LATENCY_METRICS, **ENERGY_METRICS}
 
 # Columns that identify one configuration (one point of a campaign grid).
 CONFIG_KEYS = ("task", "model", "precision", "gpu", "num_gpus", "batch_size", "parallelism")
-# The physical GPUs behind a row (traces.SUMMARY; null for published data).
+# The physical GPUs behind a row (traces.SUMMARY; null for published data), and the pairing
+# analyses' column saying whether a pair's rows ran on the same ones.
 GPU_IDS = "gpu_uuids"
+GPU_SAME = "same_gpus"
 
 BF16_NAMES = frozenset({"bf16", "bfloat16"})
 # FP8 weights in the precision column, compared lower-case: jouleflow's own sweeps
@@ -144,6 +146,11 @@ def same_gpus(*rows: Mapping[str, Any]) -> bool | None:
     if not ids or any(not i for i in ids):
         return None
     return len(set(ids)) == 1
+
+
+def gpus_column(flags: Sequence[bool | None]) -> list[str]:
+    """The Markdown table's `same_gpus` column, where any compared row's GPUs are known."""
+    return [GPU_SAME] if any(f is not None for f in flags) else []
 
 
 def gpus_note(flags: Sequence[bool | None], what: str = "pairs") -> str | None:

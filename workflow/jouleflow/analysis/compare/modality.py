@@ -22,6 +22,7 @@ from jouleflow.analysis.compare import output
 from jouleflow.analysis.compare.common import (
     CompareError,
     NoComparablePairs,
+    gpus_column,
     gpus_note,
     require_columns,
     same_gpus,
@@ -133,7 +134,6 @@ class ModalityResult:
 
     def markdown(self) -> str:
         flags = [r["same_gpus"] for r in self.rows_]
-        gpus_column = ["same_gpus"] if any(f is not None for f in flags) else []
         lines = [
             "# Multimodal vs text sibling\n",
             f"Minimum energy of the multimodal model on its task / its text sibling's on {self.text_task}, "
@@ -153,7 +153,7 @@ class ModalityResult:
             output.markdown_table(
                 self.rows_,
                 ["task", "gpu", "model", "text_model", "config_jpt", "jpt", "text_jpt", "jpt_ratio",
-                 "jpr", "text_jpr", "jpr_ratio", *gpus_column],
+                 "jpr", "text_jpr", "jpr_ratio", *gpus_column(flags)],
                 FORMATS,
                 {"jpt": "J/token", "text_jpt": "text J/token", "jpt_ratio": "J/token ratio",
                  "jpr": "J/response", "text_jpr": "text J/response", "jpr_ratio": "J/response ratio",

@@ -21,6 +21,7 @@ from jouleflow.analysis.compare.common import (
     NoComparablePairs,
     change_stats,
     filter_tasks,
+    gpus_column,
     gpus_note,
     metric_column,
     relative_change,
@@ -120,7 +121,6 @@ class MoeResult:
         s = self.stats
         rows = self.rows()
         flags = [r["same_gpus"] for r in rows]
-        gpus_column = ["same_gpus"] if any(f is not None for f in flags) else []
         return "\n".join(
             [
                 "# MoE vs dense at similar total parameters\n",
@@ -152,7 +152,7 @@ class MoeResult:
                         "dense_config",
                         "dense_energy",
                         "dense_over_moe",
-                        *gpus_column,
+                        *gpus_column(flags),
                     ],
                     {"moe_energy": "g", "dense_energy": "g", "dense_over_moe": "ratio"},
                     {"dense_over_moe": "dense / MoE", "same_gpus": "same GPUs"},

@@ -33,6 +33,7 @@ from jouleflow.analysis.compare.common import (
     change_stats,
     collapse_repeats,
     filter_tasks,
+    gpus_column,
     gpus_note,
     is_bf16,
     is_fp8,
@@ -196,11 +197,11 @@ class PrecisionResult:
         flags = [r["same_gpus"] for r in rows]
         if note := gpus_note(flags):
             lines.append(note)
-        hidden = ("parallelism", "fp8_wins", *(() if any(f is not None for f in flags) else ("same_gpus",)))
+        shown = [c for c in TABLE_COLUMNS if c not in ("parallelism", "fp8_wins", "same_gpus")]
         lines.append(
             output.markdown_table(
                 rows,
-                [c for c in TABLE_COLUMNS if c not in hidden],  # the CSV's, less parallelism and wins
+                [*shown, *gpus_column(flags)],  # the CSV's, less parallelism and wins
                 {"num_gpus": "int", "batch_size": "int", "fp8": "g", "bf16": "g", "change": "pct"},
                 {"same_gpus": "same GPUs"},
             )
