@@ -262,3 +262,20 @@ def test_cli_allow_empty_draws_a_placeholder_for_a_group_without_runs(
         assert lenient.returncode == 0, lenient.stderr
         texts = " ".join(svg_texts(tmp_path / figure / "f.svg"))
         assert "nothing to plot" in texts and SD21 in texts
+
+
+def test_task_energy_names_a_precision_the_model_id_does_not(tmp_path: Path, v3: pl.DataFrame) -> None:
+    chat = v3.filter((pl.col("task") == "lm-arena-chat") & (pl.col("gpu") == "H100"))
+    fp8_ids = sorted(m for m in set(chat["model"].to_list()) if m.lower().endswith("-fp8"))
+    assert fp8_ids  # ML.ENERGY's FP8 checkpoints carry their own id, at precision fp8
+    # jouleflow's `precisions: [bf16, fp8]` keeps the id: an FP8 run of Llama, cheaper than its BF16 runs.
+    llama = chat.filter(pl.col("model") == LLAMA)
+    ours = llama.head(1).with_columns(
+        precision=pl.lit("fp8"), energy_per_response_j=pl.lit(llama["energy_per_response_j"].min() / 2)
+    )
+    _, svg = assert_written(
+        plot_task_energy(pl.concat([chat, ours]), tmp_path / "te", ["lm-arena-chat"], "H100")
+    )
+    texts = svg_texts(svg)
+    assert f"{LLAMA} FP8" in texts
+    assert set(fp8_ids) <= set(texts) and not any(t.lower().endswith("-fp8 fp8") for t in texts)

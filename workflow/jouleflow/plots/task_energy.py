@@ -80,6 +80,18 @@ def task_energy_table(
     return with_tdp_estimate(best).sort(["task", ENERGY_COL, "model"])
 
 
+def _precision_suffix(model: str, precision: str | None) -> str:
+    """` FP8` where the minimum-energy configuration ran the model at a precision its id does not name
+    (jouleflow's `precisions: [bf16, fp8]` sweeps keep one id; ML.ENERGY's FP8 checkpoints end in -FP8)."""
+    if (
+        not precision
+        or precision.lower() in ("bf16", "bfloat16")
+        or model.lower().endswith(precision.lower())
+    ):
+        return ""
+    return f" {precision.upper()}"
+
+
 def _nouns(table: pl.DataFrame) -> str:
     nouns = sorted({response_noun(p, t[0]) for t, p in table.partition_by("task", as_dict=True).items()})
     return nouns[0] if len(nouns) == 1 else " or ".join(nouns)
@@ -102,10 +114,16 @@ def plot_task_energy(
     for ax, task in zip(axes, task_names, strict=True):
         part = table.filter(pl.col("task") == task)
         y = list(range(part.height))
+        precisions = (
+            part.get_column("precision").to_list() if "precision" in part.columns else [None] * part.height
+        )
         model_labels = [
-            m + (" (dummy weights)" if lf == "dummy" else "")
-            for m, lf in zip(
-                part.get_column("model").to_list(), part.get_column("load_format").to_list(), strict=True
+            m + _precision_suffix(m, p) + (" (dummy weights)" if lf == "dummy" else "")
+            for m, p, lf in zip(
+                part.get_column("model").to_list(),
+                precisions,
+                part.get_column("load_format").to_list(),
+                strict=True,
             )
         ]
         estimates = part.get_column("tdp_estimate_j").to_list()
