@@ -284,9 +284,9 @@ def latency_targets(wildcards):
     return f"--latency-target {','.join(targets)}" if targets else ""
 
 
-# The campaign page (rule campaign_page) overlays ML.ENERGY's published points of the campaign's models
-# from the bundled v3 slice.
-PAGE_PUBLISHED = "resources/mlenergy-v3"
+# The campaign page (rule campaign_page) and the frontier figures (rule plot_frontier) overlay ML.ENERGY's
+# published points of the campaign's models from the bundled v3 slice.
+PUBLISHED = "resources/mlenergy-v3"
 
 
 def page_timelines():

@@ -31,6 +31,7 @@ rule plot_frontier:
     input:
         summary=SUMMARY,
         targets=ANALYSIS_TARGETS,
+        published=PUBLISHED if Path(PUBLISHED).is_dir() else [],
     output:
         png=report(
             f"{RESULTS}/figures/frontier/{{task}}/{{model}}.png",
@@ -48,10 +49,12 @@ rule plot_frontier:
         group=group_info,
         metric=lambda wildcards: GRID.latency_metric(wildcards.task),
         target=latency_targets,
+        published=lambda wildcards, input: f"--published {input.published}" if input.published else "",
     shell:
         "jouleflow plot frontier --summary {input.summary} --task {wildcards.task} "
         "--model {params.group[model]} --precision {params.group[precision]} "
-        "--latency-metric {params.metric} {params.target} --allow-empty -o {output.png} > {log} 2>&1"
+        "--latency-metric {params.metric} {params.target} {params.published} --allow-empty "
+        "-o {output.png} > {log} 2>&1"
 
 
 rule plot_timeline:

@@ -239,6 +239,10 @@ def test_cli_plots_are_byte_identical_across_processes(tmp_path: Path) -> None:
     bad = subprocess.run([*base, "plot", "sweep", "--summary", str(summary), "--task", "nope", "--model", SD21, "-o", str(tmp_path / "s")],
                          env=env, capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "unknown task 'nope'" in bad.stderr
+    missing = tmp_path / "no-such-dir"
+    bad = subprocess.run([*base, "plot", "frontier", "--summary", str(summary), "--task", "text-to-image", "--model", SD21,
+                          "--published", str(missing), "-o", str(tmp_path / "f")], env=env, capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and f"--published {missing}: no such file or directory" in bad.stderr
 
 
 def test_cli_allow_empty_draws_a_placeholder_for_a_group_without_runs(
@@ -279,3 +283,25 @@ def test_task_energy_names_a_precision_the_model_id_does_not(tmp_path: Path, v3:
     texts = svg_texts(svg)
     assert f"{LLAMA} FP8" in texts
     assert set(fp8_ids) <= set(texts) and not any(t.lower().endswith("-fp8 fp8") for t in texts)
+
+
+def test_frontier_plot_overlays_published_points_labelled_as_such(tmp_path: Path, v3: pl.DataFrame) -> None:
+    chat = v3.filter((pl.col("task") == "lm-arena-chat") & (pl.col("model") == LLAMA))
+    ours, theirs = chat.filter(pl.col("gpu") == "H100"), chat.filter(pl.col("gpu") == "B200")
+    assert ours.height and theirs.height
+    kwargs = {"latency_targets_s": [0.02], "precision": "bf16"}
+    _, alone = assert_written(plot_frontier(ours, "lm-arena-chat", LLAMA, tmp_path / "a", **kwargs))
+    _, svg = assert_written(
+        plot_frontier(ours, "lm-arena-chat", LLAMA, tmp_path / "b", published=theirs, **kwargs)
+    )
+    texts, before = svg_texts(svg), svg_texts(alone)
+    published = [t for t in texts if t.endswith("· ML.ENERGY v3 (published)")]
+    assert published and all(t.startswith("B200 ×") for t in published)
+    # The recommendation is the campaign's own: the published points are drawn, not chosen from.
+    assert [t for t in texts if t.startswith("target ")] == [t for t in before if t.startswith("target ")]
+    # Another precision's group gets none of them.
+    _, svg = assert_written(
+        plot_frontier(ours, "lm-arena-chat", LLAMA, tmp_path / "c", published=theirs.with_columns(
+            precision=pl.lit("fp8")), **kwargs)
+    )  # fmt: skip
+    assert not any("(published)" in t for t in svg_texts(svg))

@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     front.add_argument("--latency-target", action="append", default=[],
                        help="mark the recommendation for each target: 5s, or 10ms,25ms (repeatable)")  # fmt: skip
     front.add_argument("--latency-metric")
+    front.add_argument("--published", type=Path, metavar="PATH",
+                       help="overlay ML.ENERGY's published points of the same task and model: a v2/v3 "
+                       "directory or an imported summary Parquet")  # fmt: skip
     front.set_defaults(func=_plot_frontier)
     timeline = plot_sub.add_parser("timeline", help="power timeline of one run directory")
     timeline.add_argument("run_dir", type=Path)
@@ -123,6 +126,7 @@ def _plot_frontier(args: argparse.Namespace) -> int:
         if t.strip()
     ]
     summary = common.summary(args.summary)
+    published = common.published(args.published)
     return _or_placeholder(
         args,
         lambda: plot_frontier(
@@ -133,6 +137,7 @@ def _plot_frontier(args: argparse.Namespace) -> int:
             latency_targets_s=targets,
             latency_metric=args.latency_metric,
             precision=args.precision,
+            published=published,
         ),
     )
 

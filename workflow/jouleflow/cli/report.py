@@ -48,18 +48,6 @@ def _csv(path: Path | None, what: str):
     return pl.read_csv(path, infer_schema_length=None)
 
 
-def _published(path: Path | None):
-    import polars as pl
-
-    if path is None:
-        return None
-    if path.is_file():
-        return common.summary(path)
-    from jouleflow.importers.mlenergy import import_mlenergy
-
-    return pl.from_arrow(import_mlenergy(path))
-
-
 def _timelines(summary, timelines: Path | None, runs_root: Path | None) -> dict[str, Path]:
     """run_dir → its timeline PNG: the run's path below the runs root, under the timelines folder."""
     if timelines is None:
@@ -89,7 +77,7 @@ def _page(args: argparse.Namespace) -> int:
         targets=load_targets(args.targets) if args.targets else None,
         recommendations=_csv(args.recommendations, "recommendations table"),
         provenance=_csv(args.provenance, "provenance table"),
-        published=_published(args.published),
+        published=common.published(args.published),
         timelines=_timelines(summary, args.timelines, args.runs_root) if "run_dir" in summary.columns else {},
         title=args.title,
     )

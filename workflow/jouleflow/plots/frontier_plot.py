@@ -43,6 +43,34 @@ from jouleflow.units import format_duration
 
 # One colour and dash per target (neighbouring targets stay apart); unreachable ones in vermillion.
 _TARGET_COLOURS = ("#4D4D4D", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+# ML.ENERGY's published points: open diamonds, one grey or muted colour per GPU type and count.
+_PUBLISHED_COLOURS = ("#7F7F7F", "#B07AA1", "#9C755F", "#76B7B2")
+
+
+def _published_points(
+    ax: Axes, published: pl.DataFrame, task: str, model: str, precision: str | None, metric: str, scale: float
+) -> list[tuple[float, float]]:
+    """ML.ENERGY's published configurations of the same task, model (and precision), as open diamonds
+    labelled as published; returns the (latency, energy) drawn, for the axes' ranges."""
+    if metric not in published.columns or ENERGY_COL not in published.columns:
+        return []
+    cond = (pl.col("task") == task) & (pl.col("model") == model)
+    cond = cond & pl.col(metric).is_not_null() & (pl.col(metric) > 0) & (pl.col(ENERGY_COL) > 0)
+    if precision and "precision" in published.columns:
+        cond = cond & (pl.col("precision").str.to_lowercase() == precision.lower())
+    theirs = published.filter(cond)
+    drawn = []
+    series = theirs.select("gpu", "num_gpus").unique().sort("gpu", "num_gpus", nulls_last=True).to_dicts()
+    for i, key in enumerate(series):
+        part = theirs.filter((pl.col("gpu") == key["gpu"]) & (pl.col("num_gpus") == key["num_gpus"]))
+        source = str(part.get_column("source")[0]) if "source" in part.columns else "published"
+        xs = [v * scale for v in part.get_column(metric).to_list()]
+        ys = part.get_column(ENERGY_COL).to_list()
+        colour = _PUBLISHED_COLOURS[i % len(_PUBLISHED_COLOURS)]
+        ax.plot(xs, ys, ls="none", marker="D", ms=4, mfc="none", mec=colour, mew=0.9, zorder=2,
+                label=f"{key['gpu']} ×{key['num_gpus']} · ML.ENERGY {source.removeprefix('mlenergy-')} (published)")  # fmt: skip
+        drawn += list(zip(xs, ys, strict=True))
+    return drawn
 
 
 def _scatter(ax: Axes, points: pl.DataFrame, metric: str, scale: float) -> None:
@@ -121,10 +149,13 @@ def plot_frontier(
     latency_metric: str | None = None,
     precision: str | None = None,
     latency_targets_s: Sequence[float] = (),
+    published: pl.DataFrame | None = None,
 ) -> list[Path]:
     """Scatter of all usable configurations, the Pareto frontier, and each target's recommendation.
 
-    `latency_target_s` (one) and `latency_targets_s` (several) add up; every one is drawn.
+    `latency_target_s` (one) and `latency_targets_s` (several) add up; every one is drawn. `published`
+    (ML.ENERGY's imported rows) adds their points of the same task and model, labelled as published;
+    the frontier and the recommendations stay the campaign's own.
     """
     require_columns(
         summary,
@@ -141,6 +172,9 @@ def plot_frontier(
     fig, (ax,) = new_figure(5.0, 3.9 + 0.17 * len(targets))  # the legend below grows with the targets
     _frontier_lines(ax, points, metric, scale)
     _scatter(ax, points, metric, scale)
+    theirs = (
+        [] if published is None else _published_points(ax, published, task, model, precision, metric, scale)
+    )
     baseline_drawn, rows = False, []
     for index, target in enumerate(targets):
         rec, fastest = None, None
@@ -152,8 +186,8 @@ def plot_frontier(
             _mark_baseline(ax, rec, scale)
             baseline_drawn = True
         rows.append(_mark_target(ax, index, target, rec, fastest, scale))
-    log_if_wide(ax, "x", [v * scale for v in points.get_column(metric).to_list()])
-    log_if_wide(ax, "y", points.get_column(ENERGY_COL).to_list())
+    log_if_wide(ax, "x", [v * scale for v in points.get_column(metric).to_list()] + [x for x, _ in theirs])
+    log_if_wide(ax, "y", points.get_column(ENERGY_COL).to_list() + [y for _, y in theirs])
     sources = points.get_column("source").to_list() if "source" in points.columns else []
     ax.set_xlabel(labels.label(metric, sources))
     ax.set_ylabel(labels.label(ENERGY_COL, noun=response_noun(points, task)))
