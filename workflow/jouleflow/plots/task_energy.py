@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from jouleflow import labels
+from jouleflow.analysis.compare.common import is_bf16
 from jouleflow.analysis.frontier import ENERGY_COL, FrontierError, default_latency_metric, require_columns
 from jouleflow.analysis.tdp import REQUIRED_COLUMNS, with_tdp_estimate
 from jouleflow.plots.style import (
@@ -83,11 +84,7 @@ def task_energy_table(
 def _precision_suffix(model: str, precision: str | None) -> str:
     """` FP8` where the minimum-energy configuration ran the model at a precision its id does not name
     (jouleflow's `precisions: [bf16, fp8]` sweeps keep one id; ML.ENERGY's FP8 checkpoints end in -FP8)."""
-    if (
-        not precision
-        or precision.lower() in ("bf16", "bfloat16")
-        or model.lower().endswith(precision.lower())
-    ):
+    if not precision or is_bf16(precision) or model.lower().endswith(precision.lower()):
         return ""
     return f" {precision.upper()}"
 
