@@ -55,15 +55,17 @@ VL_H200_KEY = "image-chat/Qwen--Qwen3-VL-8B-Instruct/H200/tp1"
 GPQA_H200_KEY = "gpqa-lengths/Qwen--Qwen3-8B/H200/tp1"
 MOE_H200_KEY = "lm-arena-chat/Qwen--Qwen3-30B-A3B-Instruct-2507/H200/tp1"
 DENSE32_H200_KEY = "lm-arena-chat/Qwen--Qwen3-32B/H200/tp1"
+PIXART_H200_KEY = "text-to-image/PixArt-alpha--PixArt-Sigma-XL-2-1024-MS/H200/uly1-ring1"
 H200_BATCHES = (8, 16, 32, 64, 128, 256, 512)
 H200_RUNS = {
     H200_KEY: H200_BATCHES,
     H200_FP8_KEY: H200_BATCHES,
     QWEN_H200_KEY: (16, 64, 256),
-    VL_H200_KEY: (16,),
+    VL_H200_KEY: (16, 64, 256),
     GPQA_H200_KEY: (16, 64),
     MOE_H200_KEY: (16, 64, 256),
     DENSE32_H200_KEY: (16, 64, 256),
+    PIXART_H200_KEY: (1, 2, 4, 8, 16),
 }
 H200_KEYS = tuple(H200_RUNS)
 H200_POINTS = {f"{key}/{b}" for key, batches in H200_RUNS.items() for b in batches}

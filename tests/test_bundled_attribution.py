@@ -13,10 +13,14 @@ import pytest
 from jouleflow import traces
 from jouleflow.analysis.attribution import attribute
 from jouleflow.attribution_record import AttributionRecord
+from jouleflow.records import read_run
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "resources" / "reference"
-RUNS = sorted(p.parent.relative_to(BUNDLE / "runs") for p in (BUNDLE / "runs").rglob(traces.RUN_JSON))
+ALL_RUNS = sorted(p.parent.relative_to(BUNDLE / "runs") for p in (BUNDLE / "runs").rglob(traces.RUN_JSON))
+# The attribution is for LLM runs; the diffusion runs (xDiT) have none.
+DIFFUSION = [r for r in ALL_RUNS if read_run(BUNDLE / "runs" / r).config.get("modality") == "diffusion"]
+RUNS = [r for r in ALL_RUNS if r not in DIFFUSION]
 STORED = sorted(p.parent.relative_to(BUNDLE / "attribution") for p in BUNDLE.rglob("attribution.json"))
 
 
@@ -37,10 +41,11 @@ def same(stored: Any, fresh: Any, where: str = "") -> None:
 
 
 def test_every_bundled_run_has_its_attribution():
-    # 3 H100 runs (measured by hand) and 26 H200 runs (measured by snakemake, shared servers): Llama-3.1-8B
-    # BF16 and FP8 at 7 batch sizes each, Qwen3-8B chat at 3 and gpqa-lengths at 2, Qwen3-VL-8B image-chat
-    # at 1, Qwen3-30B-A3B and Qwen3-32B chat at 3 each
-    assert len(RUNS) == 29 and STORED == RUNS
+    # 3 H100 runs (measured by hand) and 28 H200 LLM runs (measured by snakemake, shared servers):
+    # Llama-3.1-8B BF16 and FP8 at 7 batch sizes each, Qwen3-8B chat at 3 and gpqa-lengths at 2,
+    # Qwen3-VL-8B image-chat at 3, Qwen3-30B-A3B and Qwen3-32B chat at 3 each; and PixArt-Sigma at 5
+    assert len(RUNS) == 31 and STORED == RUNS
+    assert [r.parts[0] for r in DIFFUSION] == ["text-to-image"] * 5
     assert sorted({run.parts[2] for run in RUNS}) == ["H100", "H200"]
 
 

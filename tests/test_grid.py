@@ -297,7 +297,9 @@ def test_default_config_is_the_bundled_campaign():
         for m in ("Qwen--Qwen3-8B", "Qwen--Qwen3-30B-A3B-Instruct-2507", "Qwen--Qwen3-32B")
         for b in (16, 64, 256)
     } | {f"gpqa-lengths/Qwen--Qwen3-8B/H200/tp1/{b}" for b in (16, 64)} | {
-        "image-chat/Qwen--Qwen3-VL-8B-Instruct/H200/tp1/16"
+        f"image-chat/Qwen--Qwen3-VL-8B-Instruct/H200/tp1/{b}" for b in (16, 64, 256)
+    } | {
+        f"text-to-image/PixArt-alpha--PixArt-Sigma-XL-2-1024-MS/H200/uly1-ring1/{b}" for b in (1, 2, 4, 8, 16)
     }
     assert grid.latency_metric("lm-arena-chat") == "median_itl_s"
 
@@ -369,7 +371,7 @@ def test_default_config_matches_the_bundled_runs():
     from jouleflow.plan.config import load_config
 
     grid = build_grid(load_config([REPO / "config" / "config.yaml"], SCHEMA), REPO)
-    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 29
+    assert {p.source for p in grid.points} == {"reference"} and len(grid.points) == 36
     for point in grid.points:
         recorded = json.loads((REPO / grid.reference_run(point) / "run.json").read_text())["config"]
         assert {k: recorded[k] for k in ("task", "model", "gpu", "num_gpus", "batch_size")} == {

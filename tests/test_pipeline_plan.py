@@ -66,8 +66,9 @@ def test_default_config_plans_reference_copies_and_analysis_only(tmp_path):
     ):
         assert counts[aggregate] == 1, aggregate
     # One per (task, model key): Llama BF16 and FP8 are two curves; Qwen3-8B chat and gpqa-lengths, Qwen3-VL-8B
-    # image-chat, Qwen3-30B-A3B and Qwen3-32B chat five more.
-    assert counts["plot_sweep"] == counts["plot_frontier"] == 7
+    # image-chat, Qwen3-30B-A3B and Qwen3-32B chat five more; PixArt-Sigma text-to-image the eighth.
+    assert counts["plot_sweep"] == counts["plot_frontier"] == 8
+    assert counts["plot_energy_split"] == 7  # LLM curves only: a diffusion run has no attribution
     assert counts["compare_precision"] == 2  # energy per token, median ITL
 
 
@@ -178,7 +179,7 @@ def test_infeasible_batch_stops_larger_ones_and_a_config_change_is_refused(base)
         ({"compare": {"gpus": [{"name": "typo", "a": "H100", "b": "H2000", "deadlines": ["10ms"]}]}},
          "compare.gpus[0].b: 'H2000' is not in the config's `gpus` (A100, A100-40GB, B200, H100, H200, L40S)"),
         ({"compare": {"modality": [{"name": "typo", "pairs": {"Qwen/Qwen3-VL-8B-Instruct": "Qwen/Qwen3-8b"}}]}},
-         "compare.modality[0].pairs: 'Qwen/Qwen3-8b' is not in the config's `models` (Qwen/Qwen3-30B-A3B-Instruct-2507, Qwen/Qwen3-32B, Qwen/Qwen3-8B, "),
+         "compare.modality[0].pairs: 'Qwen/Qwen3-8b' is not in the config's `models` (PixArt-alpha/PixArt-Sigma-XL-2-1024-MS, Qwen/Qwen3-30B-A3B-Instruct-2507, "),
     ],
     ids=["unknown-key", "unknown-nested-key", "wrong-type", "wrong-type-gpu", "empty-batches", "no-registry-entry",
          "parallelism-too-wide", "not-bundled", "results-dir-empty", "model-id-escapes",

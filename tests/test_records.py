@@ -41,7 +41,7 @@ def specs(tmp_path_factory) -> list[Path]:
     work = tmp_path_factory.mktemp("plan")
     grid = build_grid(load_config([REPO / "config" / "config.yaml"]), REPO)
     grid.config["results_dir"] = str(work / "results")  # after planning: where the specs go
-    assert gridtable.sync_job_specs(grid) == len(grid.points) == 29  # 3 H100 + 26 H200 runs
+    assert gridtable.sync_job_specs(grid) == len(grid.points) == 36  # 3 H100 + 33 H200 runs
     return sorted((work / "results" / "specs").rglob("*.json"))
 
 
@@ -97,6 +97,7 @@ def test_job_specs_round_trip_and_are_version_1_without_a_key(specs):
             "Qwen/Qwen3-VL-8B-Instruct",
             "Qwen/Qwen3-30B-A3B-Instruct-2507",
             "Qwen/Qwen3-32B",
+            "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
         )
         assert str(spec.batch_size) == path.stem
         assert spec.load_format == "dummy" and spec.after is None
@@ -134,7 +135,15 @@ def test_the_bundled_campaign_reads_losslessly(run_dir, tmp_path):
     run = read_run(run_dir)
     assert run.to_dict() == json.loads((run_dir / traces.RUN_JSON).read_text())
     summary = SummaryRecord.read(write_summary(run_dir, tmp_path / "summary.json"))
-    assert summary.status == "ok" and summary.valid and summary.energy_per_token_j > 0
+    assert summary.status == "ok"
+    diffusion = run.config.get("modality") == "diffusion"
+    assert (summary.energy_per_image_j if diffusion else summary.energy_per_token_j) > 0
+    # One bundled point is invalid as measured: Qwen3-VL-8B at B = 256, whose request pool ran out before
+    # J/token was known to the campaign's +-2 % (resources/reference/PROVENANCE.md, host E).
+    if run_dir.relative_to(BUNDLED).as_posix() == "image-chat/Qwen--Qwen3-VL-8B-Instruct/H200/tp1/256":
+        assert not summary.valid and summary.flags == ["not-converged"]
+    else:
+        assert summary.valid and summary.flags == []
 
 
 def test_supervisor_and_guard_records_read_back(specs, tmp_path):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jouleflow.diffusion_pipelines import GENERATION_KEYS
 from jouleflow.measure.engines.xdit import (
     Generation,
     ParallelDegrees,
@@ -107,20 +108,18 @@ class DiffusionJobConfig:
         return detect_family(self.model, self.model_path)
 
     def generation(self) -> Generation:
-        """Steps, size, frames and guidance with the family's defaults filled in."""
+        """Steps, size, frames and guidance with the family's defaults filled in
+        (PipelineFamily.generation_defaults: the run guard compares with the same ones)."""
         fam = self.family()
-        height, width = fam.default_size
+        defaults = fam.generation_defaults()
+        values = {k: defaults[k] if getattr(self, k) is None else getattr(self, k) for k in GENERATION_KEYS}
         return Generation(
-            steps=self.steps if self.steps is not None else fam.default_steps,
-            height=self.height if self.height is not None else height,
-            width=self.width if self.width is not None else width,
-            guidance_scale=float(
-                self.guidance_scale if self.guidance_scale is not None else fam.guidance_scale
-            ),
+            steps=values["steps"],
+            height=values["height"],
+            width=values["width"],
+            guidance_scale=float(values["guidance_scale"]),
             seed=self.seed,
-            num_frames=(self.num_frames if self.num_frames is not None else fam.default_frames)
-            if fam.modality == "video"
-            else None,
+            num_frames=values["num_frames"] if fam.modality == "video" else None,
         )
 
     @property

@@ -1,5 +1,6 @@
 """A grid point's job spec (what `jouleflow measure llm --config` reads), the spec values that
-define a measurement, and the scheduler resources of its job. Stdlib + records (parsed per Snakemake run).
+define a measurement, and the scheduler resources of its job. Stdlib + records and diffusion_pipelines
+(parsed per Snakemake run).
 
 The spec file's record and the keys that define a measurement (IDENTITY_KEYS, MEASURED_KEYS,
 OPTIONAL_MEASURED_KEYS) are records.JobSpec's.
@@ -11,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from jouleflow.diffusion_pipelines import FAMILIES, GENERATION_KEYS, generation_defaults
 from jouleflow.plan.gpurequest import gpu_request
 from jouleflow.records import IDENTITY_KEYS, MEASURED_KEYS
 
@@ -172,7 +174,7 @@ def diffusion_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any
     gen = task["generation"]
     par = point.parallelism
     fields = _template_fields(point)
-    return {
+    spec = {
         "task": point.task,
         "model": point.model,
         "model_path": _fill(model.get("path"), fields),
@@ -201,12 +203,28 @@ def diffusion_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any
         "timeout_s": meas["health_timeout_s"] + meas["request_timeout_s"],
         "power_period_s": meas["power_period_s"],
     }
+    if model.get("launcher"):
+        # Replaces `torchrun ... --module <worker>` ({nproc}: the world size); only then, so other
+        # specs stay as they were. Not a measured setting.
+        spec["launcher"] = list(model["launcher"])
+    return spec
 
 
 def identity_of(spec: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """The spec values whose change must not go unnoticed (a params rerun trigger of the run rules)."""
+    """The spec values whose change must not go unnoticed (a params rerun trigger of the run rules).
+
+    A diffusion spec's generation value that equals the default of the family the spec names is
+    null here, as when the config leaves it unset: naming the default reruns nothing (the run guard
+    compares a finished run with the same defaults, diffusion_pipelines.generation_defaults)."""
     keys = IDENTITY_KEYS if source == "reference" else MEASURED_KEYS
-    return {k: spec[k] for k in keys if k in spec}
+    identity = {k: spec[k] for k in keys if k in spec}
+    family = identity.get("pipeline")
+    if isinstance(family, str) and family in FAMILIES:
+        defaults = generation_defaults(family)
+        for key in GENERATION_KEYS:
+            if identity.get(key) is not None and identity[key] == defaults[key]:
+                identity[key] = None
+    return identity
 
 
 TEMPLATE_FIELDS = ("task", "model", "model_file", "model_slug", "gpu", "num_gpus", "batch_size")

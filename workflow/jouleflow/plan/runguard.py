@@ -11,7 +11,7 @@ Snakemake never deletes it first; this module then decides:
 - the next-smaller batch size of the same group ended `infeasible`: record this point as
   infeasible too, without starting a server (design.md: larger batches are skipped).
 
-Measurement-side module: stdlib + traces only.
+Measurement-side module: stdlib + the shared modules (traces, records, diffusion_pipelines) only.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jouleflow import __version__
+from jouleflow.diffusion_pipelines import FAMILIES, GENERATION_KEYS, generation_defaults
 from jouleflow.files import sha256_file
 from jouleflow.records import (
     IDENTITY_KEYS,
@@ -76,6 +77,32 @@ def differing_keys(spec: Mapping[str, Any], recorded: Mapping[str, Any], keys: t
     optional key the spec leaves out (OPTIONAL_MEASURED_KEYS) is null there."""
     spec = {**dict.fromkeys(OPTIONAL_MEASURED_KEYS), **spec}
     return [k for k in keys if k in recorded and k in spec and not _same_key(k, spec[k], recorded[k])]
+
+
+def with_family_defaults(
+    spec: Mapping[str, Any], recorded: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A diffusion spec as the run it asks for: (spec, {key: why}) where the spec's nulls are resolved.
+
+    A measured diffusion run records what ran (measure.diffusion_config fills the family's defaults
+    in), while its spec leaves `pipeline` (detected) and the generation keys (the family's
+    default) null. So `pipeline: null` accepts the family the run recorded, and a null generation
+    key is that family's default in this code: a run made under an older default differs. Other
+    runs, and runs of a family this code does not know, are compared as the spec says.
+    """
+    out, why, family = dict(spec), {}, recorded.get("pipeline")
+    # A diffusion run names its family (an LLM run records no `pipeline`); only a known one has defaults.
+    if not isinstance(family, str) or family not in FAMILIES:
+        return out, why
+    if "pipeline" in out and out["pipeline"] is None:
+        out["pipeline"] = family
+        why["pipeline"] = " (detected)"
+    defaults = generation_defaults(family)
+    for key in GENERATION_KEYS:
+        if key in out and out[key] is None and defaults[key] is not None:
+            out[key] = defaults[key]
+            why[key] = f" (the {family} default)"
+    return out, why
 
 
 def _same_key(key: str, wanted: Any, recorded: Any) -> bool:
@@ -218,11 +245,15 @@ def _check_existing(
         what = "was copied from the bundled reference campaign" if origin else "was measured"
         raise StaleRunError(f"{run_dir}: this run {what}, but the config now gives source '{source}'; {fix}")
     recorded = read_run(run_dir).config
-    wanted = spec.to_dict() if spec is not None else {}
+    asked = spec.to_dict() if spec is not None else {}
+    wanted, defaulted = with_family_defaults(asked, recorded)
     keys = IDENTITY_KEYS if source == "reference" else MEASURED_KEYS
     diffs = differing_keys(wanted, recorded, keys)
     if diffs:
-        shown = "; ".join(f"{k}: run has {recorded[k]!r}, config asks {wanted.get(k)!r}" for k in diffs)
+        shown = "; ".join(
+            f"{k}: run has {recorded[k]!r}, config asks {wanted.get(k)!r}{defaulted.get(k, '')}"
+            for k in diffs
+        )
         raise StaleRunError(f"{run_dir}: finished run differs from the config ({shown}); {fix}")
     if origin is not None and reference_run is not None:
         bundled = Path(reference_run) / RUN_JSON

@@ -1,4 +1,4 @@
-"""xDiT (xfuser) engine: pipeline families, parallel degrees and the batch worker's launch command.
+"""xDiT (xfuser) engine: pipeline family detection, parallel degrees and the batch worker's launch command.
 
 A diffusion measurement runs `jouleflow.measure.engines.xdit_worker` under `torchrun` (xDiT needs a
 distributed launch even on one GPU): one process per GPU, world size = Ulysses x ring x CFG x
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jouleflow
+from jouleflow.diffusion_pipelines import FAMILIES, PipelineFamily  # the families: a shared fact
 
 # The worker's module; the default launcher runs it with `torchrun --module`.
 WORKER_MODULE = "jouleflow.measure.engines.xdit_worker"
@@ -28,85 +29,6 @@ TORCHRUN_ARGS = ("--standalone", "--nproc_per_node={nproc}", "--module", WORKER_
 # The worker's own option, next to xfuser's (FlexibleArgumentParser turns dashes into underscores).
 SPEC_OPTION = "--jouleflow_spec"
 
-
-@dataclass(frozen=True)
-class PipelineFamily:
-    """One xfuser pipeline wrapper (xfuser 0.4.5) and what it supports."""
-
-    name: str
-    xfuser_class: str  # attribute of the `xfuser` package
-    diffusers_class: str  # `_class_name` in the model's model_index.json
-    modality: str  # "image" | "video"
-    guidance_scale: float  # the diffusers pipeline's default, passed explicitly for reproducibility
-    cfg_parallel: bool = True  # False: the model has no classifier-free guidance to split
-    sequence_parallel: bool = True
-    pipefusion: bool = True
-    frames_kwarg: str | None = None  # video: the __call__ keyword for the frame count
-    resolution_binning: bool = False  # __call__ takes use_resolution_binning (xfuser's input option)
-    model_patterns: tuple[str, ...] = ()  # regexes over the HF id, when no model_index.json is at hand
-    # Defaults when the job does not say (ML.ENERGY v3's settings where it ran the family).
-    default_steps: int = 50
-    default_size: tuple[int, int] = (1024, 1024)  # height, width
-    default_frames: int | None = None  # video only
-    call_kwargs: tuple[tuple[str, Any], ...] = ()  # fixed extra __call__ keywords (as xDiT's examples pass)
-
-    def worker_spec(self) -> dict[str, Any]:
-        """What the worker needs to know about the family (it does not import this table)."""
-        return {
-            "family": self.name,
-            "xfuser_class": self.xfuser_class,
-            "frames_kwarg": self.frames_kwarg,
-            "resolution_binning": self.resolution_binning,
-            "call_kwargs": dict(self.call_kwargs),
-        }
-
-
-FAMILIES: dict[str, PipelineFamily] = {
-    f.name: f
-    for f in (
-        PipelineFamily(
-            "pixart-alpha", "xFuserPixArtAlphaPipeline", "PixArtAlphaPipeline", "image", 4.5,
-            resolution_binning=True, model_patterns=(r"pixart-xl-2", r"pixart-alpha/pixart-xl"),
-            call_kwargs=(("clean_caption", False),), default_steps=20,
-        ),
-        PipelineFamily(
-            "pixart-sigma", "xFuserPixArtSigmaPipeline", "PixArtSigmaPipeline", "image", 4.5,
-            resolution_binning=True, model_patterns=(r"pixart-sigma",), call_kwargs=(("clean_caption", False),),
-            default_steps=20,
-        ),
-        PipelineFamily(
-            "sd3", "xFuserStableDiffusion3Pipeline", "StableDiffusion3Pipeline", "image", 7.0,
-            model_patterns=(r"stable-diffusion-3",), default_steps=28,
-        ),
-        PipelineFamily(
-            "flux", "xFuserFluxPipeline", "FluxPipeline", "image", 3.5, cfg_parallel=False,
-            model_patterns=(r"flux\.1",), call_kwargs=(("max_sequence_length", 256),),
-        ),
-        PipelineFamily(
-            "hunyuandit", "xFuserHunyuanDiTPipeline", "HunyuanDiTPipeline", "image", 5.0,
-            resolution_binning=True, model_patterns=(r"hunyuandit",),
-        ),
-        PipelineFamily(
-            "sana", "xFuserSanaPipeline", "SanaPipeline", "image", 4.5, resolution_binning=True,
-            model_patterns=(r"sana",), call_kwargs=(("clean_caption", False),), default_steps=20,
-        ),
-        PipelineFamily(
-            "sdxl", "xFuserStableDiffusionXLPipeline", "StableDiffusionXLPipeline", "image", 5.0,
-            sequence_parallel=False, pipefusion=False, model_patterns=(r"stable-diffusion-xl", r"sdxl"),
-            default_steps=30,
-        ),
-        PipelineFamily(
-            "cogvideox", "xFuserCogVideoXPipeline", "CogVideoXPipeline", "video", 6.0,
-            pipefusion=False, frames_kwarg="num_frames", model_patterns=(r"cogvideox",),
-            default_size=(480, 720), default_frames=49,
-        ),
-        PipelineFamily(
-            "latte", "xFuserLattePipeline", "LattePipeline", "video", 7.5,
-            frames_kwarg="video_length", model_patterns=(r"latte",), default_size=(512, 512),
-            default_frames=16,
-        ),
-    )
-}  # fmt: skip
 
 # xfuser options the config owns: an extra argument may not set them (argparse's last value would win
 # silently and run.json would record something else).
