@@ -285,8 +285,15 @@ def latency_targets(wildcards):
 
 
 # The campaign page (rule campaign_page) and the frontier figures (rule plot_frontier) overlay ML.ENERGY's
-# published points of the campaign's models from the bundled v3 slice.
+# published points of the campaign's models from the bundled v3 slice. Their input is the slice's files:
+# a directory's mtime moves whenever a copy or checkout touches it (seen on a GPU host that gets the
+# tree copied per call: every rerun redrew them), a file's only when it is rewritten.
 PUBLISHED = "resources/mlenergy-v3"
+PUBLISHED_FILES = sorted(str(p) for p in Path(PUBLISHED).rglob("*.json"))
+
+
+def published_option(wildcards, input):
+    return f"--published {PUBLISHED}" if input.published else ""
 
 
 def page_timelines():
@@ -298,5 +305,5 @@ def page_options(wildcards, input):
     if input.timelines:
         opts += f" --timelines {RESULTS}/figures/timeline --runs-root {RESULTS}/runs"
     if input.published:
-        opts += f" --published {input.published}"
+        opts += f" --published {PUBLISHED}"
     return opts

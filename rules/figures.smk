@@ -31,7 +31,7 @@ rule plot_frontier:
     input:
         summary=SUMMARY,
         targets=ANALYSIS_TARGETS,
-        published=PUBLISHED if Path(PUBLISHED).is_dir() else [],
+        published=PUBLISHED_FILES,
     output:
         png=report(
             f"{RESULTS}/figures/frontier/{{task}}/{{model}}.png",
@@ -49,7 +49,7 @@ rule plot_frontier:
         group=group_info,
         metric=lambda wildcards: GRID.latency_metric(wildcards.task),
         target=latency_targets,
-        published=lambda wildcards, input: f"--published {input.published}" if input.published else "",
+        published=published_option,
     shell:
         "jouleflow plot frontier --summary {input.summary} --task {wildcards.task} "
         "--model {params.group[model]} --precision {params.group[precision]} "

@@ -31,7 +31,7 @@ rule campaign_page:
         targets=ANALYSIS_TARGETS,
         provenance=f"{RESULTS}/tables/provenance.csv",
         timelines=page_timelines(),
-        published=PUBLISHED if Path(PUBLISHED).is_dir() else [],
+        published=PUBLISHED_FILES,
     output:
         report(
             f"{RESULTS}/report/campaign.html",

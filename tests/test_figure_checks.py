@@ -106,6 +106,24 @@ def test_task_energy_bars_start_at_zero(drawn, v3):
     )
 
 
+def test_frontier_published_series_each_look_different(drawn, v3):
+    """ML.ENERGY publishes PixArt-Sigma on two GPU types at 1, 2, 4 and 8 GPUs: eight series overlaid."""
+    pixart = "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS"
+    theirs = v3.filter((pl.col("task") == "text-to-image") & (pl.col("model") == pixart))
+    ours = theirs.filter((pl.col("gpu") == "H100") & (pl.col("num_gpus") == 1)).with_columns(
+        gpu=pl.lit("H200")
+    )
+    frontier_plot.plot_frontier(ours, "text-to-image", pixart, "unused", published=theirs)
+    (fig,) = drawn
+    (ax,) = fig.axes
+    published = [line for line in ax.get_lines() if line.get_label().endswith("(published)")]
+    assert len(published) == theirs.select("gpu", "num_gpus").unique().height == 8
+    styles = {(line.get_marker(), line.get_markeredgecolor()) for line in published}
+    assert len(styles) == len(published)  # no two series share shape and colour
+    by_gpu = {line.get_label().split(" ×")[0]: line.get_marker() for line in published}
+    assert sorted(by_gpu) == ["B200", "H100"] and len(set(by_gpu.values())) == 2
+
+
 def test_frontier_draws_every_target_and_nothing_overlaps(drawn, v3):
     targets = [0.005, 0.05, 0.1, 0.25]  # the first unreachable
     frontier_plot.plot_frontier(v3, "lm-arena-chat", QWEN235, "unused", latency_targets_s=targets)

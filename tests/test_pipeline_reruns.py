@@ -7,6 +7,7 @@ in the steady window every step moves B requests one token in step_time(B) s at 
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import polars as pl
@@ -137,6 +138,22 @@ def test_adding_a_model_reruns_its_jobs_and_the_aggregates_only(done):
         | {(f"compare_{c}", "") for c in ("gpus", "precision", "modality", "moe", "tasks")}
     )
     assert job_set(plan(done, with_qwen())) == expected
+
+
+def test_published_data_reruns_the_overlays_only_when_a_file_changes(done):
+    """The frontiers and the page overlay ML.ENERGY's bundled v3 slice: a copy or checkout that only
+    moves its directories' mtimes (as a GPU host that gets the tree copied per call) reruns nothing."""
+    published = done / "resources" / "mlenergy-v3"
+    for folder in (published, published / "models", published / "tasks"):
+        os.utime(folder)  # now: newer than every output
+    assert plan(done) == []
+    task_file = published / "tasks" / "text-to-image.json"
+    task_file.write_bytes(task_file.read_bytes())  # a rewritten file of the slice (an updated slice)
+    assert job_set(plan(done)) == {
+        *(("plot_frontier", g) for g in GROUPS),
+        ("campaign_page", ""),
+        ("all", ""),
+    }
 
 
 def test_changing_a_latency_target_reruns_recommendations_only(done):

@@ -43,8 +43,10 @@ from jouleflow.units import format_duration
 
 # One colour and dash per target (neighbouring targets stay apart); unreachable ones in vermillion.
 _TARGET_COLOURS = ("#4D4D4D", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
-# ML.ENERGY's published points: open diamonds, one grey or muted colour per GPU type and count.
+# ML.ENERGY's published points: open markers, a shape per GPU type and a muted colour per GPU count, so
+# that no two of a figure's published series look alike (two GPU types x four counts for PixArt-Sigma).
 _PUBLISHED_COLOURS = ("#7F7F7F", "#B07AA1", "#9C755F", "#76B7B2")
+_PUBLISHED_MARKERS = ("D", "s", "^", "v", "p", "h")
 
 
 def _published_points(
@@ -61,13 +63,16 @@ def _published_points(
     theirs = published.filter(cond)
     drawn = []
     series = theirs.select("gpu", "num_gpus").unique().sort("gpu", "num_gpus", nulls_last=True).to_dicts()
-    for i, key in enumerate(series):
+    gpus = sorted({str(key["gpu"]) for key in series})
+    counts = sorted({key["num_gpus"] for key in series}, key=lambda n: (n is None, n))
+    for key in series:
         part = theirs.filter((pl.col("gpu") == key["gpu"]) & (pl.col("num_gpus") == key["num_gpus"]))
         source = str(part.get_column("source")[0]) if "source" in part.columns else "published"
         xs = [v * scale for v in part.get_column(metric).to_list()]
         ys = part.get_column(ENERGY_COL).to_list()
-        colour = _PUBLISHED_COLOURS[i % len(_PUBLISHED_COLOURS)]
-        ax.plot(xs, ys, ls="none", marker="D", ms=4, mfc="none", mec=colour, mew=0.9, zorder=2,
+        colour = _PUBLISHED_COLOURS[counts.index(key["num_gpus"]) % len(_PUBLISHED_COLOURS)]
+        marker = _PUBLISHED_MARKERS[gpus.index(str(key["gpu"])) % len(_PUBLISHED_MARKERS)]
+        ax.plot(xs, ys, ls="none", marker=marker, ms=4, mfc="none", mec=colour, mew=0.9, zorder=2,
                 label=f"{key['gpu']} ×{key['num_gpus']} · ML.ENERGY {source.removeprefix('mlenergy-')} (published)")  # fmt: skip
         drawn += list(zip(xs, ys, strict=True))
     return drawn
