@@ -153,7 +153,7 @@ def test_the_h200_campaign_plans_its_grid():
     for (_, model, precision, _), (point, spec) in points.items():
         assert spec["load_format"] == "dummy"
         if point.modality == "diffusion":
-            # measurement.server_args (vLLM's) would reach xfuser: the LLMs carry them instead.
+            # measurement.server_args are the LLM servers'; xfuser gets measurement.xfuser_args (none here).
             assert spec["xfuser_args"] == [] and spec["pipeline"] == "pixart-sigma"
             continue
         assert spec["quantization"] == (None if precision == "bf16" else "fp8")

@@ -198,7 +198,7 @@ def diffusion_spec(config: Mapping[str, Any], point: GridPoint) -> dict[str, Any
         "warmup_batches": gen["warmup_batches"],
         "prompts": _fill(gen.get("prompts"), fields),
         "cycle_prompts": gen["cycle_prompts"],
-        "xfuser_args": [*meas["server_args"], *model["server_args"]],
+        "xfuser_args": [*meas["xfuser_args"], *model["server_args"]],
         "env": {**meas["env"], **model["env"]},
         "timeout_s": meas["health_timeout_s"] + meas["request_timeout_s"],
         "power_period_s": meas["power_period_s"],
