@@ -324,7 +324,10 @@ def test_diffusion_points_get_an_xdit_job_spec():
     sweep = {"models": ["org/pixart"], "tasks": ["text-to-image"], "gpus": ["H100"],
              "parallelism": ["uly1-ring1", "uly2-ring1-cfg2"], "batch_sizes": [4]}  # fmt: skip
     # measurement.server_args are the LLM servers' (vLLM refuses xfuser's options and xfuser vLLM's)
-    measurement = {"server_args": ["--max-num-batched-tokens", "8192"], "xfuser_args": ["--use_torch_compile"]}
+    measurement = {
+        "server_args": ["--max-num-batched-tokens", "8192"],
+        "xfuser_args": ["--use_torch_compile"],
+    }
     diffusion = copy.deepcopy(DIFFUSION)
     diffusion["models"]["org/pixart"]["server_args"] = ["--use_fp8_t5_encoder"]
     grid = grid_of(**diffusion, sweeps=[sweep], measurement=measurement)
@@ -337,7 +340,10 @@ def test_diffusion_points_get_an_xdit_job_spec():
     )
     assert (spec["num_gpus"], spec["batch_size"], spec["pipeline"]) == (4, 4, "pixart-sigma")
     assert (spec["steps"], spec["num_batches"], spec["warmup_batches"], spec["height"]) == (20, 4, 1, None)
-    assert spec["xfuser_args"] == ["--use_torch_compile", "--use_fp8_t5_encoder"] and spec["timeout_s"] == 3600 + 1800
+    assert (
+        spec["xfuser_args"] == ["--use_torch_compile", "--use_fp8_t5_encoder"]
+        and spec["timeout_s"] == 3600 + 1800
+    )
     assert "endpoint" not in spec and "synthetic" not in spec
     assert grid.latency_metric("text-to-image") == "batch_latency_s"
     identity = grid.identity(grid.by_key["text-to-image/org--pixart/H100/uly1-ring1/4"])
