@@ -285,11 +285,9 @@ def latency_targets(wildcards):
 
 
 # The campaign page (rule campaign_page) and the frontier figures (rule plot_frontier) overlay ML.ENERGY's
-# published points of the campaign's models from the bundled v3 slice. Their input is the slice's files:
-# a directory's mtime moves whenever a copy or checkout touches it (seen on a GPU host that gets the
-# tree copied per call: every rerun redrew them), a file's only when it is rewritten.
+# published points of the campaign's models from the bundled v3 slice (its files are their input).
 PUBLISHED = "resources/mlenergy-v3"
-PUBLISHED_FILES = sorted(str(p) for p in Path(PUBLISHED).rglob("*.json"))
+PUBLISHED_FILES = published_files(PUBLISHED)
 
 
 def published_option(wildcards, input):

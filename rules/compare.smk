@@ -26,15 +26,17 @@ rule compare_all:
 
 rule compare_import_published:
     input:
-        (COMPARE.get("published") or {}).get("path") or [],
+        compare_published_files,
     output:
         f"{COMPARE_DIR}/published/summary.parquet",
     log:
         "logs/compare/import-published.log",
     conda:
         ENV_ANALYSIS
+    params:
+        source=(COMPARE.get("published") or {}).get("path"),
     shell:
-        "jouleflow import mlenergy {input} -o {output} > {log} 2>&1"
+        "jouleflow import mlenergy {params.source} -o {output} > {log} 2>&1"
 
 
 rule compare_gpus:
@@ -215,7 +217,7 @@ rule compare_tdp:
 # {published: DIR} is ML.ENERGY published data (v2 or v3), imported once per directory here.
 rule compare_import_longitudinal:
     input:
-        compare_imported_dir,
+        compare_imported_files,
     output:
         f"{COMPARE_DIR}/imported/{{compare_source}}/summary.parquet",
     log:
@@ -224,8 +226,10 @@ rule compare_import_longitudinal:
         compare_source="[A-Za-z0-9._-]+",
     conda:
         ENV_ANALYSIS
+    params:
+        source=compare_imported_dir,
     shell:
-        "jouleflow import mlenergy {input} -o {output} > {log} 2>&1"
+        "jouleflow import mlenergy {params.source} -o {output} > {log} 2>&1"
 
 
 rule compare_longitudinal:

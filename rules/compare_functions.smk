@@ -162,6 +162,12 @@ def compare_entry_longitudinal(name):
     raise ValueError(f"config compare.longitudinal: no entry for {name!r}")
 
 
+def compare_published_files(wildcards):
+    """compare.published.path's files (none when unset)."""
+    path = (COMPARE.get("published") or {}).get("path")
+    return published_files(path) if path else []
+
+
 def compare_imported_dir(wildcards):
     """The published directory whose slug names this import."""
     for e in compare_longitudinal_entries():
@@ -169,6 +175,10 @@ def compare_imported_dir(wildcards):
             if isinstance(side, dict) and compare_source_slug(side["published"]) == wildcards.compare_source:
                 return side["published"]
     raise ValueError(f"config compare.longitudinal: no published source {wildcards.compare_source!r}")
+
+
+def compare_imported_files(wildcards):
+    return published_files(compare_imported_dir(wildcards))
 
 
 def compare_longitudinal_opts(wildcards):

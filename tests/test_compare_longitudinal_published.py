@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -150,3 +151,40 @@ def test_paper_config_lints_clean(tmp_path):
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_published_imports_rerun_on_new_content_not_on_touched_directories(tmp_path):
+    """The imports take the published directories' files as input: a copy or checkout that moves the
+    directories' mtimes reruns nothing (it did when the directory itself was the input), a changed file
+    reruns its own import and what reads it, and a missing directory is named."""
+    workdir = copy_workflow(tmp_path / "wf")
+    shutil.copytree(REPO / "resources" / "mlenergy-v2", workdir / "resources" / "mlenergy-v2")
+    v2 = "results/compare/imported/resources--mlenergy-v2/summary.parquet"
+    v3 = "results/compare/imported/resources--mlenergy-v3/summary.parquet"
+    config = ["--configfile", "config/paper/mlenergy-longitudinal.yaml"]
+
+    def snakemake(*argv: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "1", *argv, *config]
+        return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
+
+    done = snakemake(v2, v3)
+    assert done.returncode == 0, done.stderr[-2000:]
+    later = (workdir / v2).stat().st_mtime + 3600
+    for d in (workdir / "resources").rglob("*"):
+        if d.is_dir():
+            os.utime(d, (later, later))
+    again = snakemake("-n", v2, v3)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stderr[-2000:]
+
+    changed = next((workdir / "resources" / "mlenergy-v2").rglob("*.json"))
+    changed.write_text(changed.read_text() + "\n")  # new bytes, same data
+    plan = snakemake("-n", v2, v3)
+    jobs = plan.stdout + plan.stderr
+    assert plan.returncode == 0 and "rule compare_import_longitudinal:" in jobs, jobs[-2000:]
+    assert jobs.count("rule compare_import_longitudinal:") == 1
+    assert f"output: {v2}" in jobs and f"output: {v3}" not in jobs
+
+    shutil.rmtree(workdir / "resources" / "mlenergy-v2")
+    (workdir / v2).unlink()
+    missing = snakemake("-n", v2)
+    assert missing.returncode != 0 and "resources/mlenergy-v2" in missing.stdout + missing.stderr
