@@ -14,6 +14,7 @@ from jouleflow.analysis.frontier import (
     TargetUnreachableError,
     default_latency_metric,
     pareto_front,
+    published_rows,
     recommend,
     resolve_latency_metric,
     usable_rows,
@@ -24,6 +25,9 @@ from jouleflow.analysis.recommendations import (
     recommendation_table,
     targets_from_cli,
 )
+from jouleflow.importers.mlenergy import import_mlenergy
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def summary(rows: list[dict]) -> pl.DataFrame:
@@ -259,3 +263,31 @@ def test_unknown_precision_rows_still_grouped() -> None:
     assert frontier_table(df).frontier.get_column("run_dir").to_list() == ["a"]
     recs = recommendation_table(df, targets_from_cli(["default=5s"]))
     assert recs.select("precision", "status", "run_dir").rows() == [(None, "ok", "a")]
+
+
+def test_published_rows_are_the_drawable_ones_of_the_task_model_and_precision() -> None:
+    """The rows the frontier figures and the campaign page overlay, from the bundled v3 slice as imported."""
+    published = pl.from_arrow(import_mlenergy(REPO / "resources" / "mlenergy-v3"))
+    llama = "meta-llama/Llama-3.1-8B-Instruct"
+    mine = (pl.col("task") == "lm-arena-chat") & (pl.col("model") == llama)
+    n = published.filter(mine).height
+    assert n == 20  # B200 and H100, one GPU, BF16 (the slice's published grid)
+    # one row made invalid and one without a latency: both are left out
+    index = pl.int_range(pl.len())
+    first, second = (published.with_row_index().filter(mine)["index"][i] for i in (0, 1))
+    damaged = published.with_columns(
+        valid=pl.when(index == first).then(False).otherwise(pl.col("valid")),
+        median_itl_s=pl.when(index == second).then(None).otherwise(pl.col("median_itl_s")),
+    )
+    rows = published_rows(damaged, "lm-arena-chat", [llama], "median_itl_s", precision="BF16")
+    assert rows.height == n - 2
+    assert set(rows["model"]) == {llama} and set(rows["task"]) == {"lm-arena-chat"}
+    assert published_rows(damaged, "lm-arena-chat", [llama], "median_itl_s", precision="fp8").is_empty()
+    assert published_rows(published, "lm-arena-chat", [llama], "no_such_metric").is_empty()
+    assert published_rows(None, "lm-arena-chat", [llama], "median_itl_s").is_empty()
+    both = published_rows(published, "lm-arena-chat", [llama, "Qwen/Qwen3-32B"], "median_itl_s")
+    assert (
+        both.height
+        == n
+        + published.filter((pl.col("task") == "lm-arena-chat") & (pl.col("model") == "Qwen/Qwen3-32B")).height
+    )

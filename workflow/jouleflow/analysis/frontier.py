@@ -284,6 +284,24 @@ def best_under_target(
     return chosen, baseline
 
 
+def published_rows(
+    published: pl.DataFrame | None,
+    task: str,
+    models: Sequence[str],
+    metric: str,
+    precision: str | None = None,
+) -> pl.DataFrame:
+    """ML.ENERGY's published configurations of `models` on `task` (of `precision`, any case) that can be
+    drawn next to a campaign's: ok, valid, positive `metric` and energy. None or data without the
+    metric give no rows. The frontier figures and the campaign page overlay these same rows."""
+    if published is None or metric not in published.columns or ENERGY_COL not in published.columns:
+        return pl.DataFrame()
+    cond = (pl.col("task") == task) & pl.col("model").is_in(list(models))
+    if precision and "precision" in published.columns:
+        cond = cond & (pl.col("precision").str.to_lowercase() == precision.lower())
+    return usable_rows(published.filter(cond), metric)[0]
+
+
 def select_group(df: pl.DataFrame, task: str, model: str, precision: str | None = None) -> pl.DataFrame:
     """Rows of one (task, model[, precision]); FrontierError listing what exists when absent."""
     require_columns(df, ["task", "model"], "summary")

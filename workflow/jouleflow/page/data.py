@@ -24,6 +24,7 @@ from jouleflow.analysis.frontier import (
     GROUP_COLS,
     FrontierError,
     frontier_flags,
+    published_rows,
     usable_rows,
 )
 from jouleflow.analysis.recommendations import TargetSpec, TaskTargets, recommendation_table
@@ -254,11 +255,9 @@ def _published(
     published: pl.DataFrame | None, task: str, rows: pl.DataFrame, metric: str
 ) -> list[dict[str, Any]]:
     """ML.ENERGY's published configurations of the campaign's models on this task (usable ones)."""
-    if published is None or metric not in published.columns:
+    usable = published_rows(published, task, rows.get_column("model").unique().to_list(), metric)
+    if usable.is_empty():
         return []
-    models = rows.get_column("model").unique().to_list()
-    theirs = published.filter((pl.col("task") == task) & pl.col("model").is_in(models))
-    usable, _ = usable_rows(theirs, metric)
     usable = usable.with_columns(
         on_gpu_frontier=frontier_flags(usable, metric, ENERGY_COL, (*GROUP_COLS, "gpu"))
     )

@@ -23,6 +23,7 @@ from jouleflow.analysis.frontier import (
     TargetUnreachableError,
     default_latency_metric,
     frontier_flags,
+    published_rows,
     recommend,
     require_columns,
     resolve_latency_metric,
@@ -52,15 +53,11 @@ _PUBLISHED_MARKERS = ("D", "s", "^", "v", "p", "h")
 def _published_points(
     ax: Axes, published: pl.DataFrame, task: str, model: str, precision: str | None, metric: str, scale: float
 ) -> list[tuple[float, float]]:
-    """ML.ENERGY's published configurations of the same task, model (and precision), as open diamonds
+    """ML.ENERGY's published configurations of the same task, model (and precision), as open markers
     labelled as published; returns the (latency, energy) drawn, for the axes' ranges."""
-    if metric not in published.columns or ENERGY_COL not in published.columns:
+    theirs = published_rows(published, task, [model], metric, precision)
+    if theirs.is_empty():
         return []
-    cond = (pl.col("task") == task) & (pl.col("model") == model)
-    cond = cond & pl.col(metric).is_not_null() & (pl.col(metric) > 0) & (pl.col(ENERGY_COL) > 0)
-    if precision and "precision" in published.columns:
-        cond = cond & (pl.col("precision").str.to_lowercase() == precision.lower())
-    theirs = published.filter(cond)
     drawn = []
     series = theirs.select("gpu", "num_gpus").unique().sort("gpu", "num_gpus", nulls_last=True).to_dicts()
     gpus = sorted({str(key["gpu"]) for key in series})
