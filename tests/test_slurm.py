@@ -3,7 +3,8 @@
 Needs the single-node SLURM of scripts/slurm-localhost.sh (skipped without it; a failure
 where JOULEFLOW_REQUIRE_SLURM=1, as in CI). Each test runs the workflow in a tmp copy of the
 repository (pipeline_helpers.copy_workflow: the bundled-reference fixture as resources/reference)
-with the repository's profile and its root-level `slurm` link.
+with the repository's profile and its root-level `slurm` link, on the default campaign cut to a few
+of its sweeps (SUBSET_SWEEPS).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from slurm_helpers import SubmittedJob, add_profile, jobcomp_states, require_slu
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # The pipeline's own test helpers (workflow copy with the reference fixture, the added model).
-from pipeline_helpers import H200_POINTS, QWEN, BundledCampaign, copy_workflow, with_qwen  # noqa: E402
+from pipeline_helpers import QWEN, QWEN_ENTRY, QWEN_SWEEP, copy_workflow  # noqa: E402
 
 LLAMA_SLUG = "meta-llama--Llama-3.1-8B-Instruct"
 QWEN_SLUG = QWEN.replace("/", "--")
@@ -50,14 +51,47 @@ def _outputs(workdir: Path) -> dict[str, object]:
     return found
 
 
+# The default campaign cut to three of its sweeps, some batch sizes each: every kind of job (LLM and
+# diffusion points, attribution, frontiers, comparisons, the page) at a tenth of its SLURM jobs. Each
+# job is a Snakemake process of its own; the whole campaign took 20 of CI's 90 minutes on 2 cores.
+SUBSET_SWEEPS = {"llama-3.1-8b-h100": None, "llama-3.1-8b-h200": [64, 256], "pixart-sigma-h200": [1, 16]}
+SUBSET_POINTS = {
+    *(f"lm-arena-chat/{LLAMA_SLUG}{p}/H200/tp1/{b}" for p in ("", "@fp8") for b in (64, 256)),
+    *(f"text-to-image/PixArt-alpha--PixArt-Sigma-XL-2-1024-MS/H200/uly1-ring1/{b}" for b in (1, 16)),
+}
+
+
+def _subset_config(workdir: Path) -> list[str]:
+    """`--configfile` arguments of the cut campaign (a file in workdir), taken from config/config.yaml."""
+    sweeps = yaml.safe_load((workdir / "config" / "config.yaml").read_text())["sweeps"]
+    kept = []
+    for sweep in sweeps:
+        if sweep["name"] in SUBSET_SWEEPS:
+            batches = SUBSET_SWEEPS[sweep["name"]]
+            kept.append({**sweep, "batch_sizes": batches or sweep["batch_sizes"]})
+    assert [s["name"] for s in kept] == list(SUBSET_SWEEPS), "config/config.yaml's sweeps were renamed"
+    (workdir / "subset.yaml").write_text(yaml.safe_dump({"sweeps": kept, "compare": {"allow_empty": True}}))
+    return ["--configfile", "subset.yaml"]
+
+
 @pytest.fixture(scope="module")
 def reference_on_slurm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The bundled reference pipeline run through the profile; (workdir, Snakemake's output)."""
+    """The cut default campaign run through the profile; (workdir, Snakemake's output)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm") / "repo")
     add_profile(workdir)
-    result = snakemake(workdir, "--profile", "slurm", path_prefix=workdir / ".test-bin")
+    result = snakemake(
+        workdir, "--profile", "slurm", *_subset_config(workdir), path_prefix=workdir / ".test-bin"
+    )
     _check(result, "snakemake --cores all --profile slurm")
     return workdir, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def reference_locally(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same cut campaign run by `snakemake --cores all` on a fresh copy, without SLURM."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("local") / "repo")
+    _check(snakemake(workdir, *_subset_config(workdir), path_prefix=workdir / ".test-bin"), "local snakemake")
+    return workdir
 
 
 def test_reference_pipeline_jobs_went_through_sbatch(reference_on_slurm: tuple[Path, str]) -> None:
@@ -80,7 +114,7 @@ def test_reference_pipeline_jobs_went_through_sbatch(reference_on_slurm: tuple[P
     # One energy job per bundled run, each its own SLURM job; the summary too.
     # (GPU, batch) of each: the wildcards' values joined with "_" (task, model, gpu, parallelism, batch)
     points = sorted((j.wildcards.split("_")[-3], int(j.wildcards.split("_")[-1])) for j in by_rule["energy"])
-    h200 = [int(point.rsplit("/", 1)[1]) for point in H200_POINTS]
+    h200 = [int(point.rsplit("/", 1)[1]) for point in SUBSET_POINTS]
     assert points == [("H100", b) for b in (64, 128, 256)] + sorted(("H200", b) for b in h200)
     assert len(by_rule["summary"]) == 1
     # Analysis jobs are small CPU jobs: no GPU asked for.
@@ -89,16 +123,12 @@ def test_reference_pipeline_jobs_went_through_sbatch(reference_on_slurm: tuple[P
 
 
 def test_reference_pipeline_on_slurm_equals_a_local_run(
-    reference_on_slurm: tuple[Path, str], bundled_campaign: BundledCampaign
+    reference_on_slurm: tuple[Path, str], reference_locally: Path
 ) -> None:
     slurm_dir, _ = reference_on_slurm
-    # The same campaign run locally by `snakemake --cores all` on a fresh copy: the session's run.
-    local_dir = bundled_campaign.workdir
-    _check(bundled_campaign.result, "local snakemake --cores all")
-    local, on_slurm = _outputs(local_dir), _outputs(slurm_dir)
-    assert len([k for k in local if k.endswith("summary.json")]) == 3 + len(
-        H200_POINTS
-    )  # 3 H100 (fixture) + the bundle's H200 runs
+    local, on_slurm = _outputs(reference_locally), _outputs(slurm_dir)
+    # 3 H100 (fixture) + the bundle's H200 runs of the cut campaign
+    assert len([k for k in local if k.endswith("summary.json")]) == 3 + len(SUBSET_POINTS)
     assert local.keys() == on_slurm.keys()
     for key in local:
         assert on_slurm[key] == local[key], key
@@ -112,7 +142,8 @@ def qwen_added_on_slurm(reference_on_slurm: tuple[Path, str]) -> list[SubmittedJ
     profile's `retries: 1`) with more time and memory. What matters is what is submitted, and how.
     """
     workdir, _ = reference_on_slurm
-    extra = with_qwen()
+    subset = yaml.safe_load((workdir / "subset.yaml").read_text())
+    extra = {**subset, "models": {QWEN: QWEN_ENTRY}, "sweeps": [*subset["sweeps"], QWEN_SWEEP]}
     # Measurement jobs sized for the 2-core test node.
     extra["measurement"] = {"cpus_per_task": 1, "mem_mb": 1000, "runtime_min": 10}
     (workdir / "qwen.yaml").write_text(yaml.safe_dump(extra))
