@@ -77,7 +77,11 @@ def test_one_server_measures_each_batch_size_as_its_own_run(tmp_path):
         phases = doc["provenance"]["phases"]
         assert phases["server_start"][1] <= phases["idle_baseline"][0] < phases["idle_baseline"][1]
         assert phases["idle_baseline"][1] <= phases["load"][0]
-        assert doc["provenance"]["idle_baseline"]["mean_power_w"] == {"0": pytest.approx(300, abs=0.01)}
+        base = doc["provenance"]["idle_baseline"]
+        # 1 mJ of counter rounding at each interpolated end, and a sample's timestamp and its counter
+        # read apart by tens of µs on a loaded machine (23 mJ seen over this 1 s): 50 mJ of the span's
+        # energy, as test_e2e_cpu allows its window
+        assert base["mean_power_w"] == {"0": pytest.approx(300, abs=0.05 / base["duration_s"])}
         # The engine, not the client, held the batch: B streams at once, the headroom waited.
         server = pl.read_parquet(root / str(b) / "server.parquet")
         assert server["running"].max() == b and server["waiting"].max() > 0

@@ -330,3 +330,35 @@ def test_the_warmup_reads_the_streams_when_the_engine_has_no_token_counter():
     assert rec["mean_response_s"] == pytest.approx(2.0)
     assert rec["warmup_end"] == pytest.approx(first + 2.0) == rec["steady_start"]
     assert clock.now == pytest.approx(first + 2.0 + 4.0, abs=0.3)
+
+
+def test_convergence_waits_for_the_estimate_to_cover_the_window():
+    """Power rows that arrive behind the clock (a sampler on a loaded host): the window is long enough
+    and the CI met on its first intervals, but the load goes on until the estimate's intervals span
+    the whole target window."""
+    clock = Clock()
+    targets = SaturateConfig(target_window_s=20, target_ci=0.02, max_load_s=60, interval_s=2)
+    sampled: list[dict] = []
+    server: list[dict] = []
+    lag = 3.0  # the rows the sampler has handed over reach 3 s before now
+    conv = Convergence(
+        targets,
+        4,
+        server_rows=lambda: server,
+        power_rows=lambda: [r for r in sampled if r["t"] <= clock.now - lag],
+        clock=clock,
+    )
+    results = [RequestResult(request_id=i, t_send=clock.now) for i in range(6)]
+    energy, reason = 0.0, None
+    while reason is None:
+        clock.now += 0.5
+        energy += 100.0 * 0.5
+        sampled.append({"t": clock.now, "gpu": 0, "power_w": 100.0, "energy_j": energy})
+        server.append({"t": clock.now, "running": 4.0 if clock.now >= 1002 else 2.0})
+        _stream(results, clock.now - 0.25, 5)
+        reason = conv(results)
+    rec = conv.record(reason, clock.now)
+    assert reason == CONVERGED and rec["steady_start"] == 1002.0
+    assert rec["n_intervals"] >= 10 and rec["ci_rel"] <= 0.02  # 10 x 2 s = the target window
+    assert rec["window_s"] >= 20.0 + lag - 0.5  # it waited for the lagging rows
+    assert rec["j_per_token"] == pytest.approx(100.0 / 10, rel=1e-9)

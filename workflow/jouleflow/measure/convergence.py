@@ -10,8 +10,10 @@ energy (sampled power, trapezoids) and its streamed tokens, and analysis.uncerta
 into the batch-means J/token and its 95% confidence half-width: the same math the summary applies
 to the recorded traces; nothing before the steady start counts.
 
-Stop with "converged" once the window is at least `target_window_s` long and the relative
-half-width is at most `target_ci`; at `max_load_s` after the load began stop anyway with
+Stop with "converged" once the window is at least `target_window_s` long, the estimate covers it
+(its whole intervals span `target_window_s`: the power sampler's rows and the engine's counter arrive
+a little behind the clock, and a loaded host once stopped a 6 s window on 5 of its 6 intervals), and
+the relative half-width is at most `target_ci`; at `max_load_s` after the load began stop anyway with
 "time limit: J/token ±X% after Y s" (the analysis flags such a run), or, still inside the
 warm-up, "time limit: warm-up (...) not over after Y s". Without an energy sensor there is no
 J/token: the load stops once the window reaches `target_window_s`.
@@ -225,13 +227,18 @@ class Convergence:
             if self.power_rows is None:
                 return WINDOW_REACHED
             rel = self.estimate.rel_half_width if self.estimate else None
-            if rel is not None and rel <= self.targets.target_ci:
+            if rel is not None and rel <= self.targets.target_ci and self._estimate_covers_window():
                 return CONVERGED
         if now - self.t0 >= self.targets.max_load_s:
             if self.full_at is not None and self.start is None:
                 return f"time limit: warm-up ({self.warmup.describe(self.full_at)}) not over after {now - self.t0:.0f} s"
             return f"time limit: J/token {self.ci_text()} after {now - self.t0:.0f} s"
         return None
+
+    def _estimate_covers_window(self) -> bool:
+        """The estimate's whole intervals span the target window (not a shorter prefix of it)."""
+        needed = int(self.targets.target_window_s / self.targets.interval_s + 1e-9)
+        return self.estimate is not None and self.estimate.n_intervals >= needed
 
     def ci_text(self) -> str:
         rel = self.estimate.rel_half_width if self.estimate else None
