@@ -53,7 +53,7 @@ def _outputs(workdir: Path) -> dict[str, object]:
 
 # The default campaign cut to three of its sweeps, some batch sizes each: every kind of job (LLM and
 # diffusion points, attribution, frontiers, comparisons, the page) at a tenth of its SLURM jobs. Each
-# job is a Snakemake process of its own; the whole campaign took 20 of CI's 90 minutes on 2 cores.
+# job is a Snakemake process of its own; the whole campaign took 19 minutes of a 2-core CI machine.
 SUBSET_SWEEPS = {"llama-3.1-8b-h100": None, "llama-3.1-8b-h200": [64, 256], "pixart-sigma-h200": [1, 16]}
 SUBSET_POINTS = {
     *(f"lm-arena-chat/{LLAMA_SLUG}{p}/H200/tp1/{b}" for p in ("", "@fp8") for b in (64, 256)),

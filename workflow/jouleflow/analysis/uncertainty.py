@@ -77,11 +77,17 @@ def batch_means(values: Sequence[float]) -> BatchMeans:
     return BatchMeans(k, mean, half, rel, None if rel is not None else "the mean is zero")
 
 
-def interval_edges(start: float, end: float, interval_s: float) -> list[float]:
-    """k + 1 edges of the k whole intervals of length `interval_s` from `start` within [start, end]."""
+def whole_intervals(span_s: float, interval_s: float) -> int:
+    """How many whole intervals of `interval_s` fit in `span_s` (a span of exactly k intervals
+    counts k, whatever the floating-point rounding of the division)."""
     if not interval_s > 0:
         raise ValueError(f"interval_s must be > 0, got {interval_s}")
-    k = int(math.floor((end - start) / interval_s + 1e-9)) if end > start else 0
+    return int(math.floor(span_s / interval_s + 1e-9)) if span_s > 0 else 0
+
+
+def interval_edges(start: float, end: float, interval_s: float) -> list[float]:
+    """k + 1 edges of the k whole intervals of length `interval_s` from `start` within [start, end]."""
+    k = whole_intervals(end - start, interval_s)
     return [start + i * interval_s for i in range(k + 1)] if k else []
 
 

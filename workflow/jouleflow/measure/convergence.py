@@ -45,6 +45,7 @@ from jouleflow.analysis.uncertainty import (
     counter_per_interval,
     energy_per_interval,
     j_per_token_values,
+    whole_intervals,
 )
 from jouleflow.analysis.validity import DEFAULT_THRESHOLDS
 from jouleflow.measure.jobconfig import LLMJobConfig, SaturateConfig
@@ -237,7 +238,7 @@ class Convergence:
 
     def _estimate_covers_window(self) -> bool:
         """The estimate's whole intervals span the target window (not a shorter prefix of it)."""
-        needed = int(self.targets.target_window_s / self.targets.interval_s + 1e-9)
+        needed = whole_intervals(self.targets.target_window_s, self.targets.interval_s)
         return self.estimate is not None and self.estimate.n_intervals >= needed
 
     def ci_text(self) -> str:
